@@ -1,0 +1,194 @@
+import { v4 as uuidv4 } from 'uuid';
+import type { CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
+import { decodeEntry, encodeEntry } from './entry-codec.js';
+import { regionKey, type ProtocolContext } from './protocol-context.js';
+
+/** Why a read was not served from the cache. */
+export type MissReason = 'absent' | 'locked' | 'leased' | 'stale' | 'foreign' | 'unavailable' | 'region-locked';
+
+/**
+ * Permission to fill a key after reading the database, valid only while nothing touched the key (or its regions)
+ * since it was granted. Pass it to {@link CacheReader.fill} or {@link CacheReader.abandon}.
+ */
+export interface FillTicket {
+  readonly key: string;
+  /** @internal */
+  readonly cas: CasToken;
+  /** @internal region generations current when the lease was taken */
+  readonly generations: ReadonlyMap<string, string>;
+}
+
+/** The outcome of reading one key. */
+export type CacheRead =
+  | { readonly status: 'hit'; readonly payload: Buffer }
+  | { readonly status: 'miss'; readonly reason: MissReason; readonly ticket: FillTicket | undefined };
+
+/** Read options. */
+export interface ReadOptions {
+  /** Regions (tables) the values were read from; a value is served only while their generations are unchanged. */
+  readonly regions?: readonly string[];
+  /** Take fill leases on misses (default true). Reads that must not fill (inside a writing transaction) say false. */
+  readonly lease?: boolean;
+}
+
+const NO_REGIONS: readonly string[] = [];
+
+/**
+ * The read side: hits, misses, and fills guarded by leases (Facebook-lease / IdentityCache fill-lock style).
+ *
+ * LOADS: `readMany` (one round trip per server for the keys and their regions; a second one takes leases for the
+ * misses), then the caller reads the database, then `fill` with the ticket (one CAS), or `abandon` it. A writer's
+ * lock, a promote or an eviction between lease and fill voids the lease, so a value read before a commit can never
+ * be stored after it.
+ */
+export class CacheReader {
+  constructor(private readonly ctx: ProtocolContext) {}
+
+  /** Reads many keys that share the same regions. */
+  async readMany(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
+    const { store, stats } = this.ctx;
+    const regions = options.regions ?? NO_REGIONS;
+    const regionKeys = regions.map(regionKey);
+    const fetched = await store.getMulti(regionKeys.length > 0 ? [...keys, ...regionKeys] : keys);
+
+    // Current generation of every region, or why none can be trusted.
+    const generations = new Map<string, string>();
+    let regionProblem: MissReason | undefined;
+    const regionOps: StoreOp[] = [];
+    regions.forEach((region, i) => {
+      const key = regionKeys[i] as string;
+      if (fetched.failed.has(key)) return void (regionProblem ??= 'unavailable');
+      const item = fetched.items.get(key);
+      const entry = item ? decodeEntry(item.value) : undefined;
+      if (entry?.kind === 'generation') return void generations.set(region, entry.id);
+      if (entry?.kind === 'lock') return void (regionProblem = 'region-locked');
+      // Absent, or not ours: start a fresh generation, which no stored result can carry.
+      if (entry) stats.foreignEntries++;
+      const id = uuidv4();
+      generations.set(region, id);
+      const value = encodeEntry({ kind: 'generation', id });
+      regionOps.push(item ? { op: 'cas', key, value, ttl: 0, cas: item.cas } : { op: 'add', key, value, ttl: 0 });
+    });
+
+    const reads = new Map<string, CacheRead>();
+    const leaseOps: StoreOp[] = [];
+    const leaseKeys: Array<{ key: string; reason: MissReason }> = [];
+    const wantLease = options.lease ?? true;
+    for (const key of keys) {
+      if (reads.has(key)) continue;
+      const failure = fetched.failed.get(key);
+      if (failure) {
+        stats.error(failure.kind);
+        reads.set(key, miss('unavailable'));
+        continue;
+      }
+      const item = fetched.items.get(key);
+      const entry = item ? decodeEntry(item.value) : undefined;
+      let reason: MissReason;
+      if (entry === undefined) reason = 'absent';
+      else if (entry.kind === 'value') {
+        if (regionProblem === undefined && regionOps.length === 0 && sameGenerations(entry.generations, generations)) {
+          stats.hits++;
+          reads.set(key, { status: 'hit', payload: entry.payload });
+          continue;
+        }
+        stats.staleResults++;
+        reason = 'stale';
+      } else if (entry.kind === 'lock') {
+        stats.lockBypasses++;
+        reason = 'locked';
+      } else if (entry.kind === 'lease') reason = 'leased';
+      else {
+        stats.foreignEntries++;
+        reason = 'foreign';
+      }
+      stats.misses++;
+      reads.set(key, miss(reason));
+      if (!wantLease || regionProblem !== undefined || reason === 'locked' || reason === 'leased') continue;
+      const value = encodeEntry({ kind: 'lease', token: uuidv4() });
+      const ttl = this.ctx.options.leaseTtlSeconds;
+      leaseOps.push(item ? { op: 'cas', key, value, ttl, cas: item.cas } : { op: 'add', key, value, ttl });
+      leaseKeys.push({ key, reason });
+    }
+    if (leaseOps.length === 0) return reads;
+
+    const results = (await store.execute([...regionOps, ...leaseOps])) as StoreResult[];
+    const regionsReady = results.slice(0, regionOps.length).every((r) => r.status === 'stored');
+    const leases = results.slice(regionOps.length);
+    leases.forEach((result, i) => {
+      const { key, reason } = leaseKeys[i] as { key: string; reason: MissReason };
+      if (result.status !== 'stored') return;
+      const ticket: FillTicket = { key, cas: result.cas, generations };
+      if (regionsReady) reads.set(key, { status: 'miss', reason, ticket });
+      else void this.abandon(ticket);
+    });
+    return reads;
+  }
+
+  /** Reads one key. */
+  async read(key: string, options: ReadOptions = {}): Promise<CacheRead> {
+    return (await this.readMany([key], options)).get(key) as CacheRead;
+  }
+
+  /**
+   * Stores a value read from the database under a ticket. Returns false, storing nothing, when the lease was voided
+   * (the key was locked, promoted or evicted since): that value may predate a commit.
+   */
+  async fill(ticket: FillTicket, payload: Buffer, ttlSeconds?: number): Promise<boolean> {
+    const { store, stats, options } = this.ctx;
+    const value = encodeEntry({ kind: 'value', generations: ticket.generations, payload });
+    const [result] = await store.execute([{ op: 'cas', key: ticket.key, value, ttl: ttlSeconds ?? options.valueTtlSeconds, cas: ticket.cas }] as const);
+    if (result.status === 'stored') {
+      stats.puts++;
+      return true;
+    }
+    if (result.status === 'error') {
+      stats.error(result.error.kind);
+      if (result.error.kind === 'too_large') await this.abandon(ticket);
+    } else stats.staleFillsRefused++;
+    return false;
+  }
+
+  /** Gives a lease back without filling, so other readers need not wait for it to expire. */
+  async abandon(ticket: FillTicket): Promise<void> {
+    await this.ctx.store.execute([{ op: 'delete', key: ticket.key, cas: ticket.cas }] as const);
+  }
+
+  /**
+   * Read-through: a hit returns the cached payload; a miss loads from the database and fills under a lease.
+   * A miss on a key another reader is filling waits up to `leaseWaitMs` for its value, then loads without filling.
+   * `load` returning undefined means "do not cache".
+   */
+  async fetch(key: string, load: () => Promise<Buffer | undefined>, options: ReadOptions & { ttlSeconds?: number } = {}): Promise<Buffer | undefined> {
+    const deadline = Date.now() + this.ctx.options.leaseWaitMs;
+    for (let pause = 2; ; pause = Math.min(pause * 2, 25)) {
+      const read = await this.read(key, options);
+      if (read.status === 'hit') return read.payload;
+      if (read.ticket) {
+        let loaded: Buffer | undefined;
+        try {
+          loaded = await load();
+        } catch (error) {
+          await this.abandon(read.ticket);
+          throw error;
+        }
+        if (loaded === undefined) await this.abandon(read.ticket);
+        else await this.fill(read.ticket, loaded, options.ttlSeconds);
+        return loaded;
+      }
+      if (read.reason !== 'leased' || Date.now() + pause > deadline) return load();
+      this.ctx.stats.leaseWaits++;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+}
+
+function miss(reason: MissReason): CacheRead {
+  return { status: 'miss', reason, ticket: undefined };
+}
+
+function sameGenerations(stored: ReadonlyMap<string, string>, current: ReadonlyMap<string, string>): boolean {
+  if (stored.size !== current.size) return false;
+  for (const [region, id] of current) if (stored.get(region) !== id) return false;
+  return true;
+}

@@ -1,0 +1,224 @@
+import { v4 as uuidv4 } from 'uuid';
+import type { StoreError } from '../store/store-errors.js';
+import type { KnownState, TransitionOutcome } from './cas-batch.js';
+import { applyTransitions } from './cas-batch.js';
+import type { Entry } from './entry.js';
+import { prepareTransition, promoteTransition, releaseTransition, type KeyRole } from './key-transitions.js';
+import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
+import { regionKey, type ProtocolContext } from './protocol-context.js';
+import type { SqlRunner } from './sql-runner.js';
+
+/** Where a {@link CacheTransaction} is in its life. */
+export type CacheTransactionState = 'open' | 'prepared' | 'promoted' | 'released';
+
+/** What promote or release did. */
+export interface CompletionReport {
+  readonly txId: string;
+  /** Keys written with their new value. */
+  readonly written: number;
+  /** Keys evicted (or, for regions, given a new generation). */
+  readonly evicted: number;
+  /** Keys that could not be reached; lock expiry and the sweeper take care of them. */
+  readonly unresolved: number;
+}
+
+const CARRIED_DONE_IDS = 500;
+
+/**
+ * The cache side of one database transaction. Call protocol, in this order:
+ *
+ * 1. while the transaction runs: {@link invalidate} / {@link put} the item keys it changes and
+ *    {@link touchRegions} the tables it writes;
+ * 2. just before the database COMMIT, inside the transaction: {@link prepare} — locks every key (one round trip
+ *    to read, one to write) while inserting the transaction's log row through the same database connection;
+ * 3. after COMMIT returned: {@link promote}; after ROLLBACK: {@link release}. If COMMIT's outcome is unknown,
+ *    call neither: the locks expire, and if the transaction did commit the sweeper finds its log row.
+ *
+ * Races it prevents: a reader that loaded the old row before the commit cannot fill it afterwards (the lock voids
+ * its lease); a crash between COMMIT and promote leaves keys locked, never stale; two writers on one key leave it
+ * evicted rather than holding the older value.
+ */
+export class CacheTransaction {
+  /** The transaction id written into locks and the log. */
+  readonly id: string = uuidv4();
+  #state: CacheTransactionState = 'open';
+  readonly #items = new Map<string, Entry | undefined>();
+  readonly #valueTtls = new Map<string, number>();
+  readonly #regions = new Set<string>();
+  #locked = new Map<string, KnownState>();
+  #carriedDone: string[] = [];
+  #degraded = false;
+  #xid: string | undefined;
+
+  /** @internal built by `XaCache.begin()` */
+  constructor(private readonly ctx: ProtocolContext) {}
+
+  /** Where the transaction is in its life. */
+  get state(): CacheTransactionState {
+    return this.#state;
+  }
+
+  /** PostgreSQL's id of the database transaction, known after prepare. */
+  get xid(): string | undefined {
+    return this.#xid;
+  }
+
+  /** True when the `degrade` policy let it commit although some keys could not be locked. */
+  get degraded(): boolean {
+    return this.#degraded;
+  }
+
+  /** True when nothing was touched: prepare, promote and release are then free. */
+  get isEmpty(): boolean {
+    return this.#items.size === 0 && this.#regions.size === 0;
+  }
+
+  /** Item keys changed by this transaction whose new value is not known: they will be evicted. */
+  invalidate(keys: Iterable<string>): void {
+    this.#assertOpen('invalidate');
+    for (const key of keys) {
+      if (key.startsWith('r:')) throw new TypeError(`item keys may not start with "r:" (reserved for regions): ${key}`);
+      this.#items.set(key, undefined);
+    }
+  }
+
+  /** An item key whose exact committed value is known: promote writes it, unless another writer raced. */
+  put(key: string, payload: Buffer, ttlSeconds?: number): void {
+    this.#assertOpen('put');
+    this.invalidate([key]);
+    this.#items.set(key, { kind: 'value', generations: new Map(), payload });
+    if (ttlSeconds !== undefined) this.#valueTtls.set(key, ttlSeconds);
+  }
+
+  /** Regions (tables) this transaction writes: every query result read from them is invalidated. */
+  touchRegions(regions: Iterable<string>): void {
+    this.#assertOpen('touchRegions');
+    for (const region of regions) this.#regions.add(region);
+  }
+
+  /** The item keys and regions touched so far. */
+  get touched(): { keys: string[]; regions: string[] } {
+    return { keys: [...this.#items.keys()], regions: [...this.#regions] };
+  }
+
+  /**
+   * Phase one, inside the database transaction and just before its COMMIT. Throws {@link CachePrepareError}
+   * (after releasing what it locked) when the `strict` policy forbids the commit; the caller must then roll back.
+   */
+  async prepare(db: SqlRunner): Promise<void> {
+    this.#assertOpen('prepare');
+    this.#state = 'prepared';
+    if (this.isEmpty) return;
+    const { log, options, doneQueue, stats } = this.ctx;
+    const { keys, regions } = this.touched;
+    this.#carriedDone = doneQueue.take(CARRIED_DONE_IDS);
+    const [recorded, locked] = await Promise.allSettled([
+      log.record(db, this.id, keys, regions, this.#carriedDone),
+      this.#apply((key, role, current) => prepareTransition(current, this.id, role)),
+    ]);
+    stats.prepares++;
+    if (locked.status === 'fulfilled') this.#remember(locked.value);
+    const failures = locked.status === 'fulfilled' ? failuresOf(locked.value) : new Map<string, StoreError | 'contended'>();
+    if (recorded.status === 'rejected') {
+      await this.release();
+      throw recorded.reason;
+    }
+    this.#xid = recorded.value;
+    if (locked.status === 'rejected') {
+      await this.release();
+      throw locked.reason;
+    }
+    if (failures.size > 0) {
+      if (options.failurePolicy === 'strict') {
+        await this.release();
+        throw new CachePrepareError(this.id, failures);
+      }
+      this.#degraded = true;
+      stats.degradedCommits++;
+      options.logger?.('warn', 'committing with cache keys that could not be locked (failure policy "degrade")', {
+        txId: this.id,
+        keys: [...failures.keys()].slice(0, 20),
+      });
+    }
+  }
+
+  /** Phase two after COMMIT: writes known values, evicts the rest, and queues the log row for lazy deletion. */
+  async promote(): Promise<CompletionReport> {
+    if (this.#state !== 'prepared') throw new ProtocolStateError(this.id, this.#state, 'promote');
+    this.#state = 'promoted';
+    const { doneQueue, stats } = this.ctx;
+    // Our committed statement deleted these rows: they are gone for good.
+    this.#carriedDone = [];
+    if (this.isEmpty) return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
+    const outcomes = await this.#apply((key, role, current) => promoteTransition(current, this.id, role, this.#items.get(key)), this.#locked);
+    stats.promotes++;
+    const report = this.#report(outcomes);
+    stats.evictions += report.evicted;
+    stats.unresolvedKeys += report.unresolved;
+    if (report.unresolved === 0 && !this.#degraded) doneQueue.push(this.id);
+    else this.ctx.options.logger?.('warn', 'promote left keys unresolved; the recovery sweeper will finish them', { txId: this.id, unresolved: report.unresolved });
+    return report;
+  }
+
+  /** Phase two after ROLLBACK (or a failed prepare): removes this transaction's locks. */
+  async release(): Promise<CompletionReport> {
+    if (this.#state === 'released') return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
+    if (this.#state === 'promoted') throw new ProtocolStateError(this.id, this.#state, 'release');
+    const wasPrepared = this.#state === 'prepared';
+    this.#state = 'released';
+    // Our rolled-back statement did not delete these rows after all.
+    this.ctx.doneQueue.push(...this.#carriedDone);
+    this.#carriedDone = [];
+    if (!wasPrepared || this.isEmpty) return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
+    const outcomes = await this.#apply((_key, role, current) => releaseTransition(current, this.id, role), this.#locked);
+    this.ctx.stats.releases++;
+    return this.#report(outcomes);
+  }
+
+  #apply(decide: (key: string, role: KeyRole, current: Parameters<typeof prepareTransition>[0]) => ReturnType<typeof prepareTransition>, known?: ReadonlyMap<string, KnownState>): Promise<Map<string, TransitionOutcome>> {
+    const storeKeys: string[] = [...this.#items.keys()];
+    const roles = new Map<string, KeyRole>();
+    for (const region of this.#regions) {
+      const key = regionKey(region);
+      storeKeys.push(key);
+      roles.set(key, 'region');
+    }
+    return applyTransitions(this.ctx.store, storeKeys, (key, current) => decide(key, roles.get(key) ?? 'item', current), this.ctx.ttls(this.#valueTtls), {
+      known,
+      maxRounds: this.ctx.options.maxCasRounds,
+      onForeign: () => this.ctx.stats.foreignEntries++,
+    });
+  }
+
+  #remember(outcomes: Map<string, TransitionOutcome>): void {
+    this.#locked = new Map();
+    for (const [key, outcome] of outcomes) if (outcome.status === 'done') this.#locked.set(key, outcome.state);
+  }
+
+  #report(outcomes: Map<string, TransitionOutcome>): CompletionReport {
+    let written = 0;
+    let evicted = 0;
+    let unresolved = 0;
+    for (const outcome of outcomes.values()) {
+      if (outcome.status !== 'done') {
+        unresolved++;
+        if (outcome.status === 'failed') this.ctx.stats.error(outcome.error.kind);
+      } else if (outcome.state.entry?.kind === 'value') written++;
+      else if (outcome.state.entry === undefined || outcome.state.entry.kind === 'generation') evicted++;
+    }
+    return { txId: this.id, written, evicted, unresolved };
+  }
+
+  #assertOpen(call: string): void {
+    if (this.#state !== 'open') throw new ProtocolStateError(this.id, this.#state, call);
+  }
+}
+
+function failuresOf(outcomes: Map<string, TransitionOutcome>): Map<string, StoreError | 'contended'> {
+  const failures = new Map<string, StoreError | 'contended'>();
+  for (const [key, outcome] of outcomes) {
+    if (outcome.status === 'failed') failures.set(key, outcome.error);
+    else if (outcome.status === 'contended') failures.set(key, 'contended');
+  }
+  return failures;
+}

@@ -1,0 +1,110 @@
+import type { CacheStore, CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
+import type { StoreError } from '../store/store-errors.js';
+import type { DecodedEntry, Entry } from './entry.js';
+import { decodeEntry, encodeEntry } from './entry-codec.js';
+import type { Transition } from './key-transitions.js';
+
+/** What a key is known to hold, with the token to change it. */
+export interface KnownState {
+  readonly entry: DecodedEntry | undefined;
+  readonly cas: CasToken | undefined;
+}
+
+/** How a transition on one key ended. */
+export type TransitionOutcome =
+  | { readonly status: 'done'; readonly state: KnownState }
+  | { readonly status: 'failed'; readonly error: StoreError }
+  | { readonly status: 'contended' };
+
+/** TTLs, in seconds, for each TTL class of {@link Transition}. */
+export interface TransitionTtls {
+  readonly lock: number;
+  readonly forever: number;
+  value(key: string): number;
+}
+
+/**
+ * Moves many keys through a transition with compare-and-swap, all keys of one round in one pipelined
+ * {@link CacheStore.execute} call: round one reads the keys (unless their state is already known from an earlier
+ * write), round two writes; only keys that lost a race are read and written again, up to `maxRounds` times.
+ * A key's transition is recomputed from what it holds now each time, so the result is as if the transition had
+ * been applied atomically.
+ */
+export async function applyTransitions(
+  store: CacheStore,
+  keys: readonly string[],
+  decide: (key: string, current: DecodedEntry | undefined) => Transition,
+  ttls: TransitionTtls,
+  options: { known?: ReadonlyMap<string, KnownState>; maxRounds: number; onForeign?: (key: string) => void },
+): Promise<Map<string, TransitionOutcome>> {
+  const outcomes = new Map<string, TransitionOutcome>();
+  const known = new Map<string, KnownState>();
+  let toRead: string[] = [];
+  for (const key of keys) {
+    const state = options.known?.get(key);
+    if (state) known.set(key, state);
+    else toRead.push(key);
+  }
+  for (let round = 0; round < options.maxRounds && (toRead.length > 0 || known.size > 0); round++) {
+    if (toRead.length > 0) {
+      const read = await store.getMulti(toRead);
+      for (const key of toRead) {
+        const failure = read.failed.get(key);
+        if (failure) {
+          outcomes.set(key, { status: 'failed', error: failure });
+          continue;
+        }
+        const item = read.items.get(key);
+        const entry = item ? decodeEntry(item.value) : undefined;
+        if (entry?.kind === 'foreign') options.onForeign?.(key);
+        known.set(key, { entry, cas: item?.cas });
+      }
+      toRead = [];
+    }
+    const ops: StoreOp[] = [];
+    const pending: Array<{ key: string; next: Entry | undefined }> = [];
+    for (const [key, state] of known) {
+      const transition = decide(key, state.entry);
+      if (transition.action === 'keep') {
+        outcomes.set(key, { status: 'done', state });
+        continue;
+      }
+      if (transition.action === 'delete') {
+        // Absent already: nothing to delete.
+        if (state.cas === undefined) {
+          outcomes.set(key, { status: 'done', state });
+          continue;
+        }
+        ops.push({ op: 'delete', key, cas: state.cas });
+        pending.push({ key, next: undefined });
+        continue;
+      }
+      const value = encodeEntry(transition.entry);
+      const ttl = transition.ttl === 'lock' ? ttls.lock : transition.ttl === 'forever' ? ttls.forever : ttls.value(key);
+      ops.push(state.cas === undefined ? { op: 'add', key, value, ttl } : { op: 'cas', key, value, ttl, cas: state.cas });
+      pending.push({ key, next: transition.entry });
+    }
+    known.clear();
+    if (ops.length === 0) break;
+    const results = (await store.execute(ops)) as StoreResult[];
+    results.forEach((result, i) => {
+      const { key, next } = pending[i] as { key: string; next: Entry | undefined };
+      switch (result.status) {
+        case 'stored':
+          outcomes.set(key, { status: 'done', state: { entry: next, cas: result.cas } });
+          break;
+        case 'deleted':
+          outcomes.set(key, { status: 'done', state: { entry: undefined, cas: undefined } });
+          break;
+        case 'error':
+          outcomes.set(key, { status: 'failed', error: result.error });
+          break;
+        default:
+          // exists / not_found: someone changed the key since we read it; read it again.
+          toRead.push(key);
+      }
+    });
+  }
+  for (const key of toRead) if (!outcomes.has(key)) outcomes.set(key, { status: 'contended' });
+  return outcomes;
+}

@@ -1,0 +1,42 @@
+import type { CacheStore } from '../store/cache-store.js';
+import type { CacheStats } from './cache-stats.js';
+import type { TransitionTtls } from './cas-batch.js';
+import type { ResolvedProtocolOptions } from './protocol-options.js';
+import type { TransactionLog } from './transaction-log.js';
+
+/** What the pieces of one {@link XaCache} share. Internal. */
+export interface ProtocolContext {
+  readonly store: CacheStore;
+  readonly options: ResolvedProtocolOptions;
+  readonly stats: CacheStats;
+  readonly log: TransactionLog;
+  readonly doneQueue: DoneQueue;
+  /** TTLs for transitions, with per-key value TTLs. */
+  ttls(valueTtl?: ReadonlyMap<string, number>): TransitionTtls;
+}
+
+/** Store key of a region's generation. Item keys may not start with this prefix. */
+export function regionKey(region: string): string {
+  return `r:${region}`;
+}
+
+/**
+ * Transaction ids whose log rows can be deleted because every key was promoted. The next transaction's log insert
+ * deletes them in the same statement; a rollback of that transaction puts them back.
+ */
+export class DoneQueue {
+  #ids: string[] = [];
+
+  push(...ids: string[]): void {
+    this.#ids.push(...ids);
+  }
+
+  /** Takes up to `max` ids to carry in a statement. */
+  take(max: number): string[] {
+    return this.#ids.splice(0, max);
+  }
+
+  get size(): number {
+    return this.#ids.length;
+  }
+}

@@ -1,0 +1,76 @@
+import { ProtocolConfigError } from './protocol-errors.js';
+
+/**
+ * What happens to a write transaction when memcached cannot be reached while it prepares.
+ *
+ * - `strict` (default): the database transaction is aborted with {@link CachePrepareError}. No reader anywhere can
+ *   be served a pre-commit value; writes to keys on an unreachable server fail until it is back.
+ * - `degrade`: the transaction commits. The keys it could not lock stay in the durable log until the recovery
+ *   sweeper applies them; until then, a process that still reaches that server may serve their old values for at
+ *   most the sweeper interval after the server is reachable again (see docs/protocol.md, "Failure policy").
+ */
+export type FailurePolicy = 'strict' | 'degrade';
+
+/** A structured log line; the library never prints on its own. */
+export type ProtocolLogger = (level: 'debug' | 'info' | 'warn' | 'error', message: string, data?: Record<string, unknown>) => void;
+
+/** Settings of the two-phase protocol. */
+export interface ProtocolOptions {
+  /** How long a prepare lock protects a key if its transaction never finishes, in seconds. Default 30. */
+  lockTtlSeconds?: number;
+  /** How long a reader's fill lease lives, in seconds. Default 10. */
+  leaseTtlSeconds?: number;
+  /** How long a reader waits for another reader's lease before reading the database without filling. Default 100. */
+  leaseWaitMs?: number;
+  /** Default TTL of cached values, in seconds (0: until evicted). Default 3600. */
+  valueTtlSeconds?: number;
+  /** See {@link FailurePolicy}. Default `strict`. */
+  failurePolicy?: FailurePolicy;
+  /** The transaction log table, optionally schema-qualified. Default `xa_cache_log`. */
+  logTable?: string;
+  /** Compare-and-swap rounds per key before a transition gives up as contended. Default 8. */
+  maxCasRounds?: number;
+  /** Log sink. */
+  logger?: ProtocolLogger;
+}
+
+/** {@link ProtocolOptions} with every default applied. */
+export type ResolvedProtocolOptions = Required<Omit<ProtocolOptions, 'logger'>> & { logger: ProtocolLogger | undefined };
+
+const MAX_TTL = 30 * 24 * 3600;
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/;
+
+/** Applies defaults and checks every setting, throwing {@link ProtocolConfigError} that says what to fix. */
+export function resolveProtocolOptions(options: ProtocolOptions = {}): ResolvedProtocolOptions {
+  const resolved: ResolvedProtocolOptions = {
+    lockTtlSeconds: options.lockTtlSeconds ?? 30,
+    leaseTtlSeconds: options.leaseTtlSeconds ?? 10,
+    leaseWaitMs: options.leaseWaitMs ?? 100,
+    valueTtlSeconds: options.valueTtlSeconds ?? 3600,
+    failurePolicy: options.failurePolicy ?? 'strict',
+    logTable: options.logTable ?? 'xa_cache_log',
+    maxCasRounds: options.maxCasRounds ?? 8,
+    logger: options.logger,
+  };
+  integer('lockTtlSeconds', resolved.lockTtlSeconds, 1, MAX_TTL);
+  integer('leaseTtlSeconds', resolved.leaseTtlSeconds, 1, MAX_TTL);
+  integer('leaseWaitMs', resolved.leaseWaitMs, 0, 60_000);
+  integer('valueTtlSeconds', resolved.valueTtlSeconds, 0, MAX_TTL);
+  integer('maxCasRounds', resolved.maxCasRounds, 1, 100);
+  if (resolved.failurePolicy !== 'strict' && resolved.failurePolicy !== 'degrade') {
+    throw ProtocolConfigError.invalid('failurePolicy', resolved.failurePolicy, "'strict' or 'degrade'");
+  }
+  if (typeof resolved.logTable !== 'string' || !IDENTIFIER.test(resolved.logTable)) {
+    throw ProtocolConfigError.invalid('logTable', resolved.logTable, 'a table name, optionally schema-qualified (letters, digits, underscores)');
+  }
+  if (resolved.logger !== undefined && typeof resolved.logger !== 'function') {
+    throw ProtocolConfigError.invalid('logger', resolved.logger, 'a function (level, message, data)');
+  }
+  return resolved;
+}
+
+function integer(name: string, value: unknown, min: number, max: number): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw ProtocolConfigError.invalid(name, value, `an integer from ${min} to ${max}`);
+  }
+}

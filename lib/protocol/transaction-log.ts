@@ -1,0 +1,135 @@
+import type { SqlRunner } from './sql-runner.js';
+
+/** One row of the transaction log, as read back. */
+export interface LogRow {
+  readonly txId: string;
+  /** PostgreSQL's transaction id (`xid8`) of the transaction that wrote the row. */
+  readonly xid: string;
+  readonly keys: readonly string[];
+  readonly regions: readonly string[];
+  /** Age in milliseconds by the database's clock. */
+  readonly ageMs: number;
+}
+
+/** What PostgreSQL says became of a transaction (`pg_xact_status`); `unknown` when it no longer knows. */
+export type DatabaseOutcome = 'committed' | 'aborted' | 'in progress' | 'unknown';
+
+/**
+ * The durable commit decision, Logging-Last-Resource style: a row naming the transaction and its cache keys is
+ * inserted inside the application's own database transaction, so the row exists exactly when the transaction
+ * committed. Rows are deleted lazily and in batches once the keys were promoted; rows that remain are in doubt
+ * and the recovery sweeper resolves them.
+ *
+ * All timing (ages, claims) uses the database's clock, never the application's.
+ */
+export class TransactionLog {
+  readonly #table: string;
+
+  /** @param table a validated, optionally schema-qualified table name */
+  constructor(table: string) {
+    this.#table = table;
+  }
+
+  /** The table name. */
+  get table(): string {
+    return this.#table;
+  }
+
+  /** The DDL that creates the table and its index; idempotent. Ship it in a migration, or let `ensureTable` run it. */
+  ddl(): string[] {
+    const index = `${this.#table.replace('.', '_')}_created_at_idx`;
+    return [
+      `CREATE TABLE IF NOT EXISTS ${this.#table} (
+  tx_id uuid PRIMARY KEY,
+  xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  keys text[] NOT NULL,
+  regions text[] NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  claimed_until timestamptz
+)`,
+      `CREATE INDEX IF NOT EXISTS ${index} ON ${this.#table} (created_at)`,
+    ];
+  }
+
+  /** Creates the table if absent. Concurrent callers are serialised with an advisory lock. */
+  async ensureTable(db: SqlRunner): Promise<void> {
+    const statements = this.ddl().map((s) => s.replaceAll("'", "''"));
+    await db.query(`DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext('${this.#table}')); EXECUTE '${statements[0]}'; EXECUTE '${statements[1]}'; END $$`);
+  }
+
+  /**
+   * The one statement a committing transaction runs inside its database transaction: it inserts this
+   * transaction's row and, in the same statement, deletes rows of earlier transactions that were fully promoted.
+   * Returns the PostgreSQL transaction id.
+   */
+  async record(db: SqlRunner, txId: string, keys: readonly string[], regions: readonly string[], doneTxIds: readonly string[]): Promise<string> {
+    const insert = `INSERT INTO ${this.#table} (tx_id, keys, regions) VALUES ($1, $2, $3) RETURNING xid::text AS xid`;
+    const sql = doneTxIds.length > 0 ? `WITH done AS (DELETE FROM ${this.#table} WHERE tx_id = ANY($4::uuid[])) ${insert}` : insert;
+    const params: unknown[] = [txId, keys, regions];
+    if (doneTxIds.length > 0) params.push(doneTxIds);
+    const { rows } = await db.query(sql, params);
+    return String((rows[0] as { xid: string }).xid);
+  }
+
+  /** Deletes rows of fully promoted transactions. */
+  async deleteRows(db: SqlRunner, txIds: readonly string[]): Promise<void> {
+    if (txIds.length === 0) return;
+    await db.query(`DELETE FROM ${this.#table} WHERE tx_id = ANY($1::uuid[])`, [txIds]);
+  }
+
+  /**
+   * Claims up to `limit` rows older than `minAgeMs` for `claimMs`, skipping rows another sweeper holds, in one
+   * autocommit statement. A sweeper that dies loses its claim when it expires.
+   */
+  async claim(db: SqlRunner, limit: number, minAgeMs: number, claimMs: number): Promise<LogRow[]> {
+    const { rows } = await db.query(
+      `UPDATE ${this.#table} AS l SET claimed_until = now() + make_interval(secs => $3::float8 / 1000)
+        WHERE l.tx_id IN (
+          SELECT tx_id FROM ${this.#table}
+           WHERE created_at <= now() - make_interval(secs => $2::float8 / 1000)
+             AND (claimed_until IS NULL OR claimed_until < now())
+           ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+        RETURNING l.tx_id::text AS tx_id, l.xid::text AS xid, l.keys, l.regions,
+                  (extract(epoch FROM now() - l.created_at) * 1000)::float8 AS age_ms`,
+      [limit, minAgeMs, claimMs],
+    );
+    return rows.map(toLogRow);
+  }
+
+  /** Lists rows, oldest first, with what PostgreSQL says of each transaction. */
+  async list(db: SqlRunner, limit: number): Promise<Array<LogRow & { outcome: DatabaseOutcome }>> {
+    const { rows } = await db.query(
+      `SELECT tx_id::text AS tx_id, xid::text AS xid, keys, regions,
+              (extract(epoch FROM now() - created_at) * 1000)::float8 AS age_ms,
+              pg_xact_status(xid) AS outcome
+         FROM ${this.#table} ORDER BY created_at LIMIT $1`,
+      [limit],
+    );
+    return rows.map((r) => ({ ...toLogRow(r), outcome: toOutcome((r as { outcome: string | null }).outcome) }));
+  }
+
+  /** Counts the rows. */
+  async count(db: SqlRunner): Promise<number> {
+    const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${this.#table}`);
+    return (rows[0] as { n: number }).n;
+  }
+
+  /** What PostgreSQL says became of a transaction id. */
+  async outcome(db: SqlRunner, xid: string): Promise<DatabaseOutcome> {
+    try {
+      const { rows } = await db.query('SELECT pg_xact_status($1::xid8) AS outcome', [xid]);
+      return toOutcome((rows[0] as { outcome: string | null }).outcome);
+    } catch {
+      return 'unknown';
+    }
+  }
+}
+
+function toLogRow(raw: object): LogRow {
+  const r = raw as { tx_id: string; xid: string; keys: string[]; regions: string[]; age_ms: number };
+  return { txId: r.tx_id, xid: r.xid, keys: r.keys, regions: r.regions, ageMs: Number(r.age_ms) };
+}
+
+function toOutcome(status: string | null): DatabaseOutcome {
+  return status === 'committed' || status === 'aborted' || status === 'in progress' ? status : 'unknown';
+}
