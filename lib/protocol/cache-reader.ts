@@ -103,6 +103,7 @@ export class CacheReader {
         reason = 'foreign';
       }
       stats.misses++;
+      if (regionProblem !== undefined && reason !== 'locked' && reason !== 'leased') reason = regionProblem;
       reads.set(key, miss(reason));
       if (!wantLease || regionProblem !== undefined || reason === 'locked' || reason === 'leased') continue;
       const value = encodeEntry({ kind: 'lease', token: uuidv4() });
@@ -117,6 +118,8 @@ export class CacheReader {
     const leases = results.slice(regionOps.length);
     leases.forEach((result, i) => {
       const { key, reason } = leaseKeys[i] as { key: string; reason: MissReason };
+      // Another reader's lease got there first: wait for its value rather than load as well.
+      if (result.status === 'exists') return void reads.set(key, miss('leased'));
       if (result.status !== 'stored') return;
       const ticket: FillTicket = { key, cas: result.cas, generations };
       if (regionsReady) reads.set(key, { status: 'miss', reason, ticket });

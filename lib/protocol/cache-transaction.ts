@@ -2,8 +2,8 @@ import { v4 as uuidv4 } from 'uuid';
 import type { StoreError } from '../store/store-errors.js';
 import type { KnownState, TransitionOutcome } from './cas-batch.js';
 import { applyTransitions } from './cas-batch.js';
-import type { Entry } from './entry.js';
-import { prepareTransition, promoteTransition, releaseTransition, type KeyRole } from './key-transitions.js';
+import type { DecodedEntry, Entry } from './entry.js';
+import { prepareTransition, promoteTransition, releaseTransition, type KeyRole, type Transition } from './key-transitions.js';
 import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
 import { regionKey, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
@@ -150,7 +150,16 @@ export class CacheTransaction {
     // Our committed statement deleted these rows: they are gone for good.
     this.#carriedDone = [];
     if (this.isEmpty) return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
-    const outcomes = await this.#apply((key, role, current) => promoteTransition(current, this.id, role, this.#items.get(key)), this.#locked);
+    const decide = (key: string, role: KeyRole, current: DecodedEntry | undefined): Transition => promoteTransition(current, this.id, role, this.#items.get(key));
+    const hook = this.ctx.options.midPromoteHook;
+    let outcomes: Map<string, TransitionOutcome>;
+    if (hook) {
+      const keys = this.#storeKeys();
+      const half = Math.ceil(keys.length / 2);
+      outcomes = await this.#apply(decide, this.#locked, keys.slice(0, half));
+      await hook(this.id);
+      for (const [key, outcome] of await this.#apply(decide, this.#locked, keys.slice(half))) outcomes.set(key, outcome);
+    } else outcomes = await this.#apply(decide, this.#locked);
     stats.promotes++;
     const report = this.#report(outcomes);
     stats.evictions += report.evicted;
@@ -175,15 +184,16 @@ export class CacheTransaction {
     return this.#report(outcomes);
   }
 
-  #apply(decide: (key: string, role: KeyRole, current: Parameters<typeof prepareTransition>[0]) => ReturnType<typeof prepareTransition>, known?: ReadonlyMap<string, KnownState>): Promise<Map<string, TransitionOutcome>> {
-    const storeKeys: string[] = [...this.#items.keys()];
-    const roles = new Map<string, KeyRole>();
-    for (const region of this.#regions) {
-      const key = regionKey(region);
-      storeKeys.push(key);
-      roles.set(key, 'region');
-    }
-    return applyTransitions(this.ctx.store, storeKeys, (key, current) => decide(key, roles.get(key) ?? 'item', current), this.ctx.ttls(this.#valueTtls), {
+  #storeKeys(): string[] {
+    return [...this.#items.keys(), ...[...this.#regions].map(regionKey)];
+  }
+
+  #apply(
+    decide: (key: string, role: KeyRole, current: DecodedEntry | undefined) => Transition,
+    known?: ReadonlyMap<string, KnownState>,
+    keys: string[] = this.#storeKeys(),
+  ): Promise<Map<string, TransitionOutcome>> {
+    return applyTransitions(this.ctx.store, keys, (key, current) => decide(key, key.startsWith('r:') ? 'region' : 'item', current), this.ctx.ttls(this.#valueTtls), {
       known,
       maxRounds: this.ctx.options.maxCasRounds,
       onForeign: () => this.ctx.stats.foreignEntries++,

@@ -32,10 +32,15 @@ export interface ProtocolOptions {
   maxCasRounds?: number;
   /** Log sink. */
   logger?: ProtocolLogger;
+  /**
+   * Test-only: awaited inside promote after the first half of the keys was promoted and before the rest, so a
+   * crash test can kill the process in the middle of promote. Never set it in production.
+   */
+  midPromoteHook?: (txId: string) => Promise<void>;
 }
 
 /** {@link ProtocolOptions} with every default applied. */
-export type ResolvedProtocolOptions = Required<Omit<ProtocolOptions, 'logger'>> & { logger: ProtocolLogger | undefined };
+export type ResolvedProtocolOptions = Required<Omit<ProtocolOptions, 'logger' | 'midPromoteHook'>> & Pick<ProtocolOptions, 'logger' | 'midPromoteHook'>;
 
 const MAX_TTL = 30 * 24 * 3600;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/;
@@ -51,6 +56,7 @@ export function resolveProtocolOptions(options: ProtocolOptions = {}): ResolvedP
     logTable: options.logTable ?? 'xa_cache_log',
     maxCasRounds: options.maxCasRounds ?? 8,
     logger: options.logger,
+    midPromoteHook: options.midPromoteHook,
   };
   integer('lockTtlSeconds', resolved.lockTtlSeconds, 1, MAX_TTL);
   integer('leaseTtlSeconds', resolved.leaseTtlSeconds, 1, MAX_TTL);

@@ -1,0 +1,108 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { sharedServers } from '../support/global-servers.js';
+import { ProtocolFixture } from '../support/protocol-fixture.js';
+import { decodeEntry } from '../../lib/protocol/entry-codec.js';
+import { regionKey } from '../../lib/protocol/protocol-context.js';
+
+const child = fileURLToPath(new URL('./crash-writer.js', import.meta.url));
+const LOCK_TTL = 2;
+
+/** Starts a writer process and SIGKILLs it once it reports it reached the crash point. */
+async function killWriterAt(crashAt: string, f: ProtocolFixture, ids: number[]): Promise<void> {
+  const s = sharedServers();
+  const proc = spawn(process.execPath, [child], {
+    env: { ...process.env, CRASH_AT: crashAt, MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: f.namespace, LOCK_TTL: String(LOCK_TTL), IDS: ids.join(',') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    proc.stdout.on('data', (d: Buffer) => {
+      if (d.toString().includes('READY')) resolve();
+    });
+    proc.once('exit', (code) => reject(new Error(`writer exited (${code}) before reaching ${crashAt}: ${stderr}`)));
+  });
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  proc.kill('SIGKILL');
+  await exited;
+}
+
+async function waitUntil(condition: () => Promise<boolean>, what: string, limitMs = 15_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('crash safety: a writer SIGKILLed between the phases', function () {
+  this.timeout(60_000);
+  let f: ProtocolFixture;
+  const ids = [1, 2, 3, 4];
+  const query = { regions: ['kv'] };
+
+  beforeEach(async () => {
+    const s = sharedServers();
+    f = await ProtocolFixture.create(s.memcachedAddresses, s.db, { protocol: { lockTtlSeconds: LOCK_TTL } });
+    await f.seed(ids);
+    // Warm the cache with the old values and an old query result, so any stale value would show.
+    for (const id of ids) await f.read(id);
+    await f.cache.reader.fetch('q:all', async () => Buffer.from('old'), query);
+  });
+
+  afterEach(async () => f.close());
+
+  /** Every read equals the database, at this instant: G2 across the crash. */
+  async function expectNothingStale(): Promise<void> {
+    for (const id of ids) expect(await f.read(id), `row ${id}`).to.deep.equal(await f.dbRow(id));
+    expect((await f.cache.reader.read('q:all', { ...query, lease: false })).status, 'query result').to.equal('miss');
+  }
+
+  async function lockedKeys(): Promise<string[]> {
+    const keys = [...ids.map((id) => `kv:${id}`), regionKey('kv')];
+    const { items } = await f.store.getMulti(keys);
+    return keys.filter((k) => {
+      const item = items.get(k);
+      return item !== undefined && decodeEntry(item.value).kind === 'lock';
+    });
+  }
+
+  for (let run = 1; run <= 3; run++) {
+    it(`after prepare: the database rolls back, nothing stale is read, locks expire (run ${run})`, async () => {
+      await killWriterAt('after-prepare', f, ids.slice(0, run + 1));
+      await waitUntil(async () => (await f.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'`)).rows[0].n === 0, 'the killed backend to abort');
+      expect(await lockedKeys()).to.not.be.empty;
+      await expectNothingStale();
+      for (const id of ids) expect((await f.dbRow(id)).v).to.equal(1);
+      // Nothing committed, so nothing is logged: the locks expire on memcached's clock.
+      expect(await f.cache.log.count(f.pool)).to.equal(0);
+      await waitUntil(async () => (await lockedKeys()).length === 0, 'locks to expire');
+      await expectNothingStale();
+      expect(await f.cache.log.count(f.pool)).to.equal(0);
+    });
+
+    it(`after COMMIT, before promote: nothing stale is read and one sweep resolves everything (run ${run})`, async () => {
+      await killWriterAt('after-commit', f, ids.slice(0, run + 1));
+      expect((await f.dbRow(1)).v).to.equal(2);
+      expect(await lockedKeys()).to.not.be.empty;
+      await expectNothingStale();
+      const report = await f.cache.sweep(f.pool, { minAgeMs: 0 });
+      expect(report).to.include({ resolved: 1, unresolved: 0 });
+      expect(await lockedKeys()).to.be.empty;
+      expect(await f.cache.log.count(f.pool)).to.equal(0);
+      await expectNothingStale();
+    });
+
+    it(`in the middle of promote: nothing stale is read and one sweep resolves the rest (run ${run})`, async () => {
+      await killWriterAt('mid-promote', f, ids.slice(0, run + 1));
+      await expectNothingStale();
+      const report = await f.cache.sweep(f.pool, { minAgeMs: 0 });
+      expect(report).to.include({ resolved: 1, unresolved: 0 });
+      expect(await lockedKeys()).to.be.empty;
+      expect(await f.cache.log.count(f.pool)).to.equal(0);
+      await expectNothingStale();
+    });
+  }
+});

@@ -1,0 +1,247 @@
+import { expect } from 'chai';
+import { sharedServers } from '../support/global-servers.js';
+import { ProtocolFixture } from '../support/protocol-fixture.js';
+import { decodeEntry } from '../../lib/protocol/entry-codec.js';
+import { regionKey } from '../../lib/protocol/protocol-context.js';
+
+describe('two-phase protocol against real memcached and PostgreSQL', () => {
+  let f: ProtocolFixture;
+
+  beforeEach(async () => {
+    const s = sharedServers();
+    f = await ProtocolFixture.create(s.memcachedAddresses, s.db);
+    await f.seed([1, 2, 3]);
+  });
+
+  afterEach(async () => f.close());
+
+  const entryKind = async (key: string): Promise<string> => {
+    const r = await f.store.get(key);
+    return r.status === 'hit' ? decodeEntry(r.item.value).kind : r.status;
+  };
+
+  it('fills on a miss and serves the fill on the next read without the loader', async () => {
+    expect(await f.read(1)).to.deep.equal({ v: 1, token: 'seed' });
+    let loads = 0;
+    const payload = await f.cache.reader.fetch('kv:1', async () => {
+      loads++;
+      return Buffer.from('{}');
+    });
+    expect(loads).to.equal(0);
+    expect(JSON.parse(String(payload))).to.deep.equal({ v: 1, token: 'seed' });
+    expect(f.cache.stats.hits).to.equal(1);
+  });
+
+  it('serves the new value after a commit returns (promote writes the known value)', async () => {
+    await f.read(1);
+    const { token } = await f.write([1], { putValues: true });
+    const before = f.cache.stats.hits;
+    expect(await f.read(1)).to.deep.equal({ v: 2, token });
+    expect(f.cache.stats.hits).to.equal(before + 1);
+  });
+
+  it('evicts on commit when the value is not known, and the next read loads the committed row', async () => {
+    await f.read(1);
+    const { token } = await f.write([1]);
+    expect(await entryKind('kv:1')).to.equal('not_found');
+    expect(await f.read(1)).to.deep.equal({ v: 2, token });
+  });
+
+  it('treats a locked key as a miss that may not fill', async () => {
+    await f.read(1);
+    await f.write([1], {
+      at: async (phase) => {
+        if (phase !== 'prepared') return;
+        const read = await f.cache.reader.read('kv:1');
+        expect(read).to.include({ status: 'miss', reason: 'locked', ticket: undefined });
+      },
+    });
+  });
+
+  it('refuses a fill whose lease was taken before a writer prepared', async () => {
+    const read = await f.cache.reader.read('kv:1');
+    if (read.status !== 'miss' || !read.ticket) throw new Error('expected a lease');
+    const stale = await f.dbRow(1);
+    await f.write([1], { putValues: true });
+    expect(await f.cache.reader.fill(read.ticket, Buffer.from(JSON.stringify(stale)))).to.equal(false);
+    expect(f.cache.stats.staleFillsRefused).to.equal(1);
+    expect((await f.read(1)).v).to.equal(2);
+  });
+
+  it('refuses a fill racing each phase of a writer: lease before prepare, after prepare, after commit', async () => {
+    for (const phase of ['updated', 'prepared', 'committed'] as const) {
+      await f.cache.reader.read('kv:2'); // ensure nothing is cached
+      let ticket: Awaited<ReturnType<typeof f.cache.reader.read>> | undefined;
+      let stale: { v: number; token: string } | undefined;
+      const { versions } = await f.write([2], {
+        at: async (p) => {
+          if (p !== phase) return;
+          ticket = await f.cache.reader.read('kv:2');
+          stale = await f.dbRow(2); // not yet committed: the old row
+        },
+      });
+      if (ticket?.status === 'miss' && ticket.ticket) {
+        expect(await f.cache.reader.fill(ticket.ticket, Buffer.from(JSON.stringify(stale)))).to.equal(false);
+      }
+      expect((await f.read(2)).v, `lease taken at ${phase}`).to.equal(versions.get(2));
+    }
+  });
+
+  it('leaves no trace of a rollback: the old value is read and no lock remains', async () => {
+    await f.read(3);
+    await f.write([3], { rollback: true });
+    expect(await entryKind('kv:3')).to.equal('not_found');
+    expect(await f.read(3)).to.deep.equal({ v: 1, token: 'seed' });
+    expect(await f.cache.log.count(f.pool)).to.equal(0);
+  });
+
+  it('restores a region generation after a rollback, so query results stay valid', async () => {
+    const regions = ['kv'];
+    const load = async (): Promise<Buffer> => Buffer.from('[1,2,3]');
+    await f.cache.reader.fetch('q:all', load, { regions });
+    expect((await f.cache.reader.read('q:all', { regions })).status).to.equal('hit');
+    await f.write([1], { rollback: true, regions });
+    expect((await f.cache.reader.read('q:all', { regions })).status).to.equal('hit');
+    await f.write([1], { regions });
+    expect(await f.cache.reader.read('q:all', { regions })).to.include({ status: 'miss', reason: 'stale' });
+  });
+
+  it('invalidates query results of the regions written, and only those', async () => {
+    await f.cache.reader.fetch('q:books', async () => Buffer.from('b'), { regions: ['book'] });
+    await f.cache.reader.fetch('q:authors', async () => Buffer.from('a'), { regions: ['author'] });
+    await f.cache.reader.fetch('q:both', async () => Buffer.from('ab'), { regions: ['author', 'book'] });
+    await f.write([1], { regions: ['book'] });
+    expect((await f.cache.reader.read('q:books', { regions: ['book'] })).status).to.equal('miss');
+    expect((await f.cache.reader.read('q:both', { regions: ['author', 'book'] })).status).to.equal('miss');
+    expect((await f.cache.reader.read('q:authors', { regions: ['author'] })).status).to.equal('hit');
+  });
+
+  it('does not serve a query result filled while a writer of its region was in flight', async () => {
+    const regions = ['kv'];
+    await f.write([1], {
+      regions,
+      at: async (phase) => {
+        if (phase === 'committed') {
+          // Between COMMIT and promote the region is locked: a reader may not fill.
+          const read = await f.cache.reader.read('q:r', { regions });
+          expect(read).to.include({ status: 'miss', reason: 'region-locked', ticket: undefined });
+        }
+      },
+    });
+  });
+
+  describe('two writers on one key', () => {
+    const value = (v: number): Buffer => Buffer.from(JSON.stringify({ v, token: String(v) }));
+
+    for (const firstCommits of ['A', 'B'] as const) {
+      it(`never leaves the older value cached (writer ${firstCommits} commits first)`, async () => {
+        const other = await f.sibling(sharedServers().memcachedAddresses, sharedServers().db);
+        try {
+          const a = await f.prepared(['kv:1'], value(10));
+          const b = await other.prepared(['kv:1'], value(20));
+          if (firstCommits === 'A') {
+            await a.commit();
+            expect(await entryKind('kv:1'), 'B still holds its lock').to.equal('lock');
+            await b.commit();
+          } else {
+            await b.commit();
+            await a.commit();
+          }
+          // A lock two writers shared ends evicted: neither may know it holds the newest value.
+          expect(await entryKind('kv:1')).to.equal('not_found');
+        } finally {
+          await other.close();
+        }
+      });
+    }
+
+    it('keeps the key locked for the other writer when one rolls back', async () => {
+      const other = await f.sibling(sharedServers().memcachedAddresses, sharedServers().db);
+      try {
+        const a = await f.prepared(['kv:1'], value(10));
+        const b = await other.prepared(['kv:1'], value(20));
+        await b.rollback();
+        expect(await entryKind('kv:1')).to.equal('lock');
+        expect((await f.cache.reader.read('kv:1')).status).to.equal('miss');
+        await a.commit();
+        expect(await entryKind('kv:1')).to.equal('not_found');
+      } finally {
+        await other.close();
+      }
+    });
+
+    it('writes the value when a second writer only rolled back before the first prepared', async () => {
+      const b = await f.prepared(['kv:1'], value(20));
+      await b.rollback();
+      const a = await f.prepared(['kv:1'], value(10));
+      await a.commit();
+      expect(await entryKind('kv:1')).to.equal('value');
+    });
+  });
+
+  it('reads garbage bytes under a key as a miss, counts them, and replaces them with a fill', async () => {
+    await f.store.execute([{ op: 'set', key: 'kv:1', value: Buffer.from('\x00\xffnot ours'), ttl: 0 }] as const);
+    expect((await f.cache.reader.read('kv:1', { lease: false })).status).to.equal('miss');
+    expect(await f.read(1)).to.deep.equal({ v: 1, token: 'seed' });
+    expect(f.cache.stats.foreignEntries).to.be.greaterThan(0);
+    expect(await entryKind('kv:1')).to.equal('value');
+  });
+
+  it('treats garbage under a region key as an unknown generation', async () => {
+    await f.cache.reader.fetch('q:x', async () => Buffer.from('x'), { regions: ['kv'] });
+    await f.store.execute([{ op: 'set', key: regionKey('kv'), value: Buffer.from('garbage'), ttl: 0 }] as const);
+    expect((await f.cache.reader.read('q:x', { regions: ['kv'] })).status).to.equal('miss');
+  });
+
+  it('lets concurrent missers wait for one lease holder instead of all loading', async () => {
+    let loads = 0;
+    const load = async (): Promise<Buffer> => {
+      loads++;
+      await new Promise((r) => setTimeout(r, 30));
+      return Buffer.from('{"v":1,"token":"seed"}');
+    };
+    const cache = f.cache;
+    const results = await Promise.all(Array.from({ length: 10 }, () => cache.reader.fetch('kv:herd', load)));
+    expect(results.every((r) => String(r) === '{"v":1,"token":"seed"}')).to.equal(true);
+    expect(loads).to.be.lessThan(10);
+    expect(cache.stats.leaseWaits).to.be.greaterThan(0);
+  });
+
+  it('prepares any number of keys in two round trips per server and promotes them in one', async () => {
+    const keys = Array.from({ length: 100 }, (_, i) => `many:${i}`);
+    const servers = new Set(keys.map((k) => f.store.serverFor(k))).size;
+    const client = await f.pool.connect();
+    try {
+      const tx = f.cache.begin();
+      tx.invalidate(keys);
+      await client.query('BEGIN');
+      let before = f.store.counters.roundTrips;
+      await tx.prepare(client);
+      expect(f.store.counters.roundTrips - before).to.equal(2 * servers);
+      await client.query('COMMIT');
+      before = f.store.counters.roundTrips;
+      await tx.promote();
+      expect(f.store.counters.roundTrips - before).to.equal(servers);
+    } finally {
+      client.release();
+    }
+  });
+
+  it('writes exactly one log row inside the transaction, and deletes it lazily with a later transaction', async () => {
+    await f.write([1]);
+    expect(await f.cache.log.count(f.pool)).to.equal(1);
+    expect(f.cache.pendingLogDeletes).to.equal(1);
+    await f.write([2]);
+    // The second transaction's statement deleted the first row; its own row waits in turn.
+    expect(await f.cache.log.count(f.pool)).to.equal(1);
+    await f.cache.flushLogDeletes(f.pool);
+    expect(await f.cache.log.count(f.pool)).to.equal(0);
+  });
+
+  it('puts lazily deleted ids back when the carrying transaction rolls back', async () => {
+    await f.write([1]);
+    await f.write([2], { rollback: true });
+    expect(f.cache.pendingLogDeletes).to.equal(1);
+    expect(await f.cache.log.count(f.pool)).to.equal(1);
+  });
+});
