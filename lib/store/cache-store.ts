@@ -88,9 +88,12 @@ export type StoreResultOf<O extends StoreOp> = O extends { op: 'get' }
 
 /** Counters a store keeps about its own traffic; tests use them to count round trips. */
 export interface StoreCounters {
-  /** Batches written to a server socket and answered: one per server per {@link CacheStore.execute} call. */
+  /**
+   * Batches written to a server socket, counted when written: one per server per {@link CacheStore.execute} call
+   * (calls made in the same microtask may share one write, and then count once).
+   */
   roundTrips: number;
-  /** Individual memcached requests sent. */
+  /** Individual memcached requests sent (one per operation; operations answered without sending are not counted). */
   requests: number;
   /** Operations that ended in `error`, by error name. */
   errors: Record<string, number>;
@@ -119,7 +122,10 @@ export interface CacheStore {
   readonly maxValueBytes: number;
   /** Traffic counters. */
   readonly counters: StoreCounters;
-  /** Closes every connection; pending operations fail with `unavailable`. */
+  /**
+   * Closes every connection. Operations issued before the call settle first (each within its deadline);
+   * operations issued afterwards fail with `unavailable`.
+   */
   close(): Promise<void>;
 }
 

@@ -52,9 +52,17 @@ export class StoreTimeoutError extends StoreError {
   static connectionLost(op: string, key: string | undefined, server: string): StoreTimeoutError {
     return new StoreTimeoutError(`connection to memcached server ${server} was lost during ${op}`, op, key, server, op !== 'get');
   }
+
+  /** The connection was still being established when the deadline passed; the request was never sent. */
+  static notSent(op: string, key: string | undefined, server: string, ms: number): StoreTimeoutError {
+    return new StoreTimeoutError(`memcached server ${server} could not be reached for ${op} within ${ms} ms; nothing was sent`, op, key, server, false);
+  }
 }
 
-/** The value is larger than the server accepts; it was not sent. */
+/**
+ * The value is larger than the store or the server accepts; it was not stored. When `server` is set, the server
+ * refused it (its item size limit, memcached `-I`, is below the store's `limit`); otherwise it was never sent.
+ */
 export class ValueTooLargeError extends StoreError {
   readonly kind = 'too_large' as const;
   readonly outcomeUnknown = false;
@@ -64,8 +72,16 @@ export class ValueTooLargeError extends StoreError {
     key: string,
     readonly size: number,
     readonly limit: number,
+    server?: string,
   ) {
-    super(`value of ${size} bytes for ${op} exceeds the limit of ${limit} bytes`, op, key, undefined);
+    super(
+      server === undefined
+        ? `value of ${size} bytes for ${op} exceeds the limit of ${limit} bytes`
+        : `memcached server ${server} refused a value of ${size} bytes for ${op} as too large; lower maxValueBytes (now ${limit}) to the server's item size limit (-I)`,
+      op,
+      key,
+      server,
+    );
   }
 }
 
@@ -89,4 +105,19 @@ export class StoreProtocolError extends StoreError {
 export class StoreInputError extends StoreError {
   readonly kind = 'bad_input' as const;
   readonly outcomeUnknown = false;
+}
+
+/**
+ * The store was configured wrongly (no servers, a malformed address, a negative timeout...). Thrown by the
+ * constructor, never reported as an operation result; the message says what to fix.
+ */
+export class StoreConfigError extends Error {
+  constructor(
+    message: string,
+    /** The option at fault. */
+    readonly option: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
 }

@@ -1,0 +1,158 @@
+import type {
+  CacheStore,
+  CasToken,
+  MultiGetResult,
+  StoreCounters,
+  StoreOp,
+  StoreResult,
+  StoreResultOf,
+  StoredItem,
+} from './cache-store.js';
+import { EXISTS_RESULT } from './answer-mapper.js';
+import { ExecuteCall } from './execute-call.js';
+import { KetamaRing } from './ketama-ring.js';
+import { KeyBuilder } from './key-builder.js';
+import { MemcachedConnection } from './memcached-connection.js';
+import { resolveStoreOptions, type MemcachedStoreOptions, type ResolvedStoreOptions } from './memcached-store-options.js';
+import { checkOp } from './op-checks.js';
+import { RequestBatch } from './request-batch.js';
+import { StoreInputError, StoreUnavailableError, type StoreError } from './store-errors.js';
+
+type ExecuteResults<Ops extends readonly StoreOp[]> = { -readonly [I in keyof Ops]: StoreResultOf<Ops[I]> };
+
+/**
+ * A {@link CacheStore} on memcached's binary protocol, over memjs's `Server`.
+ *
+ * Each `execute` writes the operations bound for one server in one socket write (calls made in the same
+ * microtask share it) and settles every operation within `timeoutMs`. A server that fails is refused for
+ * `retryAfterMs`, its keys answered `unavailable`; keys never move to another server. See docs/store.md.
+ */
+export class MemcachedStore implements CacheStore {
+  /** @inheritDoc */
+  readonly counters: StoreCounters = { roundTrips: 0, requests: 0, errors: {}, hashedKeys: 0 };
+  /** @inheritDoc */
+  readonly maxValueBytes: number;
+  readonly #options: ResolvedStoreOptions;
+  readonly #ring: KetamaRing;
+  readonly #keys: KeyBuilder;
+  readonly #connections: readonly MemcachedConnection[];
+  #closed = false;
+
+  /** Checks the options (throwing `StoreConfigError`); connections open on first use. */
+  constructor(options: MemcachedStoreOptions) {
+    this.#options = resolveStoreOptions(options);
+    this.maxValueBytes = this.#options.maxValueBytes;
+    this.#ring = new KetamaRing(this.#options.servers.map((s) => s.address));
+    this.#keys = new KeyBuilder(this.#options.namespace, this.counters);
+    const settings = { ...this.#options, counters: this.counters };
+    this.#connections = this.#options.servers.map((server) => new MemcachedConnection(server, settings));
+  }
+
+  /** Same as the constructor, for symmetry with other stores. */
+  static create(options: MemcachedStoreOptions): MemcachedStore {
+    return new MemcachedStore(options);
+  }
+
+  /** @inheritDoc */
+  execute<const Ops extends readonly StoreOp[]>(ops: Ops): Promise<ExecuteResults<Ops>> {
+    const call = new ExecuteCall(ops.length, false, this.counters);
+    this.#submit(ops, call);
+    return call.promise as Promise<ExecuteResults<Ops>>;
+  }
+
+  /** @inheritDoc */
+  get(key: string): Promise<StoreResultOf<{ op: 'get'; key: string }>> {
+    const call = new ExecuteCall(1, true, this.counters);
+    this.#submit([{ op: 'get', key }], call);
+    return call.promise as Promise<StoreResultOf<{ op: 'get'; key: string }>>;
+  }
+
+  /** @inheritDoc */
+  async getMulti(keys: readonly string[]): Promise<MultiGetResult> {
+    const unique = [...new Set(keys)];
+    const results = await this.execute(unique.map((key) => ({ op: 'get', key }) as const));
+    const items = new Map<string, StoredItem>();
+    const failed = new Map<string, StoreError>();
+    results.forEach((result, i) => {
+      const key = unique[i] as string;
+      if (result.status === 'hit') items.set(key, result.item);
+      else if (result.status === 'error') failed.set(key, result.error);
+    });
+    return { items, failed };
+  }
+
+  /** @inheritDoc */
+  serverFor(key: string): string {
+    return this.#ring.serverFor(this.#keys.build(key, false));
+  }
+
+  /** The memcached key a logical key is stored under (namespaced, hashed if needed), for operators and tests. */
+  keyFor(key: string): string {
+    return this.#keys.build(key, false);
+  }
+
+  /**
+   * @inheritDoc
+   * Operations issued before `close` settle normally (each within its deadline) before the sockets close;
+   * operations issued afterwards fail with `unavailable`.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#connections.map((connection) => connection.drain()));
+  }
+
+  #submit(ops: readonly StoreOp[], call: ExecuteCall): void {
+    const now = performance.now();
+    const connections = this.#connections;
+    const batches = new Array<RequestBatch | undefined>(connections.length);
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i] as StoreOp;
+      const bad = checkOp(op, this.maxValueBytes);
+      if (bad) {
+        call.settle(i, { status: 'error', error: bad });
+        continue;
+      }
+      const key = this.#keys.build(op.key);
+      const s = this.#ring.indexFor(key);
+      const connection = connections[s] as MemcachedConnection;
+      if (this.#closed || !connection.usable(now)) {
+        const cause = this.#closed ? new Error('the store is closed') : connection.lastFailure;
+        call.settle(i, { status: 'error', error: StoreUnavailableError.serverDown(op.op, op.key, connection.address, cause) });
+        continue;
+      }
+      const token = op.op === 'cas' || op.op === 'delete' ? op.cas : undefined;
+      if (token !== undefined) {
+        const refused = this.#checkToken(op, token, connection);
+        if (refused) {
+          call.settle(i, refused);
+          continue;
+        }
+      }
+      let batch = batches[s];
+      if (batch === undefined) {
+        batch = new RequestBatch(call, connection.address, connection.epoch, this.maxValueBytes);
+        batches[s] = batch;
+      }
+      batch.add(op, i, key);
+    }
+    for (let s = 0; s < batches.length; s++) {
+      const batch = batches[s];
+      if (batch === undefined) continue;
+      call.addBatch();
+      (connections[s] as MemcachedConnection).enqueue(batch, now);
+    }
+    call.start();
+  }
+
+  /** A token of another server is a caller's mistake; one of an earlier connection may match a foreign item. */
+  #checkToken(op: StoreOp, token: CasToken, connection: MemcachedConnection): StoreResult | undefined {
+    if (typeof token !== 'object' || token === null || typeof token.value !== 'bigint' || token.value < 0n || token.value >= 2n ** 64n) {
+      return { status: 'error', error: new StoreInputError(`${op.op} needs a CAS token from a get or a write`, op.op, op.key, connection.address) };
+    }
+    if (token.server !== connection.address) {
+      const message = `${op.op} got a CAS token of ${token.server} for a key on ${connection.address}`;
+      return { status: 'error', error: new StoreInputError(message, op.op, op.key, connection.address) };
+    }
+    return token.epoch === connection.epoch ? undefined : EXISTS_RESULT;
+  }
+}
