@@ -21,7 +21,13 @@ export interface FillTicket {
 /** The outcome of reading one key. */
 export type CacheRead =
   | { readonly status: 'hit'; readonly payload: Buffer }
-  | { readonly status: 'miss'; readonly reason: MissReason; readonly ticket: FillTicket | undefined };
+  | {
+      readonly status: 'miss';
+      readonly reason: MissReason;
+      readonly ticket: FillTicket | undefined;
+      /** For a value read under other regions than asked for: the regions it was stored with. */
+      readonly storedRegions?: readonly string[];
+    };
 
 /** Read options. */
 export interface ReadOptions {
@@ -71,6 +77,7 @@ export class CacheReader {
     });
 
     const reads = new Map<string, CacheRead>();
+    const storedRegions = new Map<string, string[]>();
     const leaseOps: StoreOp[] = [];
     const leaseKeys: Array<{ key: string; reason: MissReason }> = [];
     const wantLease = options.lease ?? true;
@@ -94,6 +101,7 @@ export class CacheReader {
         }
         stats.staleResults++;
         reason = 'stale';
+        if (!sameRegions(entry.generations, regions)) storedRegions.set(key, [...entry.generations.keys()]);
       } else if (entry.kind === 'lock') {
         stats.lockBypasses++;
         reason = 'locked';
@@ -104,7 +112,7 @@ export class CacheReader {
       }
       stats.misses++;
       if (regionProblem !== undefined && reason !== 'locked' && reason !== 'leased') reason = regionProblem;
-      reads.set(key, miss(reason));
+      reads.set(key, { status: 'miss', reason, ticket: undefined, storedRegions: storedRegions.get(key) });
       if (!wantLease || regionProblem !== undefined || reason === 'locked' || reason === 'leased') continue;
       const value = encodeEntry({ kind: 'lease', token: uuidv4() });
       const ttl = this.ctx.options.leaseTtlSeconds;
@@ -122,7 +130,7 @@ export class CacheReader {
       if (result.status === 'exists') return void reads.set(key, miss('leased'));
       if (result.status !== 'stored') return;
       const ticket: FillTicket = { key, cas: result.cas, generations };
-      if (regionsReady) reads.set(key, { status: 'miss', reason, ticket });
+      if (regionsReady) reads.set(key, { status: 'miss', reason, ticket, storedRegions: storedRegions.get(key) });
       else void this.abandon(ticket);
     });
     return reads;
@@ -188,6 +196,10 @@ export class CacheReader {
 
 function miss(reason: MissReason): CacheRead {
   return { status: 'miss', reason, ticket: undefined };
+}
+
+function sameRegions(stored: ReadonlyMap<string, string>, asked: readonly string[]): boolean {
+  return stored.size === asked.length && asked.every((region) => stored.has(region));
 }
 
 function sameGenerations(stored: ReadonlyMap<string, string>, current: ReadonlyMap<string, string>): boolean {

@@ -1,4 +1,7 @@
+import { v4 as uuidv4 } from 'uuid';
 import type { CacheStore } from '../store/cache-store.js';
+import { applyTransitions } from './cas-batch.js';
+import { promoteTransition } from './key-transitions.js';
 import { CacheReader } from './cache-reader.js';
 import { CacheStats } from './cache-stats.js';
 import { CacheTransaction } from './cache-transaction.js';
@@ -47,6 +50,17 @@ export class XaCache {
   /** Starts the cache side of a database transaction. */
   begin(): CacheTransaction {
     return new CacheTransaction(this.#ctx);
+  }
+
+  /**
+   * Evicts keys now, outside any transaction (an explicit `clearCache`): values and leases are deleted, locks of
+   * running transactions are marked concurrent so their holders will not write values over the eviction.
+   */
+  async evict(keys: readonly string[]): Promise<void> {
+    const outsider = uuidv4();
+    await applyTransitions(this.store, keys, (_key, current) => promoteTransition(current, outsider, 'item', undefined), this.#ctx.ttls(), {
+      maxRounds: this.options.maxCasRounds,
+    });
   }
 
   /** Creates the log table if it does not exist. */

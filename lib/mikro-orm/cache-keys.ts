@@ -1,0 +1,45 @@
+import type { EntityMetadata } from '@mikro-orm/core';
+
+/**
+ * The key namespace of the MikroORM layer (the store adds its own prefix, and hashes keys over 250 bytes):
+ *
+ * | key | holds |
+ * | --- | --- |
+ * | `e:<schema>.<table>:<pk>` | one row, as the driver returns it |
+ * | `c:<schema>.<table>.<property>:<pk>` | the member primary keys of one owner's collection |
+ * | `q:<MikroORM result-cache key>` | one query result |
+ *
+ * Regions (tables), whose generations invalidate whole groups of entries:
+ *
+ * | region | written by | read by |
+ * | --- | --- | --- |
+ * | `t:<schema>.<table>` | every write to the table | query results that read it |
+ * | `rows:<schema>.<table>` | writes whose rows cannot be named (raw SQL, bulk updates) | rows of the table |
+ * | `coll:<schema>.<table>` | writes to a child or pivot table outside a unit-of-work flush | collections kept in it |
+ */
+export const keys = {
+  row: (table: string, pk: string): string => `e:${table}:${pk}`,
+  collection: (ownerTable: string, property: string, pk: string): string => `c:${ownerTable}.${property}:${pk}`,
+  query: (resultCacheKey: string): string => `q:${resultCacheKey}`,
+};
+
+/** Region names. */
+export const regions = {
+  query: (table: string): string => `t:${table}`,
+  rows: (table: string): string => `rows:${table}`,
+  collections: (table: string): string => `coll:${table}`,
+};
+
+/** `schema.table` of an entity's root table in the schema a call runs against. */
+export function qualifiedTable(meta: EntityMetadata, schema: string | undefined, defaultSchema: string): string {
+  const root = meta.root ?? meta;
+  const effective = schema ?? (root.schema && root.schema !== '*' ? root.schema : undefined) ?? defaultSchema;
+  return `${effective}.${root.tableName}`;
+}
+
+/** A primary key value as it appears in keys: stable across number/string/bigint/Date forms of the same value. */
+export function pkString(value: unknown): string {
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'object' && value !== null) return JSON.stringify(value);
+  return String(value);
+}

@@ -1,0 +1,33 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/** Tables a cached query read, collected while it runs, so its result is invalidated when any of them changes. */
+export class QueryScope {
+  readonly tables = new Set<string>();
+}
+
+/**
+ * What the code running now is doing, carried through awaits: the connection sees every statement but not who
+ * issued it, so the entity manager and the driver say it here.
+ */
+export interface CallContext {
+  /** A query whose result may be cached is running: record the tables it reads. */
+  readonly query?: QueryScope;
+  /** A unit-of-work flush is running: its collection changes are named precisely by the subscriber. */
+  readonly uowFlush?: boolean;
+  /** The driver already named the rows this statement changes (a write by primary key). */
+  readonly preciseRows?: boolean;
+  /** The driver already named the collections this statement changes (or it changes none). */
+  readonly preciseCollections?: boolean;
+}
+
+const storage = new AsyncLocalStorage<CallContext>();
+
+/** The current call context (empty outside any). */
+export function currentCall(): CallContext {
+  return storage.getStore() ?? {};
+}
+
+/** Runs `fn` with `extra` added to the current call context. */
+export function withCall<T>(extra: CallContext, fn: () => T): T {
+  return storage.run({ ...storage.getStore(), ...extra }, fn);
+}

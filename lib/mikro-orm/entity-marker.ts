@@ -1,0 +1,53 @@
+import type { EntityMetadata } from '@mikro-orm/core';
+
+/**
+ * How an entity takes part in the second-level cache. Set it with `xaCache: {...}` in `defineEntity` /
+ * `new EntitySchema`, or with the {@link Cacheable} decorator on a class.
+ */
+export interface EntityCacheSettings {
+  /** Seconds a cached row (and its collections) may live before memcached drops it. Default: the adapter's `rowTtlSeconds`. */
+  ttlSeconds?: number;
+  /**
+   * `read-write` (default): rows are cached and kept correct through the two-phase protocol.
+   * `read-only`: rows are cached and any write to the entity is refused with an error, as Hibernate's READ_ONLY
+   * strategy does: for reference data that never changes at run time.
+   */
+  strategy?: 'read-write' | 'read-only';
+  /** Cache the member ids of this entity's to-many collections (1:m and m:n). Default true. */
+  collections?: boolean;
+}
+
+declare module '@mikro-orm/core' {
+  interface EntityMetadata<Entity, Class> {
+    /** mikro-orm-xa-cache: cache this entity's rows by primary key (see `EntityCacheSettings`). */
+    xaCache?: EntityCacheSettings | boolean;
+  }
+}
+
+const DECORATED = Symbol.for('mikro-orm-xa-cache:entity');
+
+/**
+ * Class decorator marking an entity for the second-level cache (the decorator form of `xaCache` in
+ * `defineEntity`). Works with legacy (`experimentalDecorators`) and standard decorators.
+ */
+export function Cacheable(settings: EntityCacheSettings = {}): (target: abstract new (...args: never[]) => unknown, context?: unknown) => void {
+  return (target) => {
+    Object.defineProperty(target, DECORATED, { value: { ...settings }, enumerable: false });
+  };
+}
+
+/** The resolved cache settings of an entity, or undefined when it is not cached. */
+export interface ResolvedEntityCache {
+  readonly ttlSeconds: number | undefined;
+  readonly strategy: 'read-write' | 'read-only';
+  readonly collections: boolean;
+}
+
+/** Reads an entity's marker from its metadata or its class (the decorator). */
+export function entityCacheOf(meta: EntityMetadata): ResolvedEntityCache | undefined {
+  const fromClass = (meta.class as unknown as Record<symbol, EntityCacheSettings | undefined> | undefined)?.[DECORATED];
+  const raw = meta.xaCache ?? fromClass ?? meta.root?.xaCache ?? (meta.root?.class as unknown as Record<symbol, EntityCacheSettings | undefined> | undefined)?.[DECORATED];
+  if (raw === undefined || raw === false) return undefined;
+  const settings: EntityCacheSettings = raw === true ? {} : raw;
+  return { ttlSeconds: settings.ttlSeconds, strategy: settings.strategy ?? 'read-write', collections: settings.collections ?? true };
+}

@@ -1,0 +1,16 @@
+/**
+ * The MikroORM integration: the result-cache adapter, the XA driver and connection (row and collection cache,
+ * write tracking, the two phases around COMMIT), the entity manager, the flush subscriber, the entity marker and
+ * the one-call config helper. Imports `../protocol` and `../store`; nothing imports it but the package barrel.
+ *
+ * @packageDocumentation
+ */
+export { withXaCache } from './with-xa-cache.js';
+export { XaCacheAdapter, type XaCacheOptions } from './xa-cache-adapter.js';
+export { XaPostgreSqlDriver } from './xa-driver.js';
+export { XaPostgreSqlConnection } from './xa-connection.js';
+export { XaEntityManager } from './xa-entity-manager.js';
+export { XaSubscriber } from './xa-subscriber.js';
+export { Cacheable, entityCacheOf, type EntityCacheSettings, type ResolvedEntityCache } from './entity-marker.js';
+export { XaConfigError, ReadOnlyEntityError } from './xa-errors.js';
+export { statementTables, type StatementTables } from './sql-tables.js';

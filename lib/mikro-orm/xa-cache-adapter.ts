@@ -1,0 +1,179 @@
+import type { CacheAdapter } from '@mikro-orm/core';
+import { XaCache } from '../protocol/xa-cache.js';
+import type { FillTicket } from '../protocol/cache-reader.js';
+import type { ProtocolOptions } from '../protocol/protocol-options.js';
+import { MemcachedStore } from '../store/memcached-store.js';
+import type { MemcachedStoreOptions } from '../store/memcached-store-options.js';
+import { keys, regions } from './cache-keys.js';
+import { currentCall } from './call-context.js';
+import { XaConfigError } from './xa-errors.js';
+import { statementTables } from './sql-tables.js';
+import { decodeValue, encodeValue } from './value-codec.js';
+
+/** Options of {@link XaCacheAdapter}, given as `resultCache.options` (or to `withXaCache`). */
+export interface XaCacheOptions extends ProtocolOptions {
+  /** memcached servers, `host:port`. Required. */
+  servers: readonly string[];
+  /** Key prefix, so several applications can share memcached. Default `'xa'`. */
+  namespace?: string;
+  /** Connection settings of the memcached client (timeouts, back-off, value size, SASL). */
+  store?: Omit<MemcachedStoreOptions, 'servers' | 'namespace'>;
+  /** Default TTL of cached rows and collections, in seconds. Default `valueTtlSeconds` (3600). */
+  rowTtlSeconds?: number;
+  /** Schema of unqualified tables. Default `'public'`. */
+  defaultSchema?: string;
+  /** Set by MikroORM from `resultCache.expiration`: default TTL of query results, in milliseconds. */
+  expiration?: number;
+}
+
+interface PendingFill {
+  readonly ticket: FillTicket;
+  readonly regions: readonly string[];
+}
+
+const MAX_PENDING_FILLS = 10_000;
+const MAX_REMEMBERED_REGIONS = 50_000;
+
+/**
+ * MikroORM's `CacheAdapter` for the result cache, and the owner of the memcached client and the protocol for
+ * the whole ORM: MikroORM builds one per ORM as `new XaCacheAdapter({ expiration, ...options })`, and the
+ * XA driver finds it through `config.getResultCacheAdapter()`.
+ *
+ * A query result is valid while every table it read is unchanged: the tables are those of the SQL the query
+ * ran and of the rows and collections it was served from the cache (the driver records both), remembered per key
+ * so the next read checks them in the same round trip. Results are never read or stored inside a transaction
+ * (the XA entity manager bypasses the cache there).
+ */
+export class XaCacheAdapter implements CacheAdapter {
+  /** The protocol, shared by the driver, the connection and the subscriber. */
+  readonly xa: XaCache;
+  readonly options: Readonly<XaCacheOptions>;
+  readonly #store: MemcachedStore;
+  readonly #pending = new Map<string, PendingFill>();
+  readonly #regionsOf = new Map<string, readonly string[]>();
+  #attached = false;
+
+  constructor(options: XaCacheOptions) {
+    if (options === null || typeof options !== 'object') throw XaConfigError.missingOptions();
+    if (!Array.isArray(options.servers) || options.servers.length === 0) throw XaConfigError.noServers();
+    const rowTtl = options.rowTtlSeconds;
+    if (rowTtl !== undefined && (!Number.isInteger(rowTtl) || rowTtl < 0)) throw XaConfigError.invalid('rowTtlSeconds', rowTtl, 'a whole number of seconds, 0 or more');
+    if (options.expiration !== undefined && (typeof options.expiration !== 'number' || !(options.expiration >= 0))) {
+      throw XaConfigError.invalid('resultCache.expiration', options.expiration, 'a number of milliseconds, 0 or more');
+    }
+    this.options = options;
+    this.#store = new MemcachedStore({ ...options.store, servers: options.servers, namespace: options.namespace });
+    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, ...protocol } = options;
+    this.xa = new XaCache(this.#store, protocol);
+  }
+
+  /** The schema of unqualified tables. */
+  get defaultSchema(): string {
+    return this.options.defaultSchema ?? 'public';
+  }
+
+  /** Default TTL of rows and collections, in seconds. */
+  get rowTtlSeconds(): number {
+    return this.options.rowTtlSeconds ?? this.xa.options.valueTtlSeconds;
+  }
+
+  /** @internal the XA connection announces itself; without it nothing would invalidate what is cached. */
+  attach(): void {
+    this.#attached = true;
+  }
+
+  #assertAttached(): void {
+    if (!this.#attached) throw XaConfigError.driverMissing();
+  }
+
+  /** @inheritDoc */
+  async get<T = unknown>(name: string): Promise<T | undefined> {
+    this.#assertAttached();
+    const key = keys.query(name);
+    let asked = this.#regionsOf.get(name) ?? regionsFromKey(name, this.defaultSchema);
+    let read = await this.xa.reader.read(key, { regions: asked });
+    if (read.status === 'miss' && read.storedRegions) {
+      // Stored under tables this process did not know yet: check those instead (one more round trip, once).
+      asked = read.storedRegions;
+      this.#remember(name, asked);
+      if (read.ticket) await this.xa.reader.abandon(read.ticket);
+      read = await this.xa.reader.read(key, { regions: asked });
+    }
+    if (read.status === 'hit') {
+      const decoded = decodeValue(read.payload);
+      if (decoded.ok) return decoded.value as T;
+      this.xa.stats.foreignEntries++;
+      return undefined;
+    }
+    if (read.ticket) {
+      if (this.#pending.size >= MAX_PENDING_FILLS) this.#pending.clear();
+      this.#pending.set(name, { ticket: read.ticket, regions: asked });
+    }
+    return undefined;
+  }
+
+  /** @inheritDoc */
+  async set(name: string, data: unknown, _origin: string, expiration?: number): Promise<void> {
+    this.#assertAttached();
+    const pending = this.#pending.get(name);
+    if (!pending) return; // no lease: a writer held the key, or another reader is filling it
+    this.#pending.delete(name);
+    const read = new Set(regionsFromKey(name, this.defaultSchema));
+    for (const table of currentCall().query?.tables ?? []) read.add(regions.query(table));
+    const needed = [...read].sort();
+    if (!needed.every((region) => pending.regions.includes(region))) {
+      // The query read tables whose generations were not checked before it ran: a fill could be stale.
+      this.#remember(name, needed);
+      await this.xa.reader.abandon(pending.ticket);
+      return;
+    }
+    const ms = expiration ?? this.options.expiration ?? 1000;
+    await this.xa.reader.fill(pending.ticket, encodeValue(data), Math.max(1, Math.ceil(ms / 1000)));
+  }
+
+  /** @inheritDoc — `em.clearCache(key)`: evicts the result now. */
+  async remove(name: string): Promise<void> {
+    this.#regionsOf.delete(name);
+    await this.xa.evict([keys.query(name)]);
+  }
+
+  /**
+   * memcached cannot drop one application's keys without dropping everything, so clearing is refused rather than
+   * pretended. MikroORM itself never calls it; evict named results with `em.clearCache(key)`.
+   */
+  clear(): never {
+    throw XaConfigError.clearUnsupported();
+  }
+
+  /** @inheritDoc */
+  async close(): Promise<void> {
+    await this.#store.close();
+  }
+
+  #remember(name: string, names: readonly string[]): void {
+    if (this.#regionsOf.size >= MAX_REMEMBERED_REGIONS) this.#regionsOf.clear();
+    this.#regionsOf.set(name, names);
+  }
+}
+
+/**
+ * Regions known from the key alone: the root table of an `em.find`-style key (`[[schema, table, …], …]`), or
+ * every table of a QueryBuilder key's SQL (`["qb.execute", sql, …]`).
+ */
+function regionsFromKey(name: string, defaultSchema: string): string[] {
+  if (!name.startsWith('[')) return [];
+  try {
+    const parsed: unknown = JSON.parse(name);
+    if (!Array.isArray(parsed)) return [];
+    if (parsed[0] === 'qb.execute' && typeof parsed[1] === 'string') {
+      return [...new Set(statementTables(parsed[1], defaultSchema).reads.map(regions.query))].sort();
+    }
+    const [entity] = parsed as [unknown];
+    if (Array.isArray(entity) && typeof entity[1] === 'string') {
+      return [regions.query(`${typeof entity[0] === 'string' ? entity[0] : defaultSchema}.${entity[1]}`)];
+    }
+  } catch {
+    // a named key: nothing to learn from it
+  }
+  return [];
+}

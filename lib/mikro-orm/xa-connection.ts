@@ -1,0 +1,181 @@
+import { EventType, isRaw, type Transaction, type TransactionEventBroadcaster, type LogContext, type LoggingOptions, type Dictionary } from '@mikro-orm/core';
+import { NativeQueryBuilder, PostgreSqlConnection } from '@mikro-orm/postgresql';
+import { CompiledQuery, type ControlledTransaction } from 'kysely';
+import type { CacheTransaction } from '../protocol/cache-transaction.js';
+import type { SqlRunner } from '../protocol/sql-runner.js';
+import { currentCall } from './call-context.js';
+import { statementTables, type StatementTables } from './sql-tables.js';
+import { TransactionScope, type IsolationLevel } from './transaction-scope.js';
+import { XaCacheAdapter } from './xa-cache-adapter.js';
+import { XaConfigError } from './xa-errors.js';
+
+type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
+type BeginOptions = NonNullable<Parameters<PostgreSqlConnection['begin']>[0]>;
+
+const ANALYSIS_CACHE_SIZE = 2000;
+
+/**
+ * The PostgreSQL connection of the XA driver: it sees every statement and every transaction boundary, so this is
+ * where writes are recorded and the two phases run.
+ *
+ * - `begin`: a {@link TransactionScope} per transaction and per savepoint, with its isolation level.
+ * - `execute`: every write statement's tables go into the scope of its transaction; a write outside any
+ *   transaction is run inside one of its own, so it too is prepared before and promoted after its commit.
+ * - `commit` (top level): prepare (locks + the log row, inside the transaction) → COMMIT → promote, and only then
+ *   `afterTransactionCommit`, so work started by after-commit hooks cannot read what the commit replaced.
+ * - `rollback`: release.
+ */
+export class XaPostgreSqlConnection extends PostgreSqlConnection {
+  readonly #scopes = new WeakMap<object, TransactionScope>();
+  readonly #analysis = new Map<string, StatementTables>();
+  #defaultIsolation: IsolationLevel | undefined;
+
+  /** The adapter that owns the protocol; a clear error when the ORM was not configured with it. */
+  get cache(): XaCacheAdapter {
+    const adapter = this.config.getResultCacheAdapter();
+    if (!(adapter instanceof XaCacheAdapter)) throw XaConfigError.adapterMissing(adapter?.constructor?.name ?? String(adapter));
+    return adapter;
+  }
+
+  override async connect(options?: { skipOnConnect?: boolean }): Promise<void> {
+    await super.connect(options);
+    if (this.type !== 'write') return;
+    const adapter = this.cache;
+    adapter.attach();
+    const pool = await this.sqlRunner();
+    await adapter.xa.ensureLogTable(pool);
+    const { rows } = await pool.query("SELECT current_setting('default_transaction_isolation') AS level");
+    this.#defaultIsolation = (rows[0] as { level: IsolationLevel }).level;
+  }
+
+  override async close(force?: boolean): Promise<void> {
+    if (this.type === 'write' && this.isConnectedSync()) {
+      try {
+        await this.cache.xa.flushLogDeletes(await this.sqlRunner());
+      } catch (error) {
+        this.logger.warn('info', `mikro-orm-xa-cache: could not delete promoted log rows on close (the sweeper will): ${String(error)}`);
+      }
+    }
+    await super.close(force);
+  }
+
+  isConnectedSync(): boolean {
+    return this.connected;
+  }
+
+  /** A runner outside any transaction (the pool), for the log table and the sweeper. */
+  async sqlRunner(): Promise<SqlRunner> {
+    return (await this.getNativeClient()) as unknown as SqlRunner;
+  }
+
+  /** The scope of a transaction this connection began; undefined for one it did not. */
+  scopeOf(trx: Transaction | undefined): TransactionScope | undefined {
+    return trx ? this.#scopes.get(trx as object) : undefined;
+  }
+
+  override async begin(options: BeginOptions = {}): Promise<Trx> {
+    const trx = await super.begin(options);
+    const parent = this.scopeOf(options.ctx);
+    const isolation = (options.isolationLevel as IsolationLevel | undefined) ?? parent?.isolation ?? this.#defaultIsolation ?? 'read committed';
+    this.#scopes.set(trx, new TransactionScope(isolation, parent));
+    return trx;
+  }
+
+  override async commit(ctx: Trx, eventBroadcaster?: TransactionEventBroadcaster, loggerContext?: LogContext): Promise<void> {
+    const scope = this.#scopes.get(ctx);
+    if ('savepointName' in ctx || !scope) {
+      await super.commit(ctx, eventBroadcaster, loggerContext);
+      if (scope?.parent) scope.parent.absorb(scope);
+      return;
+    }
+    if (ctx.isRolledBack) return;
+    await eventBroadcaster?.dispatchEvent(EventType.beforeTransactionCommit, ctx);
+    if (scope.unknownWrites) {
+      this.logger.warn('info', 'mikro-orm-xa-cache: a statement whose tables could not be determined was committed; its effects were not invalidated (declare them with invalidateTables)');
+    }
+    const tx = scope.toCacheTransaction(this.cache.xa);
+    if (tx) await tx.prepare(transactionRunner(ctx));
+    try {
+      await ctx.commit().execute();
+    } catch (error) {
+      if (tx) await this.#settleUnknown(tx);
+      throw error;
+    }
+    this.logQuery(this.platform.getCommitTransactionSQL(), loggerContext);
+    if (tx) await this.#promote(tx);
+    await eventBroadcaster?.dispatchEvent(EventType.afterTransactionCommit, ctx);
+  }
+
+  override async rollback(ctx: Trx, eventBroadcaster?: TransactionEventBroadcaster, loggerContext?: LogContext): Promise<void> {
+    const scope = this.#scopes.get(ctx);
+    try {
+      await super.rollback(ctx, eventBroadcaster, loggerContext);
+    } finally {
+      // A savepoint rolled back: its keys are still evicted at the top-level commit, which is never wrong.
+      if (scope?.parent) scope.parent.absorb(scope);
+    }
+  }
+
+  override async execute<T>(query: string | NativeQueryBuilder | { sql: string; params: unknown[] }, params: readonly unknown[] | Dictionary<unknown> = [], method: 'all' | 'get' | 'run' = 'all', ctx?: Transaction, loggerContext?: LoggingOptions): Promise<T> {
+    const analysis = this.#analyse(query);
+    const call = currentCall();
+    if (analysis.kind === 'read') {
+      if (call.query) for (const table of analysis.reads) call.query.tables.add(table);
+      return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+    }
+    if (analysis.kind === 'other' || (analysis.writes.length === 0 && !analysis.unknownWrites)) {
+      return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+    }
+    if (!ctx) {
+      // An autocommit write: give it a transaction of its own, so it is prepared and promoted like any other.
+      return this.transactional((trx) => this.execute<T>(query, params, method, trx, loggerContext));
+    }
+    const scope = this.scopeOf(ctx);
+    if (!scope) throw XaConfigError.foreignTransaction();
+    if (analysis.unknownWrites) scope.unknownWrites = true;
+    scope.recordWrite(analysis.writes, call);
+    return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+  }
+
+  #analyse(query: unknown): StatementTables {
+    const sql = typeof query === 'string' ? query : query instanceof NativeQueryBuilder ? query.toRaw().sql : isRaw(query) ? query.sql : String(query);
+    let analysis = this.#analysis.get(sql);
+    if (!analysis) {
+      analysis = statementTables(sql, this.cache.defaultSchema);
+      if (this.#analysis.size >= ANALYSIS_CACHE_SIZE) this.#analysis.clear();
+      this.#analysis.set(sql, analysis);
+    }
+    return analysis;
+  }
+
+  async #promote(tx: CacheTransaction): Promise<void> {
+    try {
+      await tx.promote();
+    } catch (error) {
+      // The data is committed; the caller must not see an error. Locks expire and the sweeper finishes the job.
+      this.logger.warn('info', `mikro-orm-xa-cache: promote of ${tx.id} failed, left to lock expiry and the sweeper: ${String(error)}`);
+    }
+  }
+
+  /** COMMIT failed: ask PostgreSQL from another connection whether it committed, and finish accordingly. */
+  async #settleUnknown(tx: CacheTransaction): Promise<void> {
+    try {
+      const outcome = tx.xid ? await this.cache.xa.log.outcome(await this.sqlRunner(), tx.xid) : 'unknown';
+      if (outcome === 'committed') await tx.promote();
+      else if (outcome === 'aborted') await tx.release();
+      // in progress / unknown: locks expire; if it committed, its log row is there for the sweeper.
+    } catch (error) {
+      this.logger.warn('info', `mikro-orm-xa-cache: could not settle ${tx.id} after a failed COMMIT: ${String(error)}`);
+    }
+  }
+}
+
+/** Runs the log statement inside the transaction itself, bypassing MikroORM's formatting and our own tracking. */
+function transactionRunner(trx: Trx): SqlRunner {
+  return {
+    async query(sql: string, params: unknown[] = []) {
+      const result = await trx.executeQuery(CompiledQuery.raw(sql, params));
+      return { rows: result.rows as object[] };
+    },
+  };
+}

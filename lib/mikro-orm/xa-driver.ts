@@ -1,0 +1,247 @@
+import { helper, type Configuration, type EntityData, type EntityMetadata, type FilterQuery, type FindOptions, type NativeInsertUpdateManyOptions, type NativeInsertUpdateOptions, type DeleteOptions, type QueryResult, type EntityDictionary, type EntityName, ReferenceKind } from '@mikro-orm/core';
+import { PostgreSqlDriver } from '@mikro-orm/postgresql';
+import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
+import { currentCall, withCall, type CallContext } from './call-context.js';
+import { entityCacheOf } from './entity-marker.js';
+import { planLookup, type CollectionLookup, type RowLookup } from './lookup-plan.js';
+import type { XaCacheAdapter } from './xa-cache-adapter.js';
+import { XaPostgreSqlConnection } from './xa-connection.js';
+import { ReadOnlyEntityError } from './xa-errors.js';
+import { decodeValue, encodeValue } from './value-codec.js';
+
+type Row = Record<string, unknown>;
+type AnyOptions = FindOptions<object, string, string, string> & Record<string, unknown>;
+
+/**
+ * The PostgreSQL driver with the second-level cache: rows of cached entities by primary key, and the member ids
+ * of their 1:m collections, are read from memcached with one multi-get and filled under leases from the primary;
+ * every write path names the rows it changes for the two-phase protocol. Everything it cannot answer exactly goes
+ * to the database unchanged.
+ */
+export class XaPostgreSqlDriver extends PostgreSqlDriver {
+  constructor(config: Configuration) {
+    super(config);
+    const self = this as unknown as { connection: XaPostgreSqlConnection; replicas: unknown[] };
+    self.connection = new XaPostgreSqlConnection(this.config);
+    self.replicas = this.createReplicas((conf) => new XaPostgreSqlConnection(this.config, conf, 'read'));
+  }
+
+  /** The primary connection, which runs the protocol. */
+  get xaConnection(): XaPostgreSqlConnection {
+    return this.connection as unknown as XaPostgreSqlConnection;
+  }
+
+  #cache(): XaCacheAdapter {
+    return this.xaConnection.cache;
+  }
+
+  #table(meta: EntityMetadata, schema: string | undefined): string {
+    return qualifiedTable(meta, schema, this.#cache().defaultSchema);
+  }
+
+  override async find<T extends object, P extends string = never, F extends string = never, E extends string = never>(entityName: EntityName<T>, where: FilterQuery<T>, options: FindOptions<T, P, F, E> = {} as FindOptions<T, P, F, E>): Promise<EntityData<T>[]> {
+    const meta = this.metadata.get(entityName) as EntityMetadata;
+    const opts = options as unknown as AnyOptions;
+    const joined = this.joinedProps(meta, this.autoJoinOneToOneOwner(meta, (opts.populate ?? []) as never[], opts.fields as never), opts as never).length;
+    const plan = planLookup(meta, where, opts, joined);
+    if (!plan || !this.#referenceOrNoRefresh(meta, plan, opts)) return super.find(entityName, where as never, options);
+    const schema = this.getSchemaName(meta, opts as never);
+    const table = this.#table(meta, schema);
+    currentCall().query?.tables.add(table);
+    const scope = this.xaConnection.scopeOf(opts.ctx as never);
+    if (opts.ctx && (!scope || scope.mustBypass(table))) return super.find(entityName, where as never, options);
+    if (plan.kind === 'rows') return (await this.#findRows(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
+    return (await this.#findCollection(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
+  }
+
+  /** A refresh asked by the user reads the database; a reference being initialised (also sent as refresh) may hit. */
+  #referenceOrNoRefresh(meta: EntityMetadata, plan: RowLookup | CollectionLookup, opts: AnyOptions): boolean {
+    if (!opts.refresh) return true;
+    if (plan.kind !== 'rows' || plan.ids.length !== 1) return false;
+    const em = opts.em as { getUnitOfWork(useContext?: boolean): { getById(name: unknown, id: unknown, schema?: string): object | undefined } } | undefined;
+    const entity = em?.getUnitOfWork(false).getById(meta.class, plan.ids[0], opts.schema as string | undefined);
+    return entity !== undefined && !helper(entity).__initialized;
+  }
+
+  async #findRows(entityName: EntityName<object>, meta: EntityMetadata, table: string, plan: RowLookup, opts: AnyOptions): Promise<Row[]> {
+    const xa = this.#cache().xa;
+    const ids = [...new Map(plan.ids.map((id) => [pkString(id), id])).values()];
+    const rowKeys = ids.map((id) => keys.row(table, pkString(id)));
+    const reads = await xa.reader.readMany(rowKeys, { regions: [regions.rows(table)] });
+    const found = new Map<string, Row>();
+    const missing: Array<(typeof ids)[number]> = [];
+    ids.forEach((id, i) => {
+      const read = reads.get(rowKeys[i] as string);
+      if (read?.status === 'hit') {
+        const decoded = decodeValue(read.payload);
+        if (decoded.ok && isRow(decoded.value)) return void found.set(pkString(id), decoded.value);
+        xa.stats.foreignEntries++;
+      }
+      missing.push(id);
+    });
+    if (missing.length > 0) {
+      const loaded = await super.find(entityName, { [plan.pkProp]: { $in: missing } } as never, fillOptions(opts) as never);
+      const ttl = plan.cache.ttlSeconds ?? this.#cache().rowTtlSeconds;
+      const fills: Promise<unknown>[] = [];
+      const loadedIds = new Set<string>();
+      for (const row of loaded as Row[]) {
+        const id = pkString(row[plan.pkProp]);
+        loadedIds.add(id);
+        found.set(id, row);
+        const ticket = reads.get(keys.row(table, id));
+        if (ticket?.status === 'miss' && ticket.ticket) fills.push(xa.reader.fill(ticket.ticket, encodeValue(row), ttl));
+      }
+      // Rows that do not exist are not cached: a later insert then needs no invalidation of its key.
+      for (const id of missing) {
+        const ticket = reads.get(keys.row(table, pkString(id)));
+        if (!loadedIds.has(pkString(id)) && ticket?.status === 'miss' && ticket.ticket) fills.push(xa.reader.abandon(ticket.ticket));
+      }
+      await Promise.all(fills);
+    }
+    const rows: Row[] = [];
+    for (const id of plan.ids) {
+      const row = found.get(pkString(id));
+      if (row) rows.push(project(row, opts.fields as string[] | undefined, plan.pkProp, meta));
+      if (opts.limit === 1 && rows.length === 1) break;
+    }
+    return rows;
+  }
+
+  async #findCollection(entityName: EntityName<object>, meta: EntityMetadata, childTable: string, plan: CollectionLookup, opts: AnyOptions): Promise<Row[]> {
+    const xa = this.#cache().xa;
+    const ownerTable = this.#table(plan.ownerMeta, this.getSchemaName(meta, opts as never));
+    const owners = [...new Map(plan.owners.map((o) => [pkString(o), o])).values()];
+    const collKeys = owners.map((o) => keys.collection(ownerTable, plan.collection.name, pkString(o)));
+    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(childTable)] });
+    const members = new Map<string, unknown[]>();
+    const missing: Array<(typeof owners)[number]> = [];
+    owners.forEach((owner, i) => {
+      const read = reads.get(collKeys[i] as string);
+      if (read?.status === 'hit') {
+        const decoded = decodeValue(read.payload);
+        if (decoded.ok && Array.isArray(decoded.value)) return void members.set(pkString(owner), decoded.value);
+        xa.stats.foreignEntries++;
+      }
+      missing.push(owner);
+    });
+    if (missing.length > 0) {
+      const idRows = (await super.find(
+        entityName,
+        { [plan.fkProp]: { $in: missing } } as never,
+        { ...fillOptions(opts), fields: [plan.pkProp, plan.fkProp], orderBy: opts.orderBy } as never,
+      )) as Row[];
+      for (const owner of missing) members.set(pkString(owner), []);
+      for (const row of idRows) members.get(pkString(ownerId(row[plan.fkProp])))?.push(row[plan.pkProp]);
+      const ttl = plan.cache.ttlSeconds ?? this.#cache().rowTtlSeconds;
+      await Promise.all(
+        missing.map((owner) => {
+          const read = reads.get(keys.collection(ownerTable, plan.collection.name, pkString(owner)));
+          return read?.status === 'miss' && read.ticket ? xa.reader.fill(read.ticket, encodeValue(members.get(pkString(owner))), ttl) : undefined;
+        }),
+      );
+    }
+    const allIds = [...members.values()].flat();
+    if (allIds.length === 0) return [];
+    // The members themselves come through the row cache: one multi-get, the database only for rows not cached.
+    const rows = (await this.find(entityName, { [plan.pkProp]: { $in: allIds } } as never, { ctx: opts.ctx, schema: opts.schema, em: opts.em } as never)) as Row[];
+    const byId = new Map(rows.map((r) => [pkString(r[plan.pkProp]), r]));
+    const ordered: Row[] = [];
+    for (const owner of owners) for (const id of members.get(pkString(owner)) ?? []) {
+      const row = byId.get(pkString(id));
+      if (row) ordered.push(row);
+    }
+    return ordered;
+  }
+
+  override async nativeInsert<T extends object>(entityName: EntityName<T>, data: EntityDictionary<T>, options: NativeInsertUpdateOptions<T> = {}): Promise<QueryResult<T>> {
+    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsert(entityName, data, o));
+  }
+
+  override async nativeInsertMany<T extends object>(entityName: EntityName<T>, data: EntityDictionary<T>[], options: NativeInsertUpdateManyOptions<T> = {}, transform?: (sql: string) => string): Promise<QueryResult<T>> {
+    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsertMany(entityName, data, o, transform));
+  }
+
+  override async nativeUpdate<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, data: EntityData<T>, options: NativeInsertUpdateOptions<T> & { upsert?: boolean } = {}): Promise<QueryResult<T>> {
+    const meta = this.metadata.get(entityName) as EntityMetadata;
+    const ids = options.upsert ? undefined : primaryKeysOf(meta, [where]);
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdate(entityName, where, data, o), touchesRelations(meta, [data]));
+  }
+
+  override async nativeUpdateMany<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>[], data: EntityData<T>[], options: NativeInsertUpdateManyOptions<T> & { upsert?: boolean } = {}, transform?: (sql: string, params: unknown[]) => string): Promise<QueryResult<T>> {
+    const meta = this.metadata.get(entityName) as EntityMetadata;
+    const ids = options.upsert ? undefined : primaryKeysOf(meta, where);
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdateMany(entityName, where, data, o, transform as never), touchesRelations(meta, data));
+  }
+
+  override async nativeDelete<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, options: DeleteOptions<T> = {}): Promise<QueryResult<T>> {
+    const meta = this.metadata.get(entityName) as EntityMetadata;
+    return this.#write(entityName as EntityName<object>, options, primaryKeysOf(meta, [where]), (o) => super.nativeDelete(entityName, where, o), true);
+  }
+
+  /**
+   * Every write of the driver: refuses writes to read-only cached entities, gives an autocommit write a
+   * transaction of its own, names the rows it changes by primary key, and tells the connection which of its
+   * statements need no coarser invalidation. `ids` undefined means the rows cannot be named.
+   */
+  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>, touchesCollections = true): Promise<R> {
+    const meta = this.metadata.get(entityName) as EntityMetadata;
+    if (entityCacheOf(meta)?.strategy === 'read-only') throw new ReadOnlyEntityError(meta.className);
+    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run, touchesCollections));
+    const scope = this.xaConnection.scopeOf(options.ctx as never);
+    if (ids && scope && entityCacheOf(meta)) {
+      const table = this.#table(meta, this.getSchemaName(meta, options as never));
+      scope.invalidate(ids.map((id) => keys.row(table, pkString(id))));
+    }
+    const call: CallContext = { preciseRows: ids !== undefined, preciseCollections: !touchesCollections };
+    return withCall(call, () => run(options));
+  }
+}
+
+/** Options for a fill read: whole rows, from the primary (never a replica that may lag behind a commit). */
+function fillOptions(opts: AnyOptions): AnyOptions {
+  const { fields: _f, exclude: _e, populate: _p, orderBy: _o, limit: _l, offset: _of, flags: _fl, refresh: _r, ...rest } = opts;
+  return { ...rest, populate: [], orderBy: [], connectionType: 'write' } as AnyOptions;
+}
+
+function project(row: Row, fields: string[] | undefined, pkProp: string, meta: EntityMetadata): Row {
+  if (!fields || fields.length === 0 || fields.includes('*')) return row;
+  const out: Row = { [pkProp]: row[pkProp] };
+  for (const field of fields) if (field in row) out[field] = row[field];
+  for (const prop of Object.values(meta.properties)) if (prop.version && prop.name in row) out[prop.name] = row[prop.name];
+  return out;
+}
+
+function isRow(value: unknown): value is Row {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function ownerId(fk: unknown): unknown {
+  return typeof fk === 'object' && fk !== null && !(fk instanceof Date) ? Object.values(fk)[0] : fk;
+}
+
+/** The primary keys a `where` names, when it names nothing but primary keys; undefined otherwise. */
+function primaryKeysOf(meta: EntityMetadata, wheres: readonly unknown[]): unknown[] | undefined {
+  if (meta.primaryKeys.length !== 1) return undefined;
+  const pk = meta.primaryKeys[0] as string;
+  const ids: unknown[] = [];
+  for (const where of wheres) {
+    if (typeof where !== 'object' || where === null) {
+      ids.push(where);
+      continue;
+    }
+    const entries = Object.entries(where);
+    if (entries.length !== 1 || entries[0]?.[0] !== pk) return undefined;
+    const value = entries[0][1];
+    if (typeof value === 'object' && value !== null && !(value instanceof Date)) {
+      const inList = (value as { $in?: unknown }).$in;
+      if (Object.keys(value).length !== 1 || !Array.isArray(inList)) return undefined;
+      ids.push(...inList);
+    } else ids.push(value);
+  }
+  return ids;
+}
+
+/** Whether a write's data sets any relation (a foreign key or an m:n collection): then collections change. */
+function touchesRelations(meta: EntityMetadata, data: readonly unknown[]): boolean {
+  return data.some((d) => typeof d === 'object' && d !== null && Object.keys(d).some((k) => meta.properties[k] !== undefined && meta.properties[k]?.kind !== ReferenceKind.SCALAR && meta.properties[k]?.kind !== ReferenceKind.EMBEDDED));
+}

@@ -1,0 +1,49 @@
+/** The ORM setup or an entity's cache settings are wrong; the message says what to change. */
+export class XaConfigError extends Error {
+  constructor(message: string) {
+    super(`mikro-orm-xa-cache: ${message}`);
+    this.name = new.target.name;
+  }
+
+  static missingOptions(): XaConfigError {
+    return new XaConfigError('resultCache.options is missing; give at least { servers: ["host:11211"] }');
+  }
+
+  static noServers(): XaConfigError {
+    return new XaConfigError('resultCache.options.servers must list at least one memcached server as "host:port"');
+  }
+
+  static invalid(option: string, value: unknown, expected: string): XaConfigError {
+    return new XaConfigError(`option "${option}" is ${JSON.stringify(value) ?? String(value)}; expected ${expected}`);
+  }
+
+  static driverMissing(): XaConfigError {
+    return new XaConfigError(
+      'XaCacheAdapter needs the XA driver, which invalidates the cache on every write: build the ORM config with withXaCache(config, options) (or set driver: XaPostgreSqlDriver, entityManager: XaEntityManager and subscribers: [new XaSubscriber()])',
+    );
+  }
+
+  static adapterMissing(found: string): XaConfigError {
+    return new XaConfigError(`the XA driver needs resultCache.adapter to be XaCacheAdapter (found ${found}); build the ORM config with withXaCache(config, options)`);
+  }
+
+  static foreignTransaction(): XaConfigError {
+    return new XaConfigError('a write ran in a transaction that was not started through the ORM connection, so the cache cannot be invalidated with it; start transactions with em.transactional() or em.begin()');
+  }
+
+  static clearUnsupported(): XaConfigError {
+    return new XaConfigError('clear() is not supported: memcached cannot drop one namespace; evict named results with em.clearCache(key)');
+  }
+
+  static entity(entity: string, problem: string): XaConfigError {
+    return new XaConfigError(`entity ${entity}: ${problem}`);
+  }
+}
+
+/** A write to an entity cached with the `read-only` strategy. */
+export class ReadOnlyEntityError extends Error {
+  constructor(readonly entity: string) {
+    super(`mikro-orm-xa-cache: ${entity} is cached read-only (xaCache: { strategy: 'read-only' }) and cannot be written`);
+    this.name = new.target.name;
+  }
+}
