@@ -90,7 +90,7 @@ export class XaCacheAdapter implements CacheAdapter {
   async get<T = unknown>(name: string): Promise<T | undefined> {
     this.#assertAttached();
     const key = keys.query(name);
-    let asked = this.#regionsOf.get(name) ?? regionsFromKey(name, this.defaultSchema);
+    let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
     let read = await this.xa.reader.read(key, { regions: asked });
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).
@@ -118,9 +118,7 @@ export class XaCacheAdapter implements CacheAdapter {
     const pending = this.#pending.get(name);
     if (!pending) return; // no lease: a writer held the key, or another reader is filling it
     this.#pending.delete(name);
-    const read = new Set(regionsFromKey(name, this.defaultSchema));
-    for (const table of currentCall().query?.tables ?? []) read.add(regions.query(table));
-    const needed = [...read].sort();
+    const needed = this.#regionsKnownNow(name);
     if (!needed.every((region) => pending.regions.includes(region))) {
       // The query read tables whose generations were not checked before it ran: a fill could be stale.
       this.#remember(name, needed);
@@ -148,6 +146,13 @@ export class XaCacheAdapter implements CacheAdapter {
   /** @inheritDoc */
   async close(): Promise<void> {
     await this.#store.close();
+  }
+
+  /** The regions of a key known at this point of the query: from the key itself and the tables seen so far. */
+  #regionsKnownNow(name: string): string[] {
+    const known = new Set(regionsFromKey(name, this.defaultSchema));
+    for (const table of currentCall().query?.tables ?? []) known.add(regions.query(table));
+    return [...known].sort();
   }
 
   #remember(name: string, names: readonly string[]): void {

@@ -74,10 +74,20 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   }
 
   override async begin(options: BeginOptions = {}): Promise<Trx> {
-    const trx = await super.begin(options);
     const parent = this.scopeOf(options.ctx);
     const isolation = (options.isolationLevel as IsolationLevel | undefined) ?? parent?.isolation ?? this.#defaultIsolation ?? 'read committed';
-    this.#scopes.set(trx, new TransactionScope(isolation, parent));
+    const scope = new TransactionScope(isolation, parent);
+    // Subscribers hear afterTransactionStart before begin returns: the scope must be findable by then.
+    const broadcaster = options.eventBroadcaster;
+    const eventBroadcaster = broadcaster && {
+      context: broadcaster.context,
+      dispatchEvent: async (event: EventType, trx?: Transaction): Promise<void> => {
+        if (trx && event === EventType.afterTransactionStart) this.#scopes.set(trx as object, scope);
+        await broadcaster.dispatchEvent(event as never, trx);
+      },
+    };
+    const trx = await super.begin({ ...options, eventBroadcaster: eventBroadcaster as TransactionEventBroadcaster | undefined });
+    this.#scopes.set(trx, scope);
     return trx;
   }
 

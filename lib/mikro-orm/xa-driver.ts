@@ -1,8 +1,8 @@
-import { helper, type Configuration, type EntityData, type EntityMetadata, type FilterQuery, type FindOptions, type NativeInsertUpdateManyOptions, type NativeInsertUpdateOptions, type DeleteOptions, type QueryResult, type EntityDictionary, type EntityName, ReferenceKind } from '@mikro-orm/core';
+import { helper, Utils, type Configuration, type EntityProperty, type Primary, type OrderDefinition, type Transaction, type Dictionary, type EntityData, type EntityMetadata, type FilterQuery, type FindOptions, type NativeInsertUpdateManyOptions, type NativeInsertUpdateOptions, type DeleteOptions, type QueryResult, type EntityDictionary, type EntityName, ReferenceKind } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
 import { currentCall, withCall, type CallContext } from './call-context.js';
-import { entityCacheOf } from './entity-marker.js';
+import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
 import { planLookup, type CollectionLookup, type RowLookup } from './lookup-plan.js';
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
 import { XaPostgreSqlConnection } from './xa-connection.js';
@@ -153,6 +153,80 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     return ordered;
   }
 
+  override async loadFromPivotTable<T extends object, O extends object>(
+    prop: EntityProperty,
+    owners: Primary<O>[][],
+    where: FilterQuery<object> = {},
+    orderBy?: OrderDefinition<T>,
+    ctx?: Transaction,
+    options?: FindOptions<T, string, string, string>,
+    pivotJoin?: boolean,
+  ): Promise<Dictionary<T[]>> {
+    const plan = this.#pivotPlan(prop, where, orderBy, options as AnyOptions | undefined, owners);
+    const opts = (options ?? {}) as AnyOptions;
+    const scope = this.xaConnection.scopeOf(ctx);
+    const pivotTable = plan ? this.#table(plan.pivotMeta, this.getSchemaName(plan.pivotMeta, opts as never)) : '';
+    if (!plan || (ctx && (!scope || scope.mustBypass(pivotTable)))) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
+    const xa = this.#cache().xa;
+    const schema = this.getSchemaName(plan.ownerMeta, opts as never);
+    const ownerTable = this.#table(plan.ownerMeta, schema);
+    const targetMeta = prop.targetMeta as EntityMetadata;
+    currentCall().query?.tables.add(pivotTable);
+    const collKeys = owners.map((owner) => keys.collection(ownerTable, prop.name, pkString(owner[0])));
+    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(pivotTable)] });
+    const members = new Map<string, unknown[]>();
+    const missing: Primary<O>[][] = [];
+    owners.forEach((owner, i) => {
+      const read = reads.get(collKeys[i] as string);
+      if (read?.status === 'hit') {
+        const decoded = decodeValue(read.payload);
+        if (decoded.ok && Array.isArray(decoded.value)) return void members.set(Utils.getPrimaryKeyHash(owner as never), decoded.value);
+        xa.stats.foreignEntries++;
+      }
+      missing.push(owner);
+    });
+    if (missing.length > 0) {
+      const loaded = await super.loadFromPivotTable(prop, missing, where, orderBy, ctx, { ...opts, connectionType: 'write' } as never, true);
+      const ttl = plan.cache.ttlSeconds ?? this.#cache().rowTtlSeconds;
+      const fills: Promise<unknown>[] = [];
+      for (const owner of missing) {
+        const hash = Utils.getPrimaryKeyHash(owner as never);
+        const ids = ((loaded as Dictionary<unknown[]>)[hash] ?? []).map(ownerId);
+        members.set(hash, ids);
+        const read = reads.get(keys.collection(ownerTable, prop.name, pkString(owner[0])));
+        if (read?.status === 'miss' && read.ticket) fills.push(xa.reader.fill(read.ticket, encodeValue(ids), ttl));
+      }
+      await Promise.all(fills);
+    }
+    const result: Dictionary<T[]> = {};
+    if (pivotJoin) {
+      for (const [hash, ids] of members) result[hash] = ids as T[];
+      return result;
+    }
+    const allIds = [...new Set([...members.values()].flat())];
+    const pkProp = targetMeta.primaryKeys[0] as string;
+    const rows = allIds.length === 0 ? [] : ((await this.find(targetMeta.class as never, { [pkProp]: { $in: allIds } } as never, { ctx, schema: opts.schema, em: opts.em } as never)) as Row[]);
+    const byId = new Map(rows.map((r) => [pkString(r[pkProp]), r]));
+    for (const [hash, ids] of members) result[hash] = ids.map((id) => byId.get(pkString(id))).filter((r): r is Row => r !== undefined) as T[];
+    return result;
+  }
+
+  /** An m:n load the collection cache can answer: whole collections, default order, both sides cached. */
+  #pivotPlan(prop: EntityProperty, where: unknown, orderBy: unknown, options: AnyOptions | undefined, owners: unknown[][]): { ownerMeta: EntityMetadata; pivotMeta: EntityMetadata; cache: ResolvedEntityCache } | undefined {
+    if (prop.kind !== ReferenceKind.MANY_TO_MANY || prop.polymorphic || prop.discriminatorColumn || !prop.pivotEntity) return undefined;
+    if (owners.some((o) => o.length !== 1) || (where && Object.keys(where).length > 0) || !emptyOrder(orderBy)) return undefined;
+    const o = options ?? ({} as AnyOptions);
+    if (!emptyOrder(o.orderBy) || !emptyOrder(o.populateOrderBy) || (o.populate as unknown[] | undefined)?.length || o.fields || (o.exclude as unknown[] | undefined)?.length || o._partitionLimit || o.lockMode) return undefined;
+    if ((o.populateFilter && Object.keys(o.populateFilter).length) || (o.em as { getSessionContext?: () => unknown } | undefined)?.getSessionContext?.()) return undefined;
+    const pivotMeta = this.metadata.get(prop.pivotEntity) as EntityMetadata;
+    const ownerMeta = pivotMeta.relations[prop.owner ? 0 : 1]?.targetMeta;
+    const targetMeta = prop.targetMeta;
+    const ownerCache = ownerMeta ? entityCacheOf(ownerMeta) : undefined;
+    const targetCache = targetMeta ? entityCacheOf(targetMeta) : undefined;
+    if (!ownerMeta || !ownerCache?.collections || !targetCache || targetMeta?.primaryKeys.length !== 1) return undefined;
+    return { ownerMeta, pivotMeta, cache: ownerCache };
+  }
+
   override async nativeInsert<T extends object>(entityName: EntityName<T>, data: EntityDictionary<T>, options: NativeInsertUpdateOptions<T> = {}): Promise<QueryResult<T>> {
     return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsert(entityName, data, o));
   }
@@ -209,6 +283,12 @@ function project(row: Row, fields: string[] | undefined, pkProp: string, meta: E
   for (const field of fields) if (field in row) out[field] = row[field];
   for (const prop of Object.values(meta.properties)) if (prop.version && prop.name in row) out[prop.name] = row[prop.name];
   return out;
+}
+
+function emptyOrder(orderBy: unknown): boolean {
+  if (orderBy === undefined || orderBy === null) return true;
+  const list = Array.isArray(orderBy) ? orderBy : [orderBy];
+  return list.every((o) => typeof o === 'object' && o !== null && Object.keys(o).length === 0);
 }
 
 function isRow(value: unknown): value is Row {

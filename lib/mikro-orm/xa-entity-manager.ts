@@ -1,6 +1,8 @@
 import type { EntityName } from '@mikro-orm/core';
 import { EntityManager } from '@mikro-orm/postgresql';
-import { QueryScope, withCall } from './call-context.js';
+import { qualifiedTable } from './cache-keys.js';
+import { QueryScope, currentCall, withCall } from './call-context.js';
+import type { XaCacheAdapter } from './xa-cache-adapter.js';
 
 type CacheConfig = boolean | number | [string, number] | undefined;
 type CacheKeyHolder = { key: string; data: unknown; skip?: boolean } | undefined;
@@ -23,6 +25,10 @@ export class XaEntityManager extends EntityManager {
   override async tryCache<T extends object, R>(entityName: EntityName<T>, config: CacheConfig, key: unknown, refresh?: boolean, merge?: boolean): Promise<{ key: string; data?: R | null } | undefined> {
     if (config === undefined && !this.config.get('resultCache').global) return undefined;
     if (config !== false && this.isInTransaction()) return { key: '', data: undefined, skip: true } as { key: string; data?: R | null };
+    // The queried entity's table is known before the query runs: the adapter checks it on this very read.
+    const meta = this.getMetadata().find(entityName);
+    const query = currentCall().query;
+    if (meta && query) query.tables.add(qualifiedTable(meta, this.schema, (this.config.getResultCacheAdapter() as XaCacheAdapter).defaultSchema));
     return super.tryCache<T, R>(entityName, config, key, refresh, merge);
   }
 

@@ -2,6 +2,7 @@ import { v4 as uuidv4 } from 'uuid';
 import type { CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
 import { decodeEntry, encodeEntry } from './entry-codec.js';
 import { regionKey, type ProtocolContext } from './protocol-context.js';
+import { RegionStats, regionLabel } from './cache-stats.js';
 
 /** Why a read was not served from the cache. */
 export type MissReason = 'absent' | 'locked' | 'leased' | 'stale' | 'foreign' | 'unavailable' | 'region-locked';
@@ -16,6 +17,8 @@ export interface FillTicket {
   readonly cas: CasToken;
   /** @internal region generations current when the lease was taken */
   readonly generations: ReadonlyMap<string, string>;
+  /** @internal the stats label of the read that took the lease, when it gave one */
+  readonly label?: string;
 }
 
 /** The outcome of reading one key. */
@@ -35,9 +38,13 @@ export interface ReadOptions {
   readonly regions?: readonly string[];
   /** Take fill leases on misses (default true). Reads that must not fill (inside a writing transaction) say false. */
   readonly lease?: boolean;
+  /** The label these reads are counted under in `stats.region()`; default: derived from `regions`. */
+  readonly label?: string;
 }
 
 const NO_REGIONS: readonly string[] = [];
+/** Counts of reads that name no region: kept nowhere. */
+const UNCOUNTED = new RegionStats();
 
 /**
  * The read side: hits, misses, and fills guarded by leases (Facebook-lease / IdentityCache fill-lock style).
@@ -55,6 +62,8 @@ export class CacheReader {
     const { store, stats } = this.ctx;
     const regions = options.regions ?? NO_REGIONS;
     const regionKeys = regions.map(regionKey);
+    const label = regionLabel(regions, options.label);
+    const perRegion = label ? stats.region(label) : UNCOUNTED;
     const fetched = await store.getMulti(regionKeys.length > 0 ? [...keys, ...regionKeys] : keys);
 
     // Current generation of every region, or why none can be trusted.
@@ -96,6 +105,7 @@ export class CacheReader {
       else if (entry.kind === 'value') {
         if (regionProblem === undefined && regionOps.length === 0 && sameGenerations(entry.generations, generations)) {
           stats.hits++;
+          perRegion.hits++;
           reads.set(key, { status: 'hit', payload: entry.payload });
           continue;
         }
@@ -104,6 +114,7 @@ export class CacheReader {
         if (!sameRegions(entry.generations, regions)) storedRegions.set(key, [...entry.generations.keys()]);
       } else if (entry.kind === 'lock') {
         stats.lockBypasses++;
+        perRegion.lockBypasses++;
         reason = 'locked';
       } else if (entry.kind === 'lease') reason = 'leased';
       else {
@@ -111,6 +122,7 @@ export class CacheReader {
         reason = 'foreign';
       }
       stats.misses++;
+      perRegion.misses++;
       if (regionProblem !== undefined && reason !== 'locked' && reason !== 'leased') reason = regionProblem;
       reads.set(key, { status: 'miss', reason, ticket: undefined, storedRegions: storedRegions.get(key) });
       if (!wantLease || regionProblem !== undefined || reason === 'locked' || reason === 'leased') continue;
@@ -129,7 +141,7 @@ export class CacheReader {
       // Another reader's lease got there first: wait for its value rather than load as well.
       if (result.status === 'exists') return void reads.set(key, miss('leased'));
       if (result.status !== 'stored') return;
-      const ticket: FillTicket = { key, cas: result.cas, generations };
+      const ticket: FillTicket = options.label === undefined ? { key, cas: result.cas, generations } : { key, cas: result.cas, generations, label: options.label };
       if (regionsReady) reads.set(key, { status: 'miss', reason, ticket, storedRegions: storedRegions.get(key) });
       else void this.abandon(ticket);
     });
@@ -149,14 +161,20 @@ export class CacheReader {
     const { store, stats, options } = this.ctx;
     const value = encodeEntry({ kind: 'value', generations: ticket.generations, payload });
     const [result] = await store.execute([{ op: 'cas', key: ticket.key, value, ttl: ttlSeconds ?? options.valueTtlSeconds, cas: ticket.cas }] as const);
+    const label = regionLabel(ticket.generations, ticket.label);
+    const perRegion = label ? stats.region(label) : UNCOUNTED;
     if (result.status === 'stored') {
       stats.puts++;
+      perRegion.puts++;
       return true;
     }
     if (result.status === 'error') {
       stats.error(result.error.kind);
       if (result.error.kind === 'too_large') await this.abandon(ticket);
-    } else stats.staleFillsRefused++;
+    } else {
+      stats.staleFillsRefused++;
+      perRegion.staleFillsRefused++;
+    }
     return false;
   }
 
@@ -189,6 +207,7 @@ export class CacheReader {
       }
       if (read.reason !== 'leased' || Date.now() + pause > deadline) return load();
       this.ctx.stats.leaseWaits++;
+      if (options.regions?.length || options.label) this.ctx.stats.region(regionLabel(options.regions, options.label)).leaseWaits++;
       await new Promise((resolve) => setTimeout(resolve, pause));
     }
   }

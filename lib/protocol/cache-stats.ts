@@ -33,10 +33,33 @@ export class CacheStats {
   sweptTransactions = 0;
   /** Store errors by kind. */
   readonly errors: Record<string, number> = {};
+  /** Read counters per region label (see {@link CacheStats.region}); private so `snapshot()` stays flat. */
+  readonly #regions = new Map<string, RegionStats>();
 
   /** Counts a store error of a kind. */
   error(kind: string): void {
     this.errors[kind] = (this.errors[kind] ?? 0) + 1;
+  }
+
+  /**
+   * The read counters of one region label, created on first use: `rows:<schema>.<table>` (an entity's rows),
+   * `coll:<schema>.<table>` (collections kept in a table), `t:<schema>.<table>` (query results; results over
+   * several tables are labelled with their regions joined by `+`). Past {@link MAX_REGION_LABELS} labels, new
+   * ones are counted under `other`, so a stream of distinct queries cannot grow memory without bound.
+   */
+  region(label: string): RegionStats {
+    let counters = this.#regions.get(label);
+    if (!counters) {
+      if (this.#regions.size >= MAX_REGION_LABELS) return this.region('other');
+      counters = new RegionStats();
+      this.#regions.set(label, counters);
+    }
+    return counters;
+  }
+
+  /** Every region label seen so far with a copy of its counters. */
+  regions(): Map<string, RegionStats> {
+    return new Map([...this.#regions].map(([label, counters]) => [label, Object.assign(new RegionStats(), counters)]));
   }
 
   /** A plain copy of every counter. */
@@ -45,4 +68,25 @@ export class CacheStats {
     for (const [name, value] of Object.entries(this)) copy[name] = typeof value === 'number' ? value : { ...(value as Record<string, number>) };
     return copy;
   }
+}
+
+/** How many region labels {@link CacheStats.region} tracks before it counts new ones under `other`. */
+export const MAX_REGION_LABELS = 1000;
+
+/** The read-side counters of one region label. */
+export class RegionStats {
+  hits = 0;
+  misses = 0;
+  puts = 0;
+  lockBypasses = 0;
+  leaseWaits = 0;
+  staleFillsRefused = 0;
+}
+
+/** The region label of a read over these regions (`options.label` wins); `''` when the read named none. */
+export function regionLabel(regions: readonly string[] | ReadonlyMap<string, string> | undefined, label?: string): string {
+  if (label !== undefined) return label;
+  if (regions === undefined) return '';
+  const names = Array.isArray(regions) ? (regions as readonly string[]) : [...(regions as ReadonlyMap<string, string>).keys()];
+  return names.length <= 1 ? (names[0] ?? '') : [...names].sort().join('+');
 }

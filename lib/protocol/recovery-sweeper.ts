@@ -40,19 +40,26 @@ export interface SweepReport {
 export async function sweep(ctx: ProtocolContext, db: SqlRunner, options: SweepOptions = {}): Promise<SweepReport> {
   const report: SweepReport = { resolved: 0, unresolved: 0, keys: 0, batches: 0 };
   const batchSize = options.batchSize ?? 500;
-  for (;;) {
-    if (options.maxBatches !== undefined && report.batches >= options.maxBatches) break;
-    const rows = await ctx.log.claim(db, batchSize, options.minAgeMs ?? 10_000, options.claimMs ?? 60_000);
-    if (rows.length === 0) break;
-    report.batches++;
-    await resolveBatch(ctx, db, rows, report);
-    options.onProgress?.({ ...report });
-    if (rows.length < batchSize) break;
+  const leftOver: string[] = [];
+  try {
+    for (;;) {
+      if (options.maxBatches !== undefined && report.batches >= options.maxBatches) break;
+      const rows = await ctx.log.claim(db, batchSize, options.minAgeMs ?? 10_000, options.claimMs ?? 60_000);
+      if (rows.length === 0) break;
+      report.batches++;
+      leftOver.push(...(await resolveBatch(ctx, db, rows, report)));
+      options.onProgress?.({ ...report });
+      if (rows.length < batchSize) break;
+    }
+  } finally {
+    // Rows left in doubt (a server was unreachable) go back to the pool at the end of the run, not inside it:
+    // the next sweep must retry them at once, but this one must not claim them again and again.
+    if (leftOver.length > 0) await ctx.log.unclaim(db, leftOver);
   }
   return report;
 }
 
-async function resolveBatch(ctx: ProtocolContext, db: SqlRunner, rows: LogRow[], report: SweepReport): Promise<void> {
+async function resolveBatch(ctx: ProtocolContext, db: SqlRunner, rows: LogRow[], report: SweepReport): Promise<string[]> {
   const owners = new Map<string, { role: KeyRole; txIds: string[] }>();
   const add = (key: string, role: KeyRole, txId: string): void => {
     const owner = owners.get(key);
@@ -86,4 +93,6 @@ async function resolveBatch(ctx: ProtocolContext, db: SqlRunner, rows: LogRow[],
   if (done.length < rows.length) {
     ctx.options.logger?.('warn', 'sweeper left transactions in doubt: some keys could not be reached', { count: rows.length - done.length });
   }
+  const finished = new Set(done);
+  return rows.filter((row) => !finished.has(row.txId)).map((row) => row.txId);
 }

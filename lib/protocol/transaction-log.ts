@@ -96,6 +96,11 @@ export class TransactionLog {
     return rows.map(toLogRow);
   }
 
+  /** Releases claims, so the next sweep takes these rows at once. */
+  async unclaim(db: SqlRunner, txIds: readonly string[]): Promise<void> {
+    await db.query(`UPDATE ${this.#table} SET claimed_until = NULL WHERE tx_id = ANY($1::uuid[])`, [txIds]);
+  }
+
   /** Lists rows, oldest first, with what PostgreSQL says of each transaction. */
   async list(db: SqlRunner, limit: number): Promise<Array<LogRow & { outcome: DatabaseOutcome }>> {
     const { rows } = await db.query(

@@ -190,14 +190,7 @@ describe('recovery sweeper', function () {
       return { f: owned, onDead, onLive };
     }
 
-    // LIB BUG (lib/protocol/recovery-sweeper.ts, resolveBatch): rows left unresolved keep the claim the batch put
-    // on them (claimed_until = now() + claimMs, default 60 s), so no sweep takes them again until the claim
-    // expires: "the others stay for the next sweep" (docs/protocol.md) does not hold, and under the degrade policy
-    // the staleness bound becomes "claimMs after the first sweep that failed", not "the first sweep after
-    // reachability returns". Fix: clear the claim of the rows not resolved, e.g. after deleteRows:
-    // `UPDATE <log> SET claimed_until = NULL WHERE tx_id = ANY($1)` with the unresolved ids (or one statement
-    // that deletes the done rows and unclaims the rest). Unskip when fixed.
-    it.skip('keeps the rows of an unreachable server (counted unresolved), resolves the rest, and the next sweep after the restart resolves them', async () => {
+    it('keeps the rows of an unreachable server (counted unresolved), resolves the rest, and the next sweep after the restart resolves them', async () => {
       const { f: owned, onDead } = await sweepWhileDown(undefined);
       const again = await owned.cache.sweep(owned.pool, { minAgeMs: 0 });
       expect(again).to.include({ resolved: onDead.length, unresolved: 0 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { MikroORM, defineEntity, p, type Options } from '@mikro-orm/postgresql';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
-import type { XaCacheOptions } from '../../lib/mikro-orm/xa-cache-adapter.js';
+import type { XaCacheAdapter, XaCacheOptions } from '../../lib/mikro-orm/xa-cache-adapter.js';
 
 /** A realistic schema for the integration tests, the demo and the benchmarks. */
 export const Publisher = defineEntity({
@@ -68,6 +68,8 @@ export interface Bookstore {
   readonly sql: string[];
   /** Statements sent since the last call. */
   takeSql(): string[];
+  /** The cache adapter (protocol, stats). */
+  cache(): XaCacheAdapter;
   close(): Promise<void>;
 }
 
@@ -92,6 +94,7 @@ export async function openBookstore(servers: readonly string[], clientUrl: strin
     orm,
     sql,
     takeSql: () => sql.splice(0, sql.length),
+    cache: () => orm.config.getResultCacheAdapter() as XaCacheAdapter,
     close: () => orm.close(true),
   };
 }

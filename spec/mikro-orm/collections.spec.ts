@@ -1,0 +1,82 @@
+import { expect } from 'chai';
+import { sharedServers } from '../support/global-servers.js';
+import { Author, Book, Tag, openBookstore, seedBookstore, type Bookstore } from '../support/bookstore.js';
+
+describe('collections', () => {
+  let b: Bookstore;
+  before(async () => {
+    const s = sharedServers();
+    b = await openBookstore(s.memcachedAddresses, s.db);
+    await seedBookstore(b.orm);
+  });
+  after(async () => b.close());
+  beforeEach(() => b.takeSql());
+
+  const books = async (authorId: number): Promise<number[]> => (await b.orm.em.fork().findOneOrFail(Author, authorId, { populate: ['books'] })).books.getItems().map((x) => x.id);
+  const tags = async (bookId: number): Promise<number[]> => (await b.orm.em.fork().findOneOrFail(Book, bookId, { populate: ['tags'] })).tags.getItems().map((x) => x.id).sort();
+  const tagBooks = async (tagId: number): Promise<number[]> => (await b.orm.em.fork().findOneOrFail(Tag, tagId, { populate: ['books'] })).books.getItems().map((x) => x.id).sort((x, y) => x - y);
+
+  it('iterates a 1:m collection again without touching the database', async () => {
+    expect(await books(1)).to.deep.equal([1, 5, 9]);
+    b.takeSql();
+    expect(await books(1)).to.deep.equal([1, 5, 9]);
+    expect(b.takeSql()).to.deep.equal([]);
+  });
+
+  it('reads the members of several owners with one multi-get round trip per server', async () => {
+    const em = b.orm.em.fork();
+    await em.find(Author, { id: [1, 2, 3, 4] }, { populate: ['books'] });
+    const store = b.cache().xa.store;
+    const before = store.counters.roundTrips;
+    b.takeSql();
+    await b.orm.em.fork().find(Author, { id: [1, 2, 3, 4] }, { populate: ['books'] });
+    expect(b.takeSql()).to.deep.equal([]);
+    // rows of the authors, then their collections, then the books: three reads, each one round trip per server
+    expect(store.counters.roundTrips - before).to.be.at.most(3 * 3);
+  });
+
+  it('invalidates exactly the affected owners when a member is added, moved or removed', async () => {
+    await Promise.all([books(1), books(2), books(3)]);
+    const em = b.orm.em.fork();
+    em.create(Book, { id: 50, title: 'New', price: 1, author: 1 });
+    await em.flush();
+    b.takeSql();
+    expect(await books(3)).to.deep.equal([3, 7, 11]);
+    expect(b.takeSql(), 'author 3 is untouched').to.deep.equal([]);
+    expect(await books(1)).to.deep.equal([1, 5, 9, 50]);
+
+    const em2 = b.orm.em.fork();
+    const moved = await em2.findOneOrFail(Book, 50);
+    moved.author = em2.getReference(Author, 2);
+    await em2.flush();
+    expect(await books(1)).to.deep.equal([1, 5, 9]);
+    expect(await books(2)).to.deep.equal([2, 6, 10, 50]);
+
+    const em3 = b.orm.em.fork();
+    em3.remove(em3.getReference(Book, 50));
+    await em3.flush();
+    expect(await books(2)).to.deep.equal([2, 6, 10]);
+  });
+
+  it('caches m:n collections on both sides and invalidates both when the pivot changes', async () => {
+    expect(await tags(1)).to.deep.equal([1, 2]);
+    expect(await tagBooks(3)).to.deep.equal([2, 3, 6, 7, 10, 11]);
+    b.takeSql();
+    expect(await tags(1)).to.deep.equal([1, 2]);
+    expect(await tagBooks(3)).to.deep.equal([2, 3, 6, 7, 10, 11]);
+    expect(b.takeSql()).to.deep.equal([]);
+    const em = b.orm.em.fork();
+    const book = await em.findOneOrFail(Book, 1, { populate: ['tags'] });
+    book.tags.add(em.getReference(Tag, 3));
+    await em.flush();
+    expect(await tags(1)).to.deep.equal([1, 2, 3]);
+    expect(await tagBooks(3)).to.deep.equal([1, 2, 3, 6, 7, 10, 11]);
+  });
+
+  it('invalidates collections when a native write moves a member', async () => {
+    await books(4);
+    await b.orm.em.fork().nativeUpdate(Book, { id: 4 }, { author: 1 });
+    expect(await books(4)).to.deep.equal([8, 12]);
+    expect(await books(1)).to.include(4);
+  });
+});
