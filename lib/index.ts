@@ -7,6 +7,8 @@
  */
 export * from './mikro-orm/index.js';
 export * from './protocol/index.js';
+export * from './operations/index.js';
+export { RegionStats, MAX_REGION_LABELS } from './protocol/cache-stats.js';
 export { MemcachedStore, KetamaRing } from './store/index.js';
 export type { CacheStore, CasToken, StoredItem, StoreOp, StoreResult, StoreCounters, MultiGetResult } from './store/cache-store.js';
 export type { MemcachedStoreOptions } from './store/memcached-store-options.js';

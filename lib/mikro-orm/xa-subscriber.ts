@@ -25,7 +25,8 @@ export class XaSubscriber implements EventSubscriber {
     const driver = args.em.getDriver() as unknown as XaPostgreSqlDriver;
     const defaultSchema = driver.xaConnection.cache.defaultSchema;
     const found: Pending = { keys: new Set(), regions: new Set() };
-    for (const cs of args.uow.getChangeSets()) this.#changeSet(args.uow, cs, defaultSchema, found);
+    const all = args.em.getMetadata();
+    for (const cs of args.uow.getChangeSets()) this.#changeSet(args.uow, cs, defaultSchema, found, all);
     for (const coll of args.uow.getCollectionUpdates()) this.#collection(coll, defaultSchema, found);
     if (found.keys.size === 0 && found.regions.size === 0) return;
     const scope = args.em.isInTransaction() ? driver.xaConnection.scopeOf(args.em.getTransactionContext()) : undefined;
@@ -41,7 +42,7 @@ export class XaSubscriber implements EventSubscriber {
     if (scope) apply(scope, pending);
   }
 
-  #changeSet(uow: UnitOfWork, cs: ChangeSet<AnyEntity>, defaultSchema: string, found: Pending): void {
+  #changeSet(uow: UnitOfWork, cs: ChangeSet<AnyEntity>, defaultSchema: string, found: Pending, all: Iterable<EntityMetadata>): void {
     const meta = cs.meta as EntityMetadata;
     if (entityCacheOf(meta)?.strategy === 'read-only') throw new ReadOnlyEntityError(meta.className);
     const original = (cs.originalEntity ?? uow.getOriginalEntityData(cs.entity) ?? {}) as Record<string, unknown>;
@@ -54,7 +55,7 @@ export class XaSubscriber implements EventSubscriber {
       for (const owner of owners) if (owner !== undefined && owner !== null) found.keys.add(keys.collection(ownerTable, collection.name, pkString(owner)));
     }
     if (cs.type === 'delete' || cs.type === 'delete_early') {
-      for (const child of cascadedChildren(meta)) {
+      for (const child of cascadedChildren(meta, all)) {
         const table = qualifiedTable(child, cs.schema, defaultSchema);
         found.regions.add(regions.rows(table));
         found.regions.add(regions.collections(table));
@@ -124,17 +125,24 @@ function childLinks(meta: EntityMetadata): ChildLink[] {
 
 const cascades = new WeakMap<EntityMetadata, EntityMetadata[]>();
 
-/** Entities whose rows the database changes on its own when a row of `meta` is deleted (ON DELETE CASCADE / SET NULL). */
-function cascadedChildren(meta: EntityMetadata): EntityMetadata[] {
+/**
+ * Entities whose rows the database changes on its own when a row of `meta` is deleted: every entity with a
+ * foreign key to it declared ON DELETE CASCADE / SET NULL / SET DEFAULT, whether or not `meta` maps the inverse side.
+ */
+function cascadedChildren(meta: EntityMetadata, all: Iterable<EntityMetadata>): EntityMetadata[] {
   let found = cascades.get(meta);
   if (!found) {
     found = [];
-    for (const prop of Object.values(meta.properties)) {
-      if (prop.kind !== ReferenceKind.ONE_TO_MANY && !(prop.kind === ReferenceKind.ONE_TO_ONE && !prop.owner)) continue;
-      const child = prop.targetMeta;
-      const fk = child && prop.mappedBy ? child.properties[prop.mappedBy] : undefined;
-      const rule = fk?.deleteRule;
-      if (child && rule && rule !== 'no action' && rule !== 'restrict') found.push(child);
+    const target = (meta.root ?? meta).className;
+    for (const child of all) {
+      for (const fk of Object.values(child.properties)) {
+        if (fk.kind !== ReferenceKind.MANY_TO_ONE && !(fk.kind === ReferenceKind.ONE_TO_ONE && fk.owner)) continue;
+        const rule = fk.deleteRule;
+        if (fk.targetMeta && (fk.targetMeta.root ?? fk.targetMeta).className === target && rule && rule !== 'no action' && rule !== 'restrict') {
+          found.push(child);
+          break;
+        }
+      }
     }
     cascades.set(meta, found);
   }

@@ -54,7 +54,8 @@ export const Review = defineEntity({
   name: 'Review',
   properties: {
     id: p.integer().primary(),
-    book: () => p.manyToOne(Book),
+    // The database deletes a book's reviews itself: writes the unit of work never sees.
+    book: () => p.manyToOne(Book).deleteRule('cascade'),
     stars: p.integer(),
   },
 });

@@ -1,0 +1,19 @@
+/** Misuse of the operations helpers; the message says what to change. */
+export class OperationsError extends Error {
+  constructor(message: string) {
+    super(`mikro-orm-xa-cache: ${message}`);
+    this.name = new.target.name;
+  }
+
+  static notXaOrm(driver: string): OperationsError {
+    return new OperationsError(`startXaCache needs an ORM built with withXaCache(config, options); its driver is ${driver}`);
+  }
+
+  static invalid(option: string, value: unknown, expected: string): OperationsError {
+    return new OperationsError(`option "${option}" is ${JSON.stringify(value) ?? String(value)}; expected ${expected}`);
+  }
+
+  static stopped(): OperationsError {
+    return new OperationsError('the cache runtime was stopped');
+  }
+}

@@ -1,0 +1,47 @@
+import type { MikroORM } from '@mikro-orm/core';
+import { XaPostgreSqlDriver } from '../mikro-orm/xa-driver.js';
+import { ormProtocolLogger } from './mikro-orm-logger.js';
+import { OperationsError } from './operations-error.js';
+import { XaCacheRuntime, type RuntimeSweepOptions } from './xa-cache-runtime.js';
+
+/** Options of {@link startXaCache}. */
+export interface StartXaCacheOptions extends RuntimeSweepOptions {
+  /**
+   * Route the protocol's log lines through MikroORM's logger (namespace `xa-cache`) when the cache options gave no
+   * `logger` of their own. Default true.
+   */
+  readonly useOrmLogger?: boolean;
+}
+
+/**
+ * The one call an application awaits on startup, before it serves: connects the ORM if needed (which creates the
+ * log table if absent), runs the recovery sweeper once, so in-doubt entries left by processes that died are
+ * resolved now rather than when their locks expire, and then sweeps every `sweepIntervalMs` if given.
+ *
+ * ```ts
+ * const orm = await MikroORM.init(withXaCache(config, { servers }));
+ * const cache = await startXaCache(orm, { sweepIntervalMs: 30_000 });
+ * // … serve; expose `await cache.metrics()` on /metrics …
+ * await cache.stop();
+ * await orm.close();
+ * ```
+ *
+ * Rejects if the startup sweep fails (the database refused the log statements): the cache would still be
+ * correct, but an operator should know. A memcached server that is down does not reject; its keys stay in doubt
+ * (`runtime.lastSweep.unresolved`) for the next sweep.
+ */
+export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions = {}): Promise<XaCacheRuntime> {
+  if (!(await orm.isConnected())) await orm.connect();
+  const driver = orm.em.getDriver();
+  if (!(driver instanceof XaPostgreSqlDriver)) throw OperationsError.notXaOrm(driver.constructor.name);
+  const connection = driver.xaConnection;
+  const cache = connection.cache.xa;
+  if ((options.useOrmLogger ?? true) && cache.options.logger === undefined) {
+    // The resolved options object is the protocol's own; filling its empty logger slot is the documented hook.
+    cache.options.logger = ormProtocolLogger(orm.config.getLogger());
+  }
+  const runtime = new XaCacheRuntime(cache, await connection.sqlRunner(), options);
+  await runtime.sweepNow();
+  runtime.schedule();
+  return runtime;
+}
