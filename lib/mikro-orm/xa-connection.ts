@@ -1,4 +1,4 @@
-import { EventType, isRaw, type Transaction, type TransactionEventBroadcaster, type LogContext, type LoggingOptions, type Dictionary } from '@mikro-orm/core';
+import { EventType, isRaw, type EntityMetadata, type Transaction, type TransactionEventBroadcaster, type LogContext, type LoggingOptions, type Dictionary } from '@mikro-orm/core';
 import { NativeQueryBuilder, PostgreSqlConnection } from '@mikro-orm/postgresql';
 import { CompiledQuery, type ControlledTransaction } from 'kysely';
 import type { CacheTransaction } from '../protocol/cache-transaction.js';
@@ -8,6 +8,7 @@ import { statementTables, type StatementTables } from './sql-tables.js';
 import { TransactionScope, type IsolationLevel } from './transaction-scope.js';
 import { XaCacheAdapter } from './xa-cache-adapter.js';
 import { XaConfigError } from './xa-errors.js';
+import { entityCacheOf } from './entity-marker.js';
 
 type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
 type BeginOptions = NonNullable<Parameters<PostgreSqlConnection['begin']>[0]>;
@@ -43,7 +44,11 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     const adapter = this.cache;
     adapter.attach();
     const pool = await this.sqlRunner();
-    await adapter.xa.ensureLogTable(pool);
+    try {
+      await adapter.xa.ensureLogTable(pool);
+    } catch (error) {
+      throw XaConfigError.logTable(adapter.xa.log.table, error);
+    }
     const { rows } = await pool.query("SELECT current_setting('default_transaction_isolation') AS level");
     this.#defaultIsolation = (rows[0] as { level: IsolationLevel }).level;
   }
@@ -177,6 +182,19 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     } catch (error) {
       this.logger.warn('info', `mikro-orm-xa-cache: could not settle ${tx.id} after a failed COMMIT: ${String(error)}`);
     }
+  }
+}
+
+/**
+ * Entities marked for the cache that the row cache cannot serve fail at startup, not at the first query: the row
+ * cache names rows by one primary-key column.
+ */
+export function validateCachedEntities(all: Iterable<EntityMetadata>): void {
+  for (const meta of all) {
+    if (!entityCacheOf(meta)) continue;
+    if (meta.embeddable) throw XaConfigError.entity(meta.className, 'is an embeddable; mark the entity that embeds it instead');
+    if (meta.primaryKeys.length === 0) throw XaConfigError.entity(meta.className, 'has no primary key, so its rows cannot be cached by key; remove xaCache');
+    if (meta.primaryKeys.length > 1) throw XaConfigError.entity(meta.className, `has a composite primary key (${meta.primaryKeys.join(', ')}); the row cache supports single-column keys only, so remove xaCache (its query results are still cached)`);
   }
 }
 

@@ -1,11 +1,11 @@
-import { helper, Utils, type Configuration, type EntityProperty, type Primary, type OrderDefinition, type Transaction, type Dictionary, type EntityData, type EntityMetadata, type FilterQuery, type FindOptions, type NativeInsertUpdateManyOptions, type NativeInsertUpdateOptions, type DeleteOptions, type QueryResult, type EntityDictionary, type EntityName, ReferenceKind } from '@mikro-orm/core';
+import { helper, Utils, type MetadataStorage, type Configuration, type EntityProperty, type Primary, type OrderDefinition, type Transaction, type Dictionary, type EntityData, type EntityMetadata, type FilterQuery, type FindOptions, type NativeInsertUpdateManyOptions, type NativeInsertUpdateOptions, type DeleteOptions, type QueryResult, type EntityDictionary, type EntityName, ReferenceKind } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
 import { currentCall, withCall, type CallContext } from './call-context.js';
 import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
 import { planLookup, type CollectionLookup, type RowLookup } from './lookup-plan.js';
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
-import { XaPostgreSqlConnection } from './xa-connection.js';
+import { XaPostgreSqlConnection, validateCachedEntities } from './xa-connection.js';
 import { ReadOnlyEntityError } from './xa-errors.js';
 import { decodeValue, encodeValue } from './value-codec.js';
 
@@ -24,6 +24,12 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const self = this as unknown as { connection: XaPostgreSqlConnection; replicas: unknown[] };
     self.connection = new XaPostgreSqlConnection(this.config);
     self.replicas = this.createReplicas((conf) => new XaPostgreSqlConnection(this.config, conf, 'read'));
+  }
+
+  /** Checks the cache markers as soon as discovery is done, so a wrong one fails `MikroORM.init`. */
+  override setMetadata(metadata: MetadataStorage): void {
+    validateCachedEntities(metadata.getAll().values());
+    super.setMetadata(metadata);
   }
 
   /** The primary connection, which runs the protocol. */

@@ -31,6 +31,12 @@ export class XaConfigError extends Error {
     return new XaConfigError('a write ran in a transaction that was not started through the ORM connection, so the cache cannot be invalidated with it; start transactions with em.transactional() or em.begin()');
   }
 
+  static logTable(table: string, cause: unknown): XaConfigError {
+    const error = new XaConfigError(`could not create or reach the transaction log table ${table} (${cause instanceof Error ? cause.message : String(cause)}); grant CREATE on the schema, or create it in a migration with the DDL of TransactionLog.ddl()`);
+    error.cause = cause;
+    return error;
+  }
+
   static clearUnsupported(): XaConfigError {
     return new XaConfigError('clear() is not supported: memcached cannot drop one namespace; evict named results with em.clearCache(key)');
   }

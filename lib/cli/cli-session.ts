@@ -1,0 +1,81 @@
+import pg from 'pg';
+import { MemcachedStore } from '../store/memcached-store.js';
+import { XaCache } from '../protocol/xa-cache.js';
+import type { SqlRunner } from '../protocol/sql-runner.js';
+import type { CliConfig } from './cli-config.js';
+import { CliError } from './cli-errors.js';
+
+/**
+ * The connections of one command: a small pg pool and a memcached store in the application's namespace, and an
+ * {@link XaCache} over them with the application's log table (the same protocol code the application runs).
+ */
+export class CliSession {
+  private constructor(
+    readonly config: CliConfig,
+    readonly pool: pg.Pool,
+    readonly store: MemcachedStore,
+    readonly cache: XaCache,
+  ) {}
+
+  /** Opens and checks the database (reachable, log table present); memcached is checked by {@link probeMemcached}. */
+  static async open(config: CliConfig, connectTimeoutMs: number, options: { needLogTable?: boolean } = {}): Promise<CliSession> {
+    const pool = new pg.Pool({ ...config.pg, max: 4, connectionTimeoutMillis: connectTimeoutMs, application_name: 'mikro-orm-xa-cache cli' });
+    pool.on('error', () => undefined); // an idle client dropped by the server; the next query reports it
+    try {
+      await pool.query('SELECT 1');
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      throw CliError.unreachableDatabase(config.dbLabel, error);
+    }
+    const store = new MemcachedStore({ timeoutMs: 1000, connectTimeoutMs: connectTimeoutMs, retryAfterMs: 0, ...config.store, servers: config.memcached, namespace: config.namespace });
+    let cache: XaCache;
+    try {
+      cache = new XaCache(store, { logTable: config.logTable });
+    } catch (error) {
+      await Promise.all([store.close(), pool.end()]);
+      throw CliError.config((error as Error).message);
+    }
+    const session = new CliSession(config, pool, store, cache);
+    if (options.needLogTable ?? true) {
+      const { rows } = await pool.query('SELECT to_regclass($1) IS NOT NULL AS present', [config.logTable]);
+      if (!(rows[0] as { present: boolean }).present) {
+        await session.close();
+        throw CliError.noLogTable(config.logTable, config.dbLabel);
+      }
+    }
+    return session;
+  }
+
+  get db(): SqlRunner {
+    return this.pool;
+  }
+
+  /** The memcached servers that do not answer, each probed with a get of a key that maps to it. */
+  async probeMemcached(): Promise<{ reachable: string[]; unreachable: string[]; rttMs: Map<string, number> }> {
+    const keyFor = new Map<string, string>();
+    for (let i = 0; keyFor.size < this.config.memcached.length && i < 10_000; i++) {
+      const key = `cli-probe:${i}`;
+      const server = this.store.serverFor(key);
+      if (!keyFor.has(server)) keyFor.set(server, key);
+    }
+    const rttMs = new Map<string, number>();
+    const unreachable: string[] = [];
+    const reachable: string[] = [];
+    await Promise.all(
+      [...keyFor].map(async ([server, key]) => {
+        const started = performance.now();
+        const result = await this.store.get(key);
+        if (result.status === 'error') unreachable.push(server);
+        else {
+          reachable.push(server);
+          rttMs.set(server, performance.now() - started);
+        }
+      }),
+    );
+    return { reachable: reachable.sort(), unreachable: unreachable.sort(), rttMs };
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.store.close(), this.pool.end()]);
+  }
+}

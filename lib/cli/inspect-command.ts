@@ -1,0 +1,81 @@
+import type { InDoubtTransaction } from '../protocol/in-doubt.js';
+import { countFlag, durationFlag, type ParsedCommand } from './cli-args.js';
+import { EXIT } from './cli-errors.js';
+import type { CliOutput } from './cli-output.js';
+import type { CliSession } from './cli-session.js';
+import { describeKeyState } from './key-state-text.js';
+import { formatAge, textTable } from './text-table.js';
+
+/** Default `--min-age`: the sweeper's own default, so what `inspect` reports is what a sweep would take. */
+export const DEFAULT_MIN_AGE_MS = 10_000;
+
+/**
+ * `inspect`: the in-doubt transactions of the log, oldest first, with PostgreSQL's outcome and each key's state in
+ * memcached. Exit 1 when any is in doubt, 4 when none is but a memcached server did not answer, else 0.
+ */
+export async function inspectCommand(session: CliSession, parsed: ParsedCommand, io: CliOutput): Promise<number> {
+  const minAgeMs = durationFlag(parsed.values, 'min-age', DEFAULT_MIN_AGE_MS, 'inspect');
+  const limit = countFlag(parsed.values, 'limit', 100, 'inspect');
+  const probe = await session.probeMemcached();
+  const [listed, totals] = await Promise.all([session.cache.listInDoubt(session.db, limit), countRows(session, minAgeMs)]);
+  const inDoubt = listed.filter((tx) => tx.ageMs >= minAgeMs);
+  const { config } = session;
+  if (parsed.values.json) {
+    io.out(
+      JSON.stringify(
+        {
+          inDoubt: totals.old,
+          minAgeMs,
+          younger: totals.young,
+          shown: inDoubt.length,
+          namespace: config.namespace,
+          logTable: config.logTable,
+          database: config.dbLabel,
+          memcached: { servers: config.memcached, unreachable: probe.unreachable },
+          transactions: inDoubt.map((tx) => ({ ...tx, ageMs: Math.round(tx.ageMs) })),
+        },
+        null,
+        2,
+      ),
+    );
+  } else {
+    for (const server of probe.unreachable) io.err(`warning: memcached ${server} does not answer; its keys show as unknown`);
+    const where = `log table ${config.logTable} in ${config.dbLabel}, namespace "${config.namespace}", ${config.memcached.length} memcached server${config.memcached.length > 1 ? 's' : ''}`;
+    const younger = totals.young > 0 ? `; ${totals.young} younger row${totals.young > 1 ? 's' : ''} not shown (promotes in flight or awaiting deletion)` : '';
+    if (totals.old === 0) {
+      io.out(`Nothing in doubt (older than ${formatAge(minAgeMs)})${younger}.\n${where}`);
+    } else {
+      io.out(`${totals.old} transaction${totals.old > 1 ? 's' : ''} in doubt (older than ${formatAge(minAgeMs)})${younger}.\n${where}\n`);
+      io.out(textTable(['TRANSACTION', 'AGE', 'DATABASE', 'KEY', 'STATE'], inDoubt.flatMap(rowsOf)));
+      if (totals.old > inDoubt.length) io.out(`… and ${totals.old - inDoubt.length} more (raise --limit)`);
+      io.out(`\n${advice(inDoubt)}`);
+    }
+  }
+  if (totals.old > 0) return EXIT.inDoubt;
+  return probe.unreachable.length > 0 ? EXIT.unreachable : EXIT.ok;
+}
+
+function rowsOf(tx: InDoubtTransaction): string[][] {
+  const head = [tx.txId, formatAge(tx.ageMs), tx.outcome];
+  const blank = ['', '', ''];
+  if (tx.keys.length === 0) return [[...head, '(no keys)', '']];
+  return tx.keys.map((key, i) => [...(i === 0 ? head : blank), key.key, describeKeyState(key, tx.txId)]);
+}
+
+function advice(txs: readonly InDoubtTransaction[]): string {
+  const committed = txs.filter((tx) => tx.outcome === 'committed').length;
+  const lines = ['Run `mikro-orm-xa-cache sweep` to resolve them: for a committed transaction the sweeper removes its locks,'];
+  lines.push('evicts its items and renews its regions, then deletes the log row.');
+  if (committed < txs.length) lines.push('Rows whose transaction is still "in progress" are resolved once it ends; "unknown" ones are swept like committed ones.');
+  return lines.join('\n');
+}
+
+async function countRows(session: CliSession, minAgeMs: number): Promise<{ old: number; young: number }> {
+  const { rows } = await session.pool.query(
+    `SELECT count(*) FILTER (WHERE created_at <= now() - make_interval(secs => $1::float8 / 1000))::int AS old,
+            count(*) FILTER (WHERE created_at > now() - make_interval(secs => $1::float8 / 1000))::int AS young
+       FROM ${session.config.logTable}`,
+    [minAgeMs],
+  );
+  return rows[0] as { old: number; young: number };
+}
