@@ -109,7 +109,7 @@ function print(run: SweepRun, v: ParsedCommand['values'], io: CliOutput, watchin
   io.out(`${prefix}Resolved ${formatCount(report.resolved)} transaction${report.resolved === 1 ? '' : 's'} (${formatCount(report.keys)} keys) in ${formatAge(run.ms)}${report.unresolved > 0 ? `; ${formatCount(report.unresolved)} left in doubt (keys on unreachable servers; the next sweep retries)` : ''}.`);
   if (v.quiet) return;
   for (const tx of run.resolvedTransactions) {
-    io.out(`  ${tx.txId}  ${tx.outcome}, ${formatAge(tx.ageMs)} old: ${tx.keys} item key${tx.keys === 1 ? '' : 's'} evicted, ${tx.regions} region${tx.regions === 1 ? '' : 's'} renewed`);
+    io.out(`  ${tx.txId}  ${tx.outcome}, ${formatAge(tx.ageMs)} old: ${tx.keys} item${tx.keys === 1 ? '' : 's'} unlocked/evicted, ${tx.regions} region${tx.regions === 1 ? '' : 's'} renewed`);
   }
   const unlisted = report.resolved - run.resolvedTransactions.length;
   if (unlisted > 0) io.out(`  … and ${formatCount(unlisted)} more`);

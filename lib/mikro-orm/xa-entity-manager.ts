@@ -14,7 +14,11 @@ type CacheKeyHolder = { key: string; data: unknown; skip?: boolean } | undefined
  *   known when it is stored (the connection and the driver record them);
  * - never reads or stores query results inside a transaction: they could show the transaction's own uncommitted
  *   rows to others (G1), or rows newer than its snapshot (G5);
- * - marks unit-of-work flushes, whose collection changes the subscriber names exactly.
+ * - marks unit-of-work flushes, whose collection changes the subscriber names exactly;
+ * - sends every query whose result may be stored in the result cache (`find`, `findOne`, `count` and QueryBuilders
+ *   with `cache`, or all of them with `resultCache.global`) to the primary: a read replica may not have replayed
+ *   the commit that invalidated the key yet, and a result read from it would be stored stale (the row and
+ *   collection fills of the driver read the primary for the same reason).
  */
 export class XaEntityManager extends EntityManager {
   override flush(): Promise<void> {
@@ -39,15 +43,51 @@ export class XaEntityManager extends EntityManager {
   }
 }
 
-// find/findOne/count run inside a query scope. They are patched on the prototype rather than overridden in the
-// class body because restating their generic signatures would have to track every MikroORM release.
+/** Whether a query with this `cache` option uses the result cache: its own option, else `resultCache.global`. */
+function usesResultCache(em: EntityManager, config: unknown): boolean {
+  return Boolean(config ?? em.config.get('resultCache').global);
+}
+
+// find/findOne/count run inside a query scope, and on the primary when their result may be cached. They are patched
+// on the prototype rather than overridden in the class body because restating their generic signatures would have
+// to track every MikroORM release.
 for (const name of ['find', 'findOne', 'count'] as const) {
   const base = EntityManager.prototype[name] as (...args: unknown[]) => Promise<unknown>;
   Object.defineProperty(XaEntityManager.prototype, name, {
     configurable: true,
     writable: true,
     value: function scoped(this: EntityManager, ...args: unknown[]): Promise<unknown> {
+      // (entityName, where, options): populates of the result are loaded with the same options, so from the primary too.
+      const options = args[2] as { cache?: unknown; connectionType?: string } | undefined;
+      if (usesResultCache(this, options?.cache) && options?.connectionType !== 'write') args[2] = { ...options, connectionType: 'write' };
       return withCall({ query: new QueryScope() }, () => base.apply(this, args));
+    },
+  });
+}
+
+type CachingQueryBuilder = { connectionType?: string; cache(config?: CacheConfig): unknown };
+
+// A QueryBuilder reads through the connection of its `connectionType` (a replica when `preferReadReplicas`):
+// while its result may be cached (`.cache(...)`, or `resultCache.global`), that is the primary.
+{
+  const base = EntityManager.prototype.createQueryBuilder as (...args: unknown[]) => unknown;
+  Object.defineProperty(XaEntityManager.prototype, 'createQueryBuilder', {
+    configurable: true,
+    writable: true,
+    value: function createQueryBuilder(this: EntityManager, ...args: unknown[]): unknown {
+      const qb = base.apply(this, args) as CachingQueryBuilder;
+      const requested = qb.connectionType;
+      const choose = (config: CacheConfig): void => {
+        qb.connectionType = usesResultCache(this, config) ? 'write' : requested;
+      };
+      const cache = qb.cache;
+      qb.cache = function (this: CachingQueryBuilder, config: CacheConfig = true) {
+        const result = cache.call(this, config);
+        choose(config);
+        return result;
+      };
+      choose(undefined);
+      return qb;
     },
   });
 }

@@ -48,9 +48,14 @@ export class XaSubscriber implements EventSubscriber {
     const original = (cs.originalEntity ?? uow.getOriginalEntityData(cs.entity) ?? {}) as Record<string, unknown>;
     for (const { fk, ownerMeta, collection } of childLinks(meta)) {
       const owners = new Set<unknown>();
-      if (cs.type === 'create' || cs.type === 'delete' || cs.type === 'delete_early') owners.add(refId((cs.entity as Record<string, unknown>)[fk.name]));
-      if (cs.type !== 'create') owners.add(refId(original[fk.name]));
-      if (fk.name in cs.payload) owners.add(refId((cs.payload as Record<string, unknown>)[fk.name]));
+      if (cs.type === 'create' || cs.type === 'delete' || cs.type === 'delete_early') {
+        owners.add(refId((cs.entity as Record<string, unknown>)[fk.name]));
+        if (cs.type !== 'create') owners.add(refId(original[fk.name]));
+      } else if (fk.name in cs.payload) {
+        // Moved: both the owner it left and the one it joined. An update that keeps the owner changes no collection.
+        owners.add(refId(original[fk.name]));
+        owners.add(refId((cs.payload as Record<string, unknown>)[fk.name]));
+      }
       const ownerTable = qualifiedTable(ownerMeta, cs.schema, defaultSchema);
       for (const owner of owners) if (owner !== undefined && owner !== null) found.keys.add(keys.collection(ownerTable, collection.name, pkString(owner)));
     }

@@ -1,6 +1,7 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
 import { decodeEntry, encodeEntry } from './entry-codec.js';
+import { lockHolders } from './entry.js';
 import { regionKey, type ProtocolContext } from './protocol-context.js';
 import { RegionStats, regionLabel } from './cache-stats.js';
 
@@ -76,9 +77,9 @@ export class CacheReader {
       const item = fetched.items.get(key);
       const entry = item ? decodeEntry(item.value) : undefined;
       if (entry?.kind === 'generation') return void generations.set(region, entry.id);
-      if (entry?.kind === 'lock') return void (regionProblem = 'region-locked');
+      if (entry?.kind === 'lock' && lockHolders(entry).length > 0) return void (regionProblem = 'region-locked');
       // Absent, or not ours: start a fresh generation, which no stored result can carry.
-      if (entry) stats.foreignEntries++;
+      if (entry?.kind === 'foreign') stats.foreignEntries++;
       const id = uuidv4();
       generations.set(region, id);
       const value = encodeEntry({ kind: 'generation', id });
@@ -113,9 +114,11 @@ export class CacheReader {
         reason = 'stale';
         if (!sameRegions(entry.generations, regions)) storedRegions.set(key, [...entry.generations.keys()]);
       } else if (entry.kind === 'lock') {
-        stats.lockBypasses++;
-        perRegion.lockBypasses++;
-        reason = 'locked';
+        if (lockHolders(entry).length > 0) {
+          stats.lockBypasses++;
+          perRegion.lockBypasses++;
+          reason = 'locked';
+        } else reason = 'absent'; // every holder left: as good as absent, and replaced by a lease below
       } else if (entry.kind === 'lease') reason = 'leased';
       else {
         stats.foreignEntries++;

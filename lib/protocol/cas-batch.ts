@@ -1,8 +1,8 @@
 import type { CacheStore, CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
 import type { StoreError } from '../store/store-errors.js';
-import type { DecodedEntry, Entry } from './entry.js';
-import { decodeEntry, encodeEntry } from './entry-codec.js';
-import type { Transition } from './key-transitions.js';
+import { lockHolders, type DecodedEntry, type LockRecord } from './entry.js';
+import { decodeEntry, encodeEntry, encodeLockRecords } from './entry-codec.js';
+import { afterTransition, type Transition } from './key-transitions.js';
 
 /** What a key is known to hold, with the token to change it. */
 export interface KnownState {
@@ -26,7 +26,8 @@ export interface TransitionTtls {
 /**
  * Moves many keys through a transition with compare-and-swap, all keys of one round in one pipelined
  * {@link CacheStore.execute} call: round one reads the keys (unless their state is already known from an earlier
- * write), round two writes; only keys that lost a race are read and written again, up to `maxRounds` times.
+ * write), round two writes (replacements and deletions by compare-and-swap, lock joins and leaves by atomic
+ * append); only keys that lost a race are read and written again, up to `maxRounds` times.
  * A key's transition is recomputed from what it holds now each time, so the result is as if the transition had
  * been applied atomically.
  */
@@ -62,37 +63,50 @@ export async function applyTransitions(
       toRead = [];
     }
     const ops: StoreOp[] = [];
-    const pending: Array<{ key: string; next: Entry | undefined }> = [];
+    const pending: Array<{ key: string; next: DecodedEntry | undefined }> = [];
+    const followUps: StoreOp[] = [];
+    const joins = new Map<string, readonly LockRecord[]>();
     for (const [key, state] of known) {
       const transition = decide(key, state.entry);
-      if (transition.action === 'keep') {
+      if (transition.action === 'keep' || (transition.action === 'delete' && state.cas === undefined)) {
+        // Nothing to do (or nothing to delete: absent already).
         outcomes.set(key, { status: 'done', state });
         continue;
       }
+      const next = afterTransition(state.entry, transition);
       if (transition.action === 'delete') {
-        // Absent already: nothing to delete.
-        if (state.cas === undefined) {
-          outcomes.set(key, { status: 'done', state });
-          continue;
+        ops.push({ op: 'delete', key, cas: state.cas as CasToken });
+      } else if (transition.action === 'append') {
+        ops.push({ op: 'append', key, value: encodeLockRecords(transition.records) });
+        if (transition.records.some((r) => r.op === '+')) {
+          // A join keeps the lock alive for a full lifetime from now, as a fresh lock would be; and is read back in
+          // the same round trip, because an append is blind: the lock may have been replaced since it was read.
+          followUps.push({ op: 'touch', key, ttl: ttls.lock }, { op: 'get', key });
+          joins.set(key, transition.records);
         }
-        ops.push({ op: 'delete', key, cas: state.cas });
-        pending.push({ key, next: undefined });
-        continue;
+      } else {
+        const value = encodeEntry(transition.entry);
+        const ttl = transition.ttl === 'lock' ? ttls.lock : transition.ttl === 'forever' ? ttls.forever : ttls.value(key);
+        ops.push(state.cas === undefined ? { op: 'add', key, value, ttl } : { op: 'cas', key, value, ttl, cas: state.cas });
       }
-      const value = encodeEntry(transition.entry);
-      const ttl = transition.ttl === 'lock' ? ttls.lock : transition.ttl === 'forever' ? ttls.forever : ttls.value(key);
-      ops.push(state.cas === undefined ? { op: 'add', key, value, ttl } : { op: 'cas', key, value, ttl, cas: state.cas });
-      pending.push({ key, next: transition.entry });
+      pending.push({ key, next });
     }
     known.clear();
     if (ops.length === 0) break;
-    const results = (await store.execute(ops)) as StoreResult[];
-    results.forEach((result, i) => {
-      const { key, next } = pending[i] as { key: string; next: Entry | undefined };
+    const results = (await store.execute([...ops, ...followUps])) as StoreResult[];
+    const readBack = readBackOf(followUps, results.slice(ops.length));
+    pending.forEach(({ key, next }, i) => {
+      const result = results[i] as StoreResult;
       switch (result.status) {
-        case 'stored':
-          outcomes.set(key, { status: 'done', state: { entry: next, cas: result.cas } });
+        case 'stored': {
+          const joined = joins.get(key);
+          if (joined && !joinLanded(readBack.get(key), joined)) {
+            toRead.push(key); // appended to something that was no longer a lock: it reads as foreign; lock it afresh
+            break;
+          }
+          outcomes.set(key, { status: 'done', state: { entry: joined ? (readBack.get(key)?.entry ?? next) : next, cas: joined ? (readBack.get(key)?.cas ?? result.cas) : result.cas } });
           break;
+        }
         case 'deleted':
           outcomes.set(key, { status: 'done', state: { entry: undefined, cas: undefined } });
           break;
@@ -107,4 +121,21 @@ export async function applyTransitions(
   }
   for (const key of toRead) if (!outcomes.has(key)) outcomes.set(key, { status: 'contended' });
   return outcomes;
+}
+
+/** The states read back after joins, by key. */
+function readBackOf(ops: readonly StoreOp[], results: readonly StoreResult[]): Map<string, KnownState> {
+  const states = new Map<string, KnownState>();
+  ops.forEach((op, i) => {
+    const result = results[i];
+    if (op.op === 'get' && result?.status === 'hit') states.set(op.key, { entry: decodeEntry(result.item.value), cas: result.item.cas });
+  });
+  return states;
+}
+
+/** Whether a join's records are in the lock the key holds now. */
+function joinLanded(state: KnownState | undefined, joined: readonly LockRecord[]): boolean {
+  if (state?.entry?.kind !== 'lock') return false;
+  const holders = lockHolders(state.entry);
+  return joined.every((r) => r.op !== '+' || holders.includes(r.txId));
 }

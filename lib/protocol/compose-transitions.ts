@@ -1,21 +1,26 @@
-import type { DecodedEntry } from './entry.js';
-import type { Transition } from './key-transitions.js';
+import type { DecodedEntry, LockRecord } from './entry.js';
+import { afterTransition, type Transition } from './key-transitions.js';
 
 /**
  * Applies several transitions to one key as one: each step sees the entry the previous step would have left.
- * Used by the sweeper when one key appears in several in-doubt transactions of a batch.
+ * Appends only: one append of all records. Any replacement or deletion: the final state, written over what was
+ * read (appended records included). Used by the sweeper when one key appears in several in-doubt transactions.
  */
 export function composeTransitions(current: DecodedEntry | undefined, steps: ReadonlyArray<(entry: DecodedEntry | undefined) => Transition>): Transition {
   let entry = current;
-  let last: Transition = { action: 'keep' };
-  let changed = false;
+  let replaced: Extract<Transition, { action: 'write' }> | undefined;
+  let deleted = false;
+  const appended: LockRecord[] = [];
   for (const step of steps) {
     const t = step(entry);
     if (t.action === 'keep') continue;
-    changed = true;
-    last = t;
-    entry = t.action === 'write' ? t.entry : undefined;
+    entry = afterTransition(entry, t);
+    if (t.action === 'append' && !replaced && !deleted) appended.push(...t.records);
+    else if (t.action === 'write') ((replaced = t), (deleted = false));
+    else if (t.action === 'delete') ((deleted = true), (replaced = undefined));
+    else if (replaced && entry) replaced = { action: 'write', entry: entry as Extract<Transition, { action: 'write' }>['entry'], ttl: replaced.ttl };
   }
-  if (!changed) return { action: 'keep' };
-  return entry === undefined ? { action: 'delete' } : last;
+  if (deleted) return { action: 'delete' };
+  if (replaced) return replaced;
+  return appended.length > 0 ? { action: 'append', records: appended } : { action: 'keep' };
 }

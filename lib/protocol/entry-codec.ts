@@ -1,4 +1,4 @@
-import type { DecodedEntry, Entry, GenerationEntry, LockEntry, ValueEntry } from './entry.js';
+import type { DecodedEntry, Entry, GenerationEntry, LockEntry, LockRecord, ValueEntry } from './entry.js';
 
 /**
  * Binary envelope of every entry:
@@ -6,15 +6,17 @@ import type { DecodedEntry, Entry, GenerationEntry, LockEntry, ValueEntry } from
  * ```
  * 0..1  magic "XA"          3  kind (1 value, 2 lock, 3 lease, 4 generation)
  * 2     format version (1)  4… body, by kind:
- *   value:      u16 n, n × (u16 len, region utf-8, 16-byte generation), then the payload to the end
- *   lock:       u8 flags (bit 0 concurrent, bit 1 prior present), [16-byte prior], u16 n, n × 16-byte holder
+ *   value:      u16 n, n × (u16 len, region utf-8, 16-byte generation), u32 payload length, payload
+ *   lock:       u8 flags (bit 1 prior present), [16-byte prior], then records to the end, 17 bytes each:
+ *               '+' or '-' and a 16-byte transaction id (appended by joiners and leavers, see LockEntry)
  *   lease:      16-byte token
  *   generation: 16-byte id
  * ```
  *
  * Ids are UUIDs stored as 16 raw bytes. Every length is checked against the buffer before it is used, so
  * truncated or hostile bytes decode as `foreign`, never as data, and never make the decoder allocate more than
- * the buffer it was given.
+ * the buffer it was given. Every kind but a lock has an exact length: lock records appended (memcached APPEND)
+ * to a key that meanwhile stopped holding a lock leave bytes no other kind accepts, so it reads as foreign.
  */
 const MAGIC0 = 0x58; // 'X'
 const MAGIC1 = 0x41; // 'A'
@@ -25,11 +27,13 @@ const KIND_LEASE = 3;
 const KIND_GENERATION = 4;
 const HEADER = 4;
 const ID_BYTES = 16;
-const FLAG_CONCURRENT = 1;
 const FLAG_PRIOR = 2;
+const RECORD_BYTES = 1 + ID_BYTES;
+const JOIN = 0x2b; // '+'
+const LEAVE = 0x2d; // '-'
 
-/** The most holders one lock may list; more means something is badly wrong (or hostile). */
-export const MAX_LOCK_HOLDERS = 4096;
+/** The most records one lock may carry; more means something is badly wrong (or hostile). */
+export const MAX_LOCK_RECORDS = 4096;
 
 /** Encodes an entry into its envelope. */
 export function encodeEntry(entry: Entry): Buffer {
@@ -58,7 +62,7 @@ function withHeader(kind: number, body: Buffer): Buffer {
 function encodeValue(entry: ValueEntry): Buffer {
   const regions = [...entry.generations];
   const names = regions.map(([name]) => Buffer.from(name, 'utf8'));
-  let size = HEADER + 2 + entry.payload.length;
+  let size = HEADER + 2 + 4 + entry.payload.length;
   for (const name of names) size += 2 + name.length + ID_BYTES;
   const out = Buffer.allocUnsafe(size);
   out[0] = MAGIC0;
@@ -76,30 +80,33 @@ function encodeValue(entry: ValueEntry): Buffer {
     uuidToBytes(generation).copy(out, at);
     at += ID_BYTES;
   });
-  entry.payload.copy(out, at);
+  out.writeUInt32BE(entry.payload.length, at);
+  entry.payload.copy(out, at + 4);
   return out;
 }
 
 function encodeLock(entry: LockEntry): Buffer {
-  if (entry.holders.length > MAX_LOCK_HOLDERS) throw new RangeError(`a lock may list at most ${MAX_LOCK_HOLDERS} holders`);
+  if (entry.records.length > MAX_LOCK_RECORDS) throw new RangeError(`a lock may carry at most ${MAX_LOCK_RECORDS} records`);
   const hasPrior = entry.prior !== undefined;
-  const out = Buffer.allocUnsafe(HEADER + 1 + (hasPrior ? ID_BYTES : 0) + 2 + entry.holders.length * ID_BYTES);
+  const head = HEADER + 1 + (hasPrior ? ID_BYTES : 0);
+  const out = Buffer.allocUnsafe(head + entry.records.length * RECORD_BYTES);
   out[0] = MAGIC0;
   out[1] = MAGIC1;
   out[2] = VERSION;
   out[3] = KIND_LOCK;
-  out[HEADER] = (entry.concurrent ? FLAG_CONCURRENT : 0) | (hasPrior ? FLAG_PRIOR : 0);
-  let at = HEADER + 1;
-  if (entry.prior !== undefined) {
-    uuidToBytes(entry.prior).copy(out, at);
-    at += ID_BYTES;
-  }
-  out.writeUInt16BE(entry.holders.length, at);
-  at += 2;
-  for (const holder of entry.holders) {
-    uuidToBytes(holder).copy(out, at);
-    at += ID_BYTES;
-  }
+  out[HEADER] = hasPrior ? FLAG_PRIOR : 0;
+  if (entry.prior !== undefined) uuidToBytes(entry.prior).copy(out, HEADER + 1);
+  encodeLockRecords(entry.records).copy(out, head);
+  return out;
+}
+
+/** The bytes of lock records, as appended to an existing lock. */
+export function encodeLockRecords(records: readonly LockRecord[]): Buffer {
+  const out = Buffer.allocUnsafe(records.length * RECORD_BYTES);
+  records.forEach((r, i) => {
+    out[i * RECORD_BYTES] = r.op === '+' ? JOIN : LEAVE;
+    uuidToBytes(r.txId).copy(out, i * RECORD_BYTES + 1);
+  });
   return out;
 }
 
@@ -136,13 +143,14 @@ function decodeValue(bytes: Buffer): DecodedEntry {
     generations.set(name, bytesToUuid(bytes, at));
     at += ID_BYTES;
   }
-  return { kind: 'value', generations, payload: bytes.subarray(at) };
+  if (at + 4 > bytes.length || at + 4 + bytes.readUInt32BE(at) !== bytes.length) return foreign('value length');
+  return { kind: 'value', generations, payload: bytes.subarray(at + 4) };
 }
 
 function decodeLock(bytes: Buffer): DecodedEntry {
-  if (bytes.length < HEADER + 3) return foreign('truncated lock');
+  if (bytes.length < HEADER + 1) return foreign('truncated lock');
   const flags = bytes[HEADER] as number;
-  if (flags & ~(FLAG_CONCURRENT | FLAG_PRIOR)) return foreign('lock flags');
+  if (flags & ~FLAG_PRIOR) return foreign('lock flags');
   let at = HEADER + 1;
   let prior: string | undefined;
   if (flags & FLAG_PRIOR) {
@@ -150,13 +158,15 @@ function decodeLock(bytes: Buffer): DecodedEntry {
     prior = bytesToUuid(bytes, at);
     at += ID_BYTES;
   }
-  if (at + 2 > bytes.length) return foreign('truncated lock');
-  const count = bytes.readUInt16BE(at);
-  at += 2;
-  if (count === 0 || count > MAX_LOCK_HOLDERS || at + count * ID_BYTES !== bytes.length) return foreign('lock holders');
-  const holders: string[] = [];
-  for (let i = 0; i < count; i++, at += ID_BYTES) holders.push(bytesToUuid(bytes, at));
-  return { kind: 'lock', holders, concurrent: (flags & FLAG_CONCURRENT) !== 0, prior };
+  const body = bytes.length - at;
+  if (body === 0 || body % RECORD_BYTES !== 0 || body / RECORD_BYTES > MAX_LOCK_RECORDS) return foreign('lock records');
+  const records: LockRecord[] = [];
+  for (; at < bytes.length; at += RECORD_BYTES) {
+    const op = bytes[at];
+    if (op !== JOIN && op !== LEAVE) return foreign('lock record');
+    records.push({ op: op === JOIN ? '+' : '-', txId: bytesToUuid(bytes, at + 1) });
+  }
+  return { kind: 'lock', records, prior };
 }
 
 function foreign(reason: string): DecodedEntry {

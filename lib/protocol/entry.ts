@@ -4,10 +4,10 @@
  *
  * - `value`: a committed value (a row, a collection, a query result), with the region generations it was read
  *   under (empty for keys that are not validated against regions).
- * - `lock`: one or more transactions are between prepare and promote/release. Readers treat it as a miss and may
- *   not fill. `concurrent` records that more than one transaction ever held it: the last holder then evicts instead
- *   of writing its own value, which might not be the newest. `prior` is the generation a region lock replaced, put
- *   back by a rollback so that query results stay valid.
+ * - `lock`: transactions between prepare and promote/release (see {@link lockHolders}). While it has holders,
+ *   readers treat it as a miss and may not fill; once every holder left it is as good as absent. A lock ever held
+ *   by more than one transaction is *concurrent*: its last holder evicts instead of writing its own value, which
+ *   might not be the newest. `prior` is the generation a region lock replaced, put back by a rollback.
  * - `lease`: a reader is loading the key from the database and may fill it if nothing touches the key meanwhile.
  * - `generation`: the current generation of a region (a table); query results record the generations they were
  *   read under and are valid only while every one is still current.
@@ -22,12 +22,22 @@ export interface ValueEntry {
   readonly payload: Buffer;
 }
 
-/** A transaction lock. Holder ids are transaction ids (UUIDs). */
+/**
+ * A transaction lock, kept as the log of who joined and who left it, so that a transaction joins or leaves a lock
+ * other transactions hold by appending one record (memcached APPEND, atomic, no compare-and-swap to lose).
+ * Ids are transaction ids (UUIDs).
+ */
 export interface LockEntry {
   readonly kind: 'lock';
-  readonly holders: readonly string[];
-  readonly concurrent: boolean;
+  readonly records: readonly LockRecord[];
+  /** The region generation the lock replaced, restored by a rollback of a lock never shared. */
   readonly prior: string | undefined;
+}
+
+/** One join (`+`) or leave (`-`) of a lock. */
+export interface LockRecord {
+  readonly op: '+' | '-';
+  readonly txId: string;
 }
 
 /** A reader's fill lease. */
@@ -50,3 +60,23 @@ export interface ForeignEntry {
 
 /** What decoding can produce. */
 export type DecodedEntry = Entry | ForeignEntry;
+
+/** The transactions holding a lock now: joined and not left, in joining order. */
+export function lockHolders(lock: LockEntry): string[] {
+  const left = new Set<string>();
+  for (const r of lock.records) if (r.op === '-') left.add(r.txId);
+  const holders: string[] = [];
+  for (const r of lock.records) if (r.op === '+' && !left.has(r.txId) && !holders.includes(r.txId)) holders.push(r.txId);
+  return holders;
+}
+
+/** Whether more than one transaction ever joined the lock. */
+export function lockIsConcurrent(lock: LockEntry): boolean {
+  const first = lock.records.find((r) => r.op === '+')?.txId;
+  return lock.records.some((r) => r.op === '+' && r.txId !== first);
+}
+
+/** Whether a transaction ever left the lock. */
+export function lockWasLeftBy(lock: LockEntry, txId: string): boolean {
+  return lock.records.some((r) => r.op === '-' && r.txId === txId);
+}

@@ -1,4 +1,5 @@
 import { decodeEntry } from './entry-codec.js';
+import { lockHolders } from './entry.js';
 import { regionKey, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { DatabaseOutcome } from './transaction-log.js';
@@ -41,7 +42,11 @@ export async function listInDoubt(ctx: ProtocolContext, db: SqlRunner, limit = 1
       const item = fetched.items.get(key);
       if (!item) return { key, region, state: 'absent' };
       const entry = decodeEntry(item.value);
-      if (entry.kind === 'lock') return { key, region, state: entry.holders.includes(row.txId) ? 'locked-by-this' : 'locked-by-others', holders: entry.holders };
+      if (entry.kind === 'lock') {
+        const holders = lockHolders(entry);
+        if (holders.length === 0) return { key, region, state: 'absent' };
+        return { key, region, state: holders.includes(row.txId) ? 'locked-by-this' : 'locked-by-others', holders };
+      }
       return { key, region, state: entry.kind };
     };
     return {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { DecodedEntry, Entry } from './entry.js';
+import { lockHolders, lockIsConcurrent, lockWasLeftBy, type DecodedEntry, type Entry, type LockRecord } from './entry.js';
 
 /**
  * The pure state machine of one key: given what a key holds now, what prepare, promote and release must make of
@@ -10,67 +10,92 @@ import type { DecodedEntry, Entry } from './entry.js';
  */
 export type KeyRole = 'item' | 'region';
 
-/** What to do with a key: leave it, write an entry (with the TTL class to use), or delete it. */
+/**
+ * What to do with a key: leave it; replace it whole (compare-and-swap against what was read, or add when absent),
+ * with the TTL class to use; delete it (compare-and-swap); or append lock records. Appends need no token: joining
+ * or leaving a lock others hold never loses a race, which keeps hot keys (a busy table's region) from starving
+ * writers.
+ */
 export type Transition =
   | { readonly action: 'keep' }
   | { readonly action: 'write'; readonly entry: Entry; readonly ttl: 'lock' | 'value' | 'forever' }
-  | { readonly action: 'delete' };
+  | { readonly action: 'delete' }
+  | { readonly action: 'append'; readonly records: readonly LockRecord[] };
 
 const KEEP: Transition = { action: 'keep' };
 const DELETE: Transition = { action: 'delete' };
 
+/** Records past which a lock is rewritten with only its holders instead of growing further. */
+export const LOCK_COMPACTION_RECORDS = 64;
+
 /**
- * Prepare: put the key under this transaction's lock. A key already locked by others gains this transaction as a
- * holder and becomes `concurrent`, so that no single holder later writes a value that may not be the newest.
- * A region lock remembers the generation it replaced so a rollback can restore it.
+ * Prepare: put the key under this transaction's lock. A lock others hold is joined by appending `+tx`, which also
+ * makes it concurrent; anything else is replaced by a fresh lock (a region lock remembers the generation it
+ * replaced, so a rollback can restore it). A lock that grew long is rewritten with only its holders.
  */
 export function prepareTransition(current: DecodedEntry | undefined, txId: string, role: KeyRole): Transition {
   if (current?.kind === 'lock') {
-    if (current.holders.includes(txId)) return KEEP;
-    return lock([...current.holders, txId], true, current.prior);
+    const holders = lockHolders(current);
+    if (holders.includes(txId)) return KEEP;
+    if (holders.length > 0 && current.records.length < LOCK_COMPACTION_RECORDS) return { action: 'append', records: [{ op: '+', txId }] };
+    if (holders.length > 0) return lock([...holders, txId].map((id) => ({ op: '+', txId: id })), current.prior);
   }
   const prior = role === 'region' && current?.kind === 'generation' ? current.id : undefined;
-  return lock([txId], false, prior);
+  return lock([{ op: '+', txId }], prior);
 }
 
 /**
- * Promote, after the database committed: remove this transaction from the lock. The last holder of a lock that
- * was never shared writes the new value when it is known exactly; otherwise the key is evicted (regions get a new
- * generation, which invalidates every result read under the old one). Where the lock is gone (expired, evicted,
- * taken over) whatever the key holds may predate the commit: it is evicted, and a lock of other transactions is
- * marked concurrent so its holders will not write values either.
+ * Promote, after the database committed. While others still hold the lock, this transaction leaves it (`-tx`).
+ * The last holder finishes it: a lock never shared gets the new value when it is known exactly, otherwise the
+ * key is evicted (regions get a new generation, which invalidates every result read under the old one). Where
+ * the lock is gone (expired, evicted, taken over) whatever the key holds may predate the commit: it is evicted,
+ * and a lock of other transactions is made concurrent so its holders will not write their values either.
  */
 export function promoteTransition(current: DecodedEntry | undefined, txId: string, role: KeyRole, value: Entry | undefined): Transition {
   if (current === undefined) return KEEP;
-  if (current.kind === 'lock') {
-    const others = current.holders.filter((h) => h !== txId);
-    if (others.length === current.holders.length) {
-      // Not ours: others hold it. Their values could be older than our commit.
-      return current.concurrent && current.prior === undefined ? KEEP : lock(others, true, undefined);
-    }
-    if (others.length > 0) return lock(others, true, undefined);
-    if (role === 'region') return { action: 'write', entry: { kind: 'generation', id: randomUUID() }, ttl: 'forever' };
-    if (!current.concurrent && value !== undefined) return { action: 'write', entry: value, ttl: 'value' };
-    return DELETE;
+  if (current.kind !== 'lock') return DELETE;
+  const holders = lockHolders(current);
+  if (!holders.includes(txId)) {
+    if (holders.length === 0 || lockWasLeftBy(current, txId) || lockIsConcurrent(current)) return KEEP;
+    const marker = randomUUID();
+    return { action: 'append', records: [{ op: '+', txId: marker }, { op: '-', txId: marker }] };
   }
+  if (holders.length > 1) return { action: 'append', records: [{ op: '-', txId }] };
+  if (role === 'region') return { action: 'write', entry: { kind: 'generation', id: randomUUID() }, ttl: 'forever' };
+  if (!lockIsConcurrent(current) && value !== undefined) return { action: 'write', entry: value, ttl: 'value' };
   return DELETE;
 }
 
 /**
- * Release, after the database rolled back: remove this transaction from the lock. Nothing changed in the
- * database, so a region whose lock was never shared gets its prior generation back; an item is evicted (its old
- * value was overwritten by the lock). Keys this transaction no longer holds are left alone.
+ * Release, after the database rolled back: this transaction leaves the lock. Nothing changed in the database, so
+ * a region lock never shared gets its prior generation back; an item it held alone is evicted (the lock replaced
+ * its old value). Keys this transaction no longer holds are left alone.
  */
 export function releaseTransition(current: DecodedEntry | undefined, txId: string, role: KeyRole): Transition {
-  if (current?.kind !== 'lock' || !current.holders.includes(txId)) return KEEP;
-  const others = current.holders.filter((h) => h !== txId);
-  if (others.length > 0) return lock(others, current.concurrent, current.prior);
-  if (role === 'region' && !current.concurrent && current.prior !== undefined) {
+  if (current?.kind !== 'lock') return KEEP;
+  const holders = lockHolders(current);
+  if (!holders.includes(txId)) return KEEP;
+  if (holders.length > 1) return { action: 'append', records: [{ op: '-', txId }] };
+  if (role === 'region' && !lockIsConcurrent(current) && current.prior !== undefined) {
     return { action: 'write', entry: { kind: 'generation', id: current.prior }, ttl: 'forever' };
   }
   return DELETE;
 }
 
-function lock(holders: string[], concurrent: boolean, prior: string | undefined): Transition {
-  return { action: 'write', entry: { kind: 'lock', holders, concurrent, prior }, ttl: 'lock' };
+/** The entry a transition leaves behind, given what the key held. */
+export function afterTransition(current: DecodedEntry | undefined, transition: Transition): DecodedEntry | undefined {
+  switch (transition.action) {
+    case 'keep':
+      return current;
+    case 'delete':
+      return undefined;
+    case 'write':
+      return transition.entry;
+    case 'append':
+      return current?.kind === 'lock' ? { ...current, records: [...current.records, ...transition.records] } : current;
+  }
+}
+
+function lock(records: LockRecord[], prior: string | undefined): Transition {
+  return { action: 'write', entry: { kind: 'lock', records, prior }, ttl: 'lock' };
 }

@@ -59,7 +59,7 @@ export function mapAnswer(
       break;
     case Status.notStored:
       if (op.op === 'add') return EXISTS;
-      if (op.op === 'replace' || op.op === 'cas') return NOT_FOUND;
+      if (op.op === 'replace' || op.op === 'cas' || op.op === 'append') return NOT_FOUND;
       break;
     case Status.tooLarge:
       if ('value' in op) {

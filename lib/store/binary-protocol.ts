@@ -10,6 +10,7 @@ export const Opcode = {
   delete: 0x04,
   increment: 0x05,
   noop: 0x0a,
+  append: 0x0e,
   /** A GET that is not answered on a miss. */
   getQuiet: 0x09,
   touch: 0x1c,

@@ -47,6 +47,11 @@ export type StoreOp =
       readonly cas: CasToken;
       readonly flags?: number;
     }
+  /**
+   * Appends bytes to an existing item atomically, without a token (memcached's APPEND): concurrent appenders never
+   * conflict. The item keeps its TTL; `not_found` when the key is absent.
+   */
+  | { readonly op: 'append'; readonly key: string; readonly value: Buffer }
   /** Delete; with `cas`, only if the item still carries it. */
   | { readonly op: 'delete'; readonly key: string; readonly cas?: CasToken }
   /** Increment; with `initial`, create the counter at `initial` when absent, otherwise answer `not_found`. */
@@ -78,7 +83,7 @@ export type StoreResult =
 /** The result type for a given operation kind. */
 export type StoreResultOf<O extends StoreOp> = O extends { op: 'get' }
   ? Extract<StoreResult, { status: 'hit' | 'not_found' | 'error' }>
-  : O extends { op: 'set' | 'cas' | 'add' | 'replace' }
+  : O extends { op: 'set' | 'cas' | 'add' | 'replace' | 'append' }
     ? Extract<StoreResult, { status: 'stored' | 'not_found' | 'exists' | 'error' }>
     : O extends { op: 'delete' }
       ? Extract<StoreResult, { status: 'deleted' | 'not_found' | 'exists' | 'error' }>

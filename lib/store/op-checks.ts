@@ -19,6 +19,9 @@ export function checkOp(op: StoreOp, maxValueBytes: number): StoreError | undefi
       return undefined;
     case 'touch':
       return checkTtl(op.op, op.key, op.ttl);
+    case 'append':
+      if (!(op.value instanceof Uint8Array)) return new StoreInputError('value of append must be a Buffer', op.op, op.key, undefined);
+      return op.value.length > maxValueBytes ? new ValueTooLargeError(op.op, op.key, op.value.length, maxValueBytes) : undefined;
     case 'incr':
       return (
         checkTtl(op.op, op.key, op.ttl) ??

@@ -68,6 +68,10 @@ export class RequestBatch {
           writeRequestHeader(buf, off, Opcode.touch, keyBytes, 4, 4 + keyBytes, opaque, 0n);
           buf.writeUInt32BE(op.ttl, x);
           break;
+        case 'append':
+          writeRequestHeader(buf, off, Opcode.append, keyBytes, 0, keyBytes + op.value.length, opaque, 0n);
+          buf.set(op.value, x + keyBytes);
+          break;
         case 'incr':
           writeRequestHeader(buf, off, Opcode.increment, keyBytes, 20, 20 + keyBytes, opaque, 0n);
           buf.writeBigUInt64BE(op.delta, x);
@@ -127,6 +131,7 @@ function extrasBytes(op: StoreOp): number {
   switch (op.op) {
     case 'get':
     case 'delete':
+    case 'append':
       return 0;
     case 'touch':
       return 4;

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { sharedServers } from '../support/global-servers.js';
 import { ProtocolFixture } from '../support/protocol-fixture.js';
 import { decodeEntry } from '../../lib/protocol/entry-codec.js';
+import { lockHolders } from '../../lib/protocol/entry.js';
 import { regionKey } from '../../lib/protocol/protocol-context.js';
 
 const child = fileURLToPath(new URL('./crash-writer.js', import.meta.url));
@@ -65,7 +66,8 @@ describe('crash safety: a writer SIGKILLed between the phases', function () {
     const { items } = await f.store.getMulti(keys);
     return keys.filter((k) => {
       const item = items.get(k);
-      return item !== undefined && decodeEntry(item.value).kind === 'lock';
+      const entry = item ? decodeEntry(item.value) : undefined;
+      return entry?.kind === 'lock' && lockHolders(entry).length > 0;
     });
   }
 

@@ -1,14 +1,14 @@
 import { expect } from 'chai';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { decodeEntry, encodeEntry, MAX_LOCK_HOLDERS } from '../../lib/protocol/entry-codec.js';
+import { decodeEntry, encodeEntry, encodeLockRecords } from '../../lib/protocol/entry-codec.js';
 import type { Entry } from '../../lib/protocol/entry.js';
 
 describe('entry codec', () => {
   const samples: Entry[] = [
     { kind: 'value', generations: new Map(), payload: Buffer.from('{"id":1}') },
     { kind: 'value', generations: new Map([['book', randomUUID()], ['auteur-é', randomUUID()]]), payload: Buffer.alloc(0) },
-    { kind: 'lock', holders: [randomUUID()], concurrent: false, prior: undefined },
-    { kind: 'lock', holders: [randomUUID(), randomUUID(), randomUUID()], concurrent: true, prior: randomUUID() },
+    { kind: 'lock', records: [{ op: '+', txId: randomUUID() }], prior: undefined },
+    { kind: 'lock', records: [{ op: '+', txId: randomUUID() }, { op: '+', txId: randomUUID() }, { op: '-', txId: randomUUID() }], prior: randomUUID() },
     { kind: 'lease', token: randomUUID() },
     { kind: 'generation', id: randomUUID() },
   ];
@@ -31,14 +31,23 @@ describe('entry codec', () => {
     expect(decodeEntry(Buffer.concat([bytes.subarray(0, 3), Buffer.from([77]), bytes.subarray(4)])).kind).to.equal('foreign');
   });
 
-  it('decodes every truncation of every entry as foreign or as a shorter value, never throwing', () => {
+  it('decodes every truncation of every entry as foreign, but for a lock cut between records', () => {
     for (const entry of samples) {
       const bytes = encodeEntry(entry);
+      const head = entry.kind === 'lock' ? bytes.length - entry.records.length * 17 : bytes.length;
       for (let length = 0; length < bytes.length; length++) {
         const decoded = decodeEntry(bytes.subarray(0, length));
-        // A value's payload runs to the end, so a truncated value may still decode, with a shorter payload.
-        if (entry.kind !== 'value' || length < bytes.length - entry.payload.length) expect(decoded.kind, `${entry.kind} cut at ${length}`).to.equal('foreign');
+        // A lock is a log of records appended one by one: cut after a record, it is the lock as it was then.
+        const isShorterLock = entry.kind === 'lock' && length > head && (length - head) % 17 === 0;
+        expect(decoded.kind, `${entry.kind} cut at ${length}`).to.equal(isShorterLock ? 'lock' : 'foreign');
       }
+    }
+  });
+
+  it('reads lock records appended to anything but a lock as foreign', () => {
+    const records = encodeLockRecords([{ op: '+', txId: randomUUID() }]);
+    for (const entry of samples.filter((e) => e.kind !== 'lock')) {
+      expect(decodeEntry(Buffer.concat([encodeEntry(entry), records])).kind, entry.kind).to.equal('foreign');
     }
   });
 
@@ -50,9 +59,18 @@ describe('entry codec', () => {
     }
   });
 
-  it('refuses a lock claiming more holders than its bytes hold', () => {
-    const bytes = encodeEntry({ kind: 'lock', holders: [randomUUID()], concurrent: false, prior: undefined });
-    bytes.writeUInt16BE(MAX_LOCK_HOLDERS, 5);
-    expect(decodeEntry(bytes).kind).to.equal('foreign');
+  it('decodes a lock with appended records as the longer lock', () => {
+    const a = randomUUID();
+    const b = randomUUID();
+    const bytes = Buffer.concat([encodeEntry({ kind: 'lock', records: [{ op: '+', txId: a }], prior: undefined }), encodeLockRecords([{ op: '+', txId: b }, { op: '-', txId: a }])]);
+    expect(decodeEntry(bytes)).to.deep.equal({ kind: 'lock', records: [{ op: '+', txId: a }, { op: '+', txId: b }, { op: '-', txId: a }], prior: undefined });
+  });
+
+  it('refuses a lock whose records are cut short or carry an unknown operation', () => {
+    const bytes = encodeEntry({ kind: 'lock', records: [{ op: '+', txId: randomUUID() }], prior: undefined });
+    expect(decodeEntry(Buffer.concat([bytes, Buffer.from([0x2b, 1, 2])])).kind).to.equal('foreign');
+    const bad = Buffer.from(bytes);
+    bad[5] = 0x3f;
+    expect(decodeEntry(bad).kind).to.equal('foreign');
   });
 });

@@ -283,8 +283,8 @@ describe('protocol faults against owned memcached and PostgreSQL', function () {
       const holder = Buffer.from(randomUUID().replaceAll('-', ''), 'hex');
       const garbage = [
         Buffer.from([0x58, 0x41, 1, 2]), // header only
-        Buffer.from([0x58, 0x41, 1, 2, 0, 0]), // flags, half a holder count
-        Buffer.concat([Buffer.from([0x58, 0x41, 1, 2, 0, 0, 2]), holder]), // says 2 holders, carries 1
+        Buffer.from([0x58, 0x41, 1, 2, 0, 0]), // flags, then one byte of a record
+        Buffer.concat([Buffer.from([0x58, 0x41, 1, 2, 0, 0x2b, 2]), holder]), // a record one byte too long
         Buffer.concat([Buffer.from([0x58, 0x41, 1, 2, 2]), holder.subarray(0, 9)]), // prior flag, prior cut short
       ];
       for (const [i, bytes] of garbage.entries()) {

@@ -1,56 +1,76 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { DecodedEntry, Entry } from '../../lib/protocol/entry.js';
-import { prepareTransition, promoteTransition, releaseTransition } from '../../lib/protocol/key-transitions.js';
+import { lockHolders, lockIsConcurrent, type DecodedEntry, type Entry, type LockEntry } from '../../lib/protocol/entry.js';
+import { LOCK_COMPACTION_RECORDS, prepareTransition, promoteTransition, releaseTransition } from '../../lib/protocol/key-transitions.js';
 import { composeTransitions } from '../../lib/protocol/compose-transitions.js';
 
 const me = randomUUID();
 const other = randomUUID();
 const gen = randomUUID();
 const value: Entry = { kind: 'value', generations: new Map(), payload: Buffer.from('v') };
-const lock = (holders: string[], concurrent = false, prior?: string): DecodedEntry => ({ kind: 'lock', holders, concurrent, prior });
+const join = (txId: string) => ({ op: '+' as const, txId });
+const leave = (txId: string) => ({ op: '-' as const, txId });
+const lock = (records: LockEntry['records'], prior?: string): LockEntry => ({ kind: 'lock', records, prior });
 
 describe('key transitions', () => {
+  describe('lock records', () => {
+    it('hold the transactions that joined and did not leave, and remember sharing', () => {
+      const l = lock([join(me), join(other), leave(me)]);
+      expect(lockHolders(l)).to.deep.equal([other]);
+      expect(lockIsConcurrent(l)).to.equal(true);
+      expect(lockIsConcurrent(lock([join(me)]))).to.equal(false);
+    });
+  });
+
   describe('prepare', () => {
-    it('locks an absent key, a value, a lease and foreign bytes for this transaction alone', () => {
+    it('replaces an absent key, a value, a lease and foreign bytes with a lock of this transaction alone', () => {
       for (const current of [undefined, value, { kind: 'lease', token: other } as const, { kind: 'foreign', reason: 'x' } as const]) {
-        expect(prepareTransition(current, me, 'item')).to.deep.equal({ action: 'write', entry: lock([me]), ttl: 'lock' });
+        expect(prepareTransition(current, me, 'item')).to.deep.equal({ action: 'write', entry: lock([join(me)]), ttl: 'lock' });
       }
     });
 
-    it('joins a lock held by another transaction and marks it concurrent', () => {
-      expect(prepareTransition(lock([other], false, gen), me, 'region')).to.deep.equal({ action: 'write', entry: lock([other, me], true, gen), ttl: 'lock' });
+    it('joins a lock others hold by appending, with no token to lose', () => {
+      expect(prepareTransition(lock([join(other)], gen), me, 'region')).to.deep.equal({ action: 'append', records: [join(me)] });
     });
 
     it('keeps a lock it already holds', () => {
-      expect(prepareTransition(lock([me]), me, 'item')).to.deep.equal({ action: 'keep' });
+      expect(prepareTransition(lock([join(me)]), me, 'item')).to.deep.equal({ action: 'keep' });
+    });
+
+    it('replaces a lock every holder left, as if absent', () => {
+      expect(prepareTransition(lock([join(other), leave(other)]), me, 'item')).to.deep.equal({ action: 'write', entry: lock([join(me)]), ttl: 'lock' });
+    });
+
+    it('rewrites a long lock with only its holders', () => {
+      const records = Array.from({ length: LOCK_COMPACTION_RECORDS }, (_, i) => (i % 2 === 0 ? join(String(i).padStart(12, '0').replace(/^/, '00000000-0000-0000-0000-')) : leave(String(i - 1).padStart(12, '0').replace(/^/, '00000000-0000-0000-0000-'))));
+      const t = prepareTransition(lock([join(other), ...records]), me, 'item');
+      expect(t).to.deep.equal({ action: 'write', entry: lock([join(other), join(me)]), ttl: 'lock' });
     });
 
     it('remembers the generation a region lock replaces', () => {
-      expect(prepareTransition({ kind: 'generation', id: gen }, me, 'region')).to.deep.equal({ action: 'write', entry: lock([me], false, gen), ttl: 'lock' });
+      expect(prepareTransition({ kind: 'generation', id: gen }, me, 'region')).to.deep.equal({ action: 'write', entry: lock([join(me)], gen), ttl: 'lock' });
     });
   });
 
   describe('promote', () => {
     it('writes the known value when it was the only holder ever', () => {
-      expect(promoteTransition(lock([me]), me, 'item', value)).to.deep.equal({ action: 'write', entry: value, ttl: 'value' });
+      expect(promoteTransition(lock([join(me)]), me, 'item', value)).to.deep.equal({ action: 'write', entry: value, ttl: 'value' });
     });
 
     it('evicts when the value is not known', () => {
-      expect(promoteTransition(lock([me]), me, 'item', undefined)).to.deep.equal({ action: 'delete' });
+      expect(promoteTransition(lock([join(me)]), me, 'item', undefined)).to.deep.equal({ action: 'delete' });
     });
 
     it('evicts instead of writing when the lock was ever shared', () => {
-      expect(promoteTransition(lock([me], true), me, 'item', value)).to.deep.equal({ action: 'delete' });
+      expect(promoteTransition(lock([join(other), leave(other), join(me)]), me, 'item', value)).to.deep.equal({ action: 'delete' });
     });
 
-    it('leaves the other holders locked, concurrent, and forgets the prior generation', () => {
-      expect(promoteTransition(lock([other, me], true, gen), me, 'region', undefined)).to.deep.equal({ action: 'write', entry: lock([other], true), ttl: 'lock' });
+    it('leaves a lock others still hold by appending', () => {
+      expect(promoteTransition(lock([join(other), join(me)], gen), me, 'region', undefined)).to.deep.equal({ action: 'append', records: [leave(me)] });
     });
 
-    it('gives a region a new generation', () => {
-      const t = promoteTransition(lock([me], false, gen), me, 'region', undefined);
-      expect(t.action).to.equal('write');
+    it('gives a region a new generation when it is the last holder', () => {
+      const t = promoteTransition(lock([join(me)], gen), me, 'region', undefined);
       if (t.action !== 'write' || t.entry.kind !== 'generation') throw new Error('expected a generation');
       expect(t.entry.id).to.not.equal(gen);
     });
@@ -61,39 +81,51 @@ describe('key transitions', () => {
       }
     });
 
-    it("marks another transaction's lock concurrent so its holder will not write a possibly older value", () => {
-      expect(promoteTransition(lock([other]), me, 'item', value)).to.deep.equal({ action: 'write', entry: lock([other], true), ttl: 'lock' });
-      expect(promoteTransition(lock([other], true), me, 'item', value)).to.deep.equal({ action: 'keep' });
+    it("makes another transaction's lock concurrent so its holder will not write a possibly older value", () => {
+      const t = promoteTransition(lock([join(other)]), me, 'item', value);
+      expect(t.action).to.equal('append');
+      if (t.action !== 'append') return;
+      expect(lockIsConcurrent(lock([join(other), ...t.records]))).to.equal(true);
+      expect(lockHolders(lock([join(other), ...t.records]))).to.deep.equal([other]);
+      expect(promoteTransition(lock([join(other), join(randomUUID())]), me, 'item', value)).to.deep.equal({ action: 'keep' });
     });
 
-    it('does nothing to an absent key', () => {
+    it('does nothing to an absent key, a dead lock, or a lock it already left', () => {
       expect(promoteTransition(undefined, me, 'item', value)).to.deep.equal({ action: 'keep' });
+      expect(promoteTransition(lock([join(other), leave(other)]), me, 'item', value)).to.deep.equal({ action: 'keep' });
+      expect(promoteTransition(lock([join(me), join(other), leave(me)]), me, 'item', value)).to.deep.equal({ action: 'keep' });
     });
   });
 
   describe('release', () => {
     it('restores the prior generation of a region lock never shared', () => {
-      expect(releaseTransition(lock([me], false, gen), me, 'region')).to.deep.equal({ action: 'write', entry: { kind: 'generation', id: gen }, ttl: 'forever' });
+      expect(releaseTransition(lock([join(me)], gen), me, 'region')).to.deep.equal({ action: 'write', entry: { kind: 'generation', id: gen }, ttl: 'forever' });
     });
 
-    it('evicts an item it held alone, and a shared region', () => {
-      expect(releaseTransition(lock([me]), me, 'item')).to.deep.equal({ action: 'delete' });
-      expect(releaseTransition(lock([me], true, gen), me, 'region')).to.deep.equal({ action: 'delete' });
+    it('evicts an item it held alone, and a region whose lock was shared', () => {
+      expect(releaseTransition(lock([join(me)]), me, 'item')).to.deep.equal({ action: 'delete' });
+      expect(releaseTransition(lock([join(other), leave(other), join(me)], gen), me, 'region')).to.deep.equal({ action: 'delete' });
     });
 
-    it('leaves the other holders as they were', () => {
-      expect(releaseTransition(lock([other, me], true, gen), me, 'region')).to.deep.equal({ action: 'write', entry: lock([other], true, gen), ttl: 'lock' });
+    it('leaves a lock others still hold by appending', () => {
+      expect(releaseTransition(lock([join(other), join(me)], gen), me, 'region')).to.deep.equal({ action: 'append', records: [leave(me)] });
     });
 
     it('keeps anything it does not hold', () => {
-      for (const current of [undefined, value, lock([other])]) expect(releaseTransition(current, me, 'item')).to.deep.equal({ action: 'keep' });
+      for (const current of [undefined, value, lock([join(other)])]) expect(releaseTransition(current, me, 'item')).to.deep.equal({ action: 'keep' });
     });
   });
 
   describe('composition (the sweeper resolving several transactions of one key)', () => {
-    it('removes every listed holder in turn', () => {
+    it('lets every listed holder leave; the last one evicts', () => {
       const steps = [me, other].map((tx) => (e: DecodedEntry | undefined) => promoteTransition(e, tx, 'item', undefined));
-      expect(composeTransitions(lock([me, other], true), steps)).to.deep.equal({ action: 'delete' });
+      expect(composeTransitions(lock([join(me), join(other)]), steps)).to.deep.equal({ action: 'delete' });
+    });
+
+    it('appends the leaves of several holders in one append while others remain', () => {
+      const third = randomUUID();
+      const steps = [me, other].map((tx) => (e: DecodedEntry | undefined) => promoteTransition(e, tx, 'item', undefined));
+      expect(composeTransitions(lock([join(me), join(other), join(third)]), steps)).to.deep.equal({ action: 'append', records: [leave(me), leave(other)] });
     });
 
     it('keeps a key nothing changes', () => {

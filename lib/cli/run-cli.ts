@@ -1,0 +1,43 @@
+import { durationFlag, parseCommandLine } from './cli-args.js';
+import { resolveCliConfig } from './cli-config.js';
+import { CliError, EXIT, describe } from './cli-errors.js';
+import { processOutput, type CliOutput } from './cli-output.js';
+import { CliSession } from './cli-session.js';
+import { helpText } from './help-text.js';
+import { inspectCommand } from './inspect-command.js';
+import { statsFromUrl, statsProbe } from './stats-command.js';
+import { sweepCommand } from './sweep-command.js';
+
+/** Runs one command line and resolves to the exit status; every failure is reported on `io.err`. */
+export async function runCli(argv: readonly string[], io: CliOutput = processOutput): Promise<number> {
+  try {
+    const parsed = parseCommandLine(argv);
+    if (!parsed || parsed.values.help) {
+      io.out(helpText(parsed?.command));
+      return EXIT.ok;
+    }
+    const timeoutMs = durationFlag(parsed.values, 'connect-timeout', 5000, parsed.command);
+    if (parsed.command === 'stats' && typeof parsed.values.url === 'string') return await statsFromUrl(parsed.values.url, parsed, io, timeoutMs);
+    const config = await resolveCliConfig(parsed);
+    for (const warning of config.warnings) io.err(`warning: ${warning}`);
+    const session = await CliSession.open(config, timeoutMs);
+    try {
+      const probe = await session.probeMemcached();
+      if (probe.reachable.length === 0) throw CliError.unreachableMemcached(probe.unreachable);
+      if (parsed.command === 'inspect') return await inspectCommand(session, parsed, io);
+      if (parsed.command === 'sweep') return await sweepCommand(session, parsed, io);
+      return await statsProbe(session, parsed, io, timeoutMs);
+    } finally {
+      await session.close();
+    }
+  } catch (error) {
+    if (error instanceof CliError) {
+      io.err(`mikro-orm-xa-cache: ${error.message}`);
+      if (error.hint) io.err(`  ${error.hint}`);
+      return error.exitCode;
+    }
+    io.err(`mikro-orm-xa-cache: ${describe(error)}`);
+    if (process.env.XA_CACHE_DEBUG && error instanceof Error && error.stack) io.err(error.stack);
+    return EXIT.failed;
+  }
+}

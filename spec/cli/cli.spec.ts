@@ -1,0 +1,241 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { sharedServers } from '../support/global-servers.js';
+import { Book, openBookstore, seedBookstore, type Bookstore } from '../support/bookstore.js';
+import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
+import { startXaCache } from '../../lib/operations/start-xa-cache.js';
+import { serveMetrics } from '../../lib/operations/metrics-server.js';
+import { CLI, cleanEnv, emptyDir, killWriterMidPromote, runTool } from './cli-harness.js';
+
+const DIST_INDEX = new URL('../../lib/index.js', import.meta.url).href;
+
+describe('the operator tool (mikro-orm-xa-cache)', function () {
+  this.timeout(60_000);
+  const namespace = `cli${randomUUID().slice(0, 6)}`;
+  const logTable = `cli_log_${namespace}`;
+  let b: Bookstore;
+  let pool: pg.Pool;
+  /** Flags naming the shared servers and this suite's namespace and log table. */
+  let conn: string[];
+
+  before(async () => {
+    const s = sharedServers();
+    b = await openBookstore(s.memcachedAddresses, s.db, { namespace, logTable });
+    await seedBookstore(b.orm);
+    pool = new pg.Pool({ connectionString: s.db, max: 2 });
+    // The seed's last log row waits for the next transaction to delete it; delete it now.
+    await (b.orm.config.getResultCacheAdapter() as XaCacheAdapter).xa.flushLogDeletes(pool);
+    conn = ['--db', s.db, '--memcached', s.memcachedAddresses.join(','), '--namespace', namespace, '--log-table', logTable];
+  });
+  after(async () => {
+    await b.close();
+    await pool.end();
+  });
+
+  describe('--help, flags and configuration errors', () => {
+    it('prints help for the tool and for every command, exit 0', async () => {
+      const top = await runTool(['--help']);
+      expect(top.code).to.equal(0);
+      expect(top.stdout).to.match(/Usage: mikro-orm-xa-cache <command>/).and.match(/inspect/).and.match(/Exit status/);
+      for (const command of ['inspect', 'sweep', 'stats']) {
+        const run = await runTool([command, '--help']);
+        expect(run.code, command).to.equal(0);
+        expect(run.stdout).to.include(`Usage: mikro-orm-xa-cache ${command}`);
+        expect(run.stdout).to.include('--db URL');
+      }
+      expect((await runTool(['help', 'sweep'])).stdout).to.include('--watch');
+    });
+
+    it('refuses unknown commands, unknown flags and bad values with exit 2', async () => {
+      const unknown = await runTool(['inspekt']);
+      expect(unknown.code).to.equal(2);
+      expect(unknown.stderr).to.include('unknown command "inspekt"');
+      const flag = await runTool(['inspect', '--bogus']);
+      expect(flag.code).to.equal(2);
+      expect(flag.stderr).to.include("Unknown option '--bogus'").and.include('inspect --help');
+      const duration = await runTool(['sweep', '--min-age', 'soon', ...conn]);
+      expect(duration.code).to.equal(2);
+      expect(duration.stderr).to.include('--min-age soon is not a duration');
+      const count = await runTool(['inspect', '--limit', '0', ...conn]);
+      expect(count.code).to.equal(2);
+    });
+
+    it('says what is missing when there is no configuration, exit 3', async () => {
+      const none = await runTool(['inspect']);
+      expect(none.code).to.equal(3);
+      expect(none.stderr).to.include('no memcached servers').and.include('--memcached');
+      const noDb = await runTool(['inspect', '--memcached', sharedServers().memcachedAddresses[0] as string]);
+      expect(noDb.code).to.equal(3);
+      expect(noDb.stderr).to.include('no database');
+      const missing = await runTool(['inspect', '--config', 'nowhere/mikro-orm.config.js']);
+      expect(missing.code).to.equal(3);
+      expect(missing.stderr).to.match(/config file .*nowhere\/mikro-orm\.config\.js does not exist/);
+      const noTable = await runTool(['inspect', ...conn, '--log-table', 'no_such_log']);
+      expect(noTable.code).to.equal(3);
+      expect(noTable.stderr).to.include('"no_such_log" does not exist');
+    });
+
+    it('says which server it cannot reach, exit 4', async () => {
+      const s = sharedServers();
+      const db = await runTool(['inspect', '--db', 'postgres://postgres@127.0.0.1:1/nothing', '--memcached', s.memcachedAddresses.join(',')]);
+      expect(db.code).to.equal(4);
+      expect(db.stderr).to.include('cannot reach PostgreSQL at 127.0.0.1:1/nothing').and.include('ECONNREFUSED');
+      const mc = await runTool(['inspect', '--db', s.db, '--memcached', '127.0.0.1:1', '--log-table', logTable]);
+      expect(mc.code).to.equal(4);
+      expect(mc.stderr).to.include('cannot reach memcached at 127.0.0.1:1');
+      const url = await runTool(['stats', '--url', 'http://127.0.0.1:1/metrics']);
+      expect(url.code).to.equal(4);
+      expect(url.stderr).to.include('cannot read metrics from http://127.0.0.1:1/metrics');
+    });
+
+    it('reads the database and memcached from the MikroORM config file, as the MikroORM CLI finds it', async () => {
+      const s = sharedServers();
+      const dir = emptyDir();
+      writeFileSync(
+        join(dir, 'mikro-orm.config.mjs'),
+        `import { withXaCache } from '${DIST_INDEX}';
+export default withXaCache({ entities: [], clientUrl: ${JSON.stringify(s.db)} }, { servers: ${JSON.stringify(s.memcachedAddresses)}, namespace: '${namespace}', logTable: '${logTable}' });\n`,
+      );
+      const found = await runTool(['inspect', '--json'], { cwd: dir });
+      expect(found.code, found.stderr).to.equal(0);
+      expect(JSON.parse(found.stdout)).to.include({ namespace, logTable, inDoubt: 0 });
+      const named = await runTool(['inspect', '--json', '--config', join(dir, 'mikro-orm.config.mjs')]);
+      expect(named.code, named.stderr).to.equal(0);
+      const viaEnv = await runTool(['inspect', '--json'], { env: cleanEnv({ MIKRO_ORM_CLI_CONFIG: join(dir, 'mikro-orm.config.mjs') }) });
+      expect(JSON.parse(viaEnv.stdout)).to.include({ namespace });
+      // flags win over the file
+      const overridden = await runTool(['inspect', '--json', '--namespace', 'other'], { cwd: dir });
+      expect(JSON.parse(overridden.stdout)).to.include({ namespace: 'other' });
+      writeFileSync(join(dir, 'broken.config.mjs'), 'throw new Error("boom");\n');
+      const broken = await runTool(['inspect', '--config', 'broken.config.mjs'], { cwd: dir });
+      expect(broken.code).to.equal(3);
+      expect(broken.stderr).to.include('could not load the MikroORM config').and.include('boom');
+    });
+  });
+
+  describe('against a transaction left in doubt by a killed process', () => {
+    it('inspect and sweep report nothing when nothing is in doubt (exit 0)', async () => {
+      const inspect = await runTool(['inspect', '--min-age', '0', ...conn]);
+      expect(inspect.code, inspect.stderr).to.equal(0);
+      expect(inspect.stdout).to.include('Nothing in doubt').and.include(`namespace "${namespace}"`);
+      const sweep = await runTool(['sweep', '--min-age', '0', ...conn]);
+      expect(sweep.code, sweep.stderr).to.equal(0);
+      expect(sweep.stdout).to.include('Nothing to sweep');
+    });
+
+    it('inspect shows it (exit 1), sweep resolves it (exit 0), and readers then see the committed value', async () => {
+      const title = `renamed ${randomUUID().slice(0, 6)}`;
+      // Warm the cache with the old row, so a stale value would show.
+      expect((await b.orm.em.fork().findOneOrFail(Book, 3)).title).to.equal('Book 3');
+      await killWriterMidPromote({ namespace, logTable, bookId: 3, title });
+      const { rows } = await pool.query(`SELECT tx_id::text AS tx_id FROM ${logTable}`);
+      expect(rows).to.have.length(1);
+      const txId = (rows[0] as { tx_id: string }).tx_id;
+
+      // Younger than the default --min-age (10s): counted, not listed, not "in doubt".
+      const young = await runTool(['inspect', ...conn]);
+      expect(young.code, young.stderr).to.equal(0);
+      expect(young.stdout).to.include('Nothing in doubt (older than 10.0s); 1 younger row not shown');
+
+      const table = await runTool(['inspect', '--min-age', '0', ...conn]);
+      expect(table.code, table.stderr).to.equal(1);
+      expect(table.stdout).to.include('1 transaction in doubt');
+      expect(table.stdout).to.match(/TRANSACTION\s+AGE\s+DATABASE\s+KEY\s+STATE/);
+      expect(table.stdout).to.include(txId).and.include('committed').and.include('e:public.book:3').and.include('locked by this transaction');
+      expect(table.stdout).to.include('mikro-orm-xa-cache sweep');
+
+      const json = await runTool(['inspect', '--min-age', '0', '--json', ...conn]);
+      expect(json.code).to.equal(1);
+      const report = JSON.parse(json.stdout) as { inDoubt: number; transactions: Array<{ txId: string; outcome: string; ageMs: number; keys: Array<{ key: string; state: string; region: boolean }> }> };
+      expect(report.inDoubt).to.equal(1);
+      const [tx] = report.transactions;
+      expect(tx).to.include({ txId, outcome: 'committed' });
+      expect(tx?.ageMs).to.be.a('number');
+      expect(tx?.keys.map((k) => k.state)).to.include('locked-by-this');
+      expect(tx?.keys.some((k) => k.region)).to.equal(true);
+
+      // The row is committed, but its keys are locked: readers go to the database, never to the old value.
+      expect((await b.orm.em.fork().findOneOrFail(Book, 3)).title).to.equal(title);
+
+      const sweep = await runTool(['sweep', '--min-age', '0', ...conn]);
+      expect(sweep.code, sweep.stderr).to.equal(0);
+      expect(sweep.stdout).to.match(/Resolved 1 transaction \(\d+ keys\)/).and.include(txId).and.include('committed');
+
+      const after = await runTool(['inspect', '--min-age', '0', '--json', ...conn]);
+      expect(after.code).to.equal(0);
+      expect(JSON.parse(after.stdout)).to.include({ inDoubt: 0, younger: 0 });
+      expect((await pool.query(`SELECT count(*)::int AS n FROM ${logTable}`)).rows[0].n).to.equal(0);
+      for (let i = 0; i < 2; i++) expect((await b.orm.em.fork().findOneOrFail(Book, 3)).title).to.equal(title);
+    });
+
+    it('sweep --json reports what it resolved for scripts', async () => {
+      await killWriterMidPromote({ namespace, logTable, bookId: 4, title: 'json sweep' });
+      const run = await runTool(['sweep', '--min-age', '0', '--json', ...conn]);
+      expect(run.code, run.stderr).to.equal(0);
+      const parsed = JSON.parse(run.stdout) as { report: { resolved: number; unresolved: number }; resolvedTransactions: Array<{ outcome: string }> };
+      expect(parsed.report).to.include({ resolved: 1, unresolved: 0 });
+      expect(parsed.resolvedTransactions).to.have.length(1);
+      expect(parsed.resolvedTransactions[0]).to.include({ outcome: 'committed' });
+    });
+
+    it('sweep --watch sweeps periodically until SIGTERM (exit 0)', async () => {
+      const child = spawn(process.execPath, [CLI, 'sweep', '--watch', '--interval', '200ms', '--min-age', '0', ...conn], { cwd: emptyDir(), env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const deadline = Date.now() + 20_000;
+      while ((stdout.match(/Nothing to sweep/g) ?? []).length < 2) {
+        if (Date.now() > deadline) throw new Error(`watch did not sweep twice: ${stdout}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      child.kill('SIGTERM');
+      expect(await exited).to.equal(0);
+      expect(stdout).to.match(/^\d{4}-\d\d-\d\dT.* Nothing to sweep/m);
+    });
+  });
+
+  describe('stats', () => {
+    it('probes memcached and the log when no application is named (exit 0)', async () => {
+      const run = await runTool(['stats', ...conn]);
+      expect(run.code, run.stderr).to.equal(0);
+      expect(run.stdout).to.match(/SERVER\s+REACHABLE\s+RTT\s+ITEMS/);
+      for (const server of sharedServers().memcachedAddresses) expect(run.stdout).to.match(new RegExp(`${server.replace('.', '\\.')}\\s+yes`));
+      expect(run.stdout).to.include('in doubt (older than 10.0s): 0');
+      const json = JSON.parse((await runTool(['stats', '--json', ...conn])).stdout) as { memcached: Array<{ reachable: boolean; items: number }>; log: { inDoubt: { total: number } } };
+      expect(json.memcached.every((m) => m.reachable && typeof m.items === 'number')).to.equal(true);
+      expect(json.log.inDoubt.total).to.equal(0);
+    });
+
+    it('reads the counters of a running application from its metrics endpoint', async () => {
+      const runtime = await startXaCache(b.orm);
+      const server = await serveMetrics(runtime, { port: 0 });
+      try {
+        for (let i = 0; i < 3; i++) await b.orm.em.fork().findOneOrFail(Book, 5);
+        const run = await runTool(['stats', '--url', server.url]);
+        expect(run.code, run.stderr).to.equal(0);
+        expect(run.stdout).to.match(/hit ratio \d+\.\d%/);
+        expect(run.stdout).to.match(/hits_total\s+\S*\s+[1-9]/);
+        expect(run.stdout).to.match(/rows:public\.book\s+[1-9]/);
+        const json = JSON.parse((await runTool(['stats', '--url', server.url, '--json'])).stdout) as { hitRatio: number; samples: Array<{ name: string }> };
+        expect(json.hitRatio).to.be.greaterThan(0);
+        expect(json.samples.map((s) => s.name)).to.include.members(['xa_cache_misses_total', 'xa_cache_in_doubt_transactions', 'xa_cache_sweeps_total']);
+      } finally {
+        await server.close();
+        await runtime.stop();
+      }
+    });
+  });
+
+  it('re-runs itself with the project Node when started by an older node', async function () {
+    const old = ['/usr/bin/node', '/usr/local/bin/node'].find((candidate) => existsSync(candidate) && Number(execFileSync(candidate, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' }).trim()) < 22);
+    if (!old) this.skip();
+    const run = await runTool(['inspect', '--min-age', '0', ...conn], { node: old, cwd: emptyDir() });
+    expect(run.code, run.stderr).to.equal(0);
+    expect(run.stdout).to.include('Nothing in doubt');
+  });
+});
