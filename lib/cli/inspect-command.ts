@@ -45,7 +45,7 @@ export async function inspectCommand(session: CliSession, parsed: ParsedCommand,
     if (totals.old === 0) {
       io.out(`Nothing in doubt (older than ${formatAge(minAgeMs)})${younger}.\n${where}`);
     } else {
-      io.out(`${totals.old} transaction${totals.old > 1 ? 's' : ''} in doubt (older than ${formatAge(minAgeMs)})${younger}.\n${where}\n`);
+      io.out(`${totals.old} transaction${totals.old > 1 ? 's' : ''} in doubt (older than ${formatAge(minAgeMs)})${younger}.\n${where}\n\n`);
       io.out(textTable(['TRANSACTION', 'AGE', 'DATABASE', 'KEY', 'STATE'], inDoubt.flatMap(rowsOf)));
       if (totals.old > inDoubt.length) io.out(`… and ${totals.old - inDoubt.length} more (raise --limit)`);
       io.out(`\n${advice(inDoubt)}`);

@@ -73,7 +73,8 @@ async function sweepOnce(session: CliSession, o: { minAgeMs: number; limit: numb
     minAgeMs: o.minAgeMs,
     batchSize: o.batchSize,
     onProgress: (p) => {
-      if (!progress) return;
+      // Only long runs need it: from the second batch or after a second.
+      if (!progress || (p.batches < 2 && performance.now() - started < 1000)) return;
       shown = true;
       const line = `sweeping: batch ${p.batches}, ${formatCount(p.resolved)} resolved, ${formatCount(p.unresolved)} left, ${formatCount(p.keys)} keys, ${formatAge(performance.now() - started)}`;
       io.err(io.interactive ? `\r${line}\u001b[K\r` : line);

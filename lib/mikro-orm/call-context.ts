@@ -3,6 +3,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 /** Tables a cached query read, collected while it runs, so its result is invalidated when any of them changes. */
 export class QueryScope {
   readonly tables = new Set<string>();
+  /** Set when a statement of the query ran on a read replica, which may lag behind a commit: never fill then. */
+  readFromReplica = false;
 }
 
 /**

@@ -118,6 +118,11 @@ export class XaCacheAdapter implements CacheAdapter {
     const pending = this.#pending.get(name);
     if (!pending) return; // no lease: a writer held the key, or another reader is filling it
     this.#pending.delete(name);
+    if (currentCall().query?.readFromReplica) {
+      // A replica may not have replayed the commit that invalidated this key: its answer must not be stored.
+      await this.xa.reader.abandon(pending.ticket);
+      return;
+    }
     const needed = this.#regionsKnownNow(name);
     if (!needed.every((region) => pending.regions.includes(region))) {
       // The query read tables whose generations were not checked before it ran: a fill could be stale.

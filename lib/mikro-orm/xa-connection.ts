@@ -135,7 +135,10 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     const analysis = this.#analyse(query);
     const call = currentCall();
     if (analysis.kind === 'read') {
-      if (call.query) for (const table of analysis.reads) call.query.tables.add(table);
+      if (call.query) {
+        for (const table of analysis.reads) call.query.tables.add(table);
+        if (this.type === 'read') call.query.readFromReplica = true;
+      }
       return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
     }
     if (analysis.kind === 'other' || (analysis.writes.length === 0 && !analysis.unknownWrites)) {
