@@ -163,7 +163,10 @@ export class CacheReader {
   async fill(ticket: FillTicket, payload: Buffer, ttlSeconds?: number): Promise<boolean> {
     const { store, stats, options } = this.ctx;
     const value = encodeEntry({ kind: 'value', generations: ticket.generations, payload });
-    const [result] = await store.execute([{ op: 'cas', key: ticket.key, value, ttl: ttlSeconds ?? options.valueTtlSeconds, cas: ticket.cas }] as const);
+    const ttl = ttlSeconds ?? options.valueTtlSeconds;
+    const [result] = options.unsafeTestSwitches.fillWithoutLease
+      ? await store.execute([{ op: 'set', key: ticket.key, value, ttl }] as const)
+      : await store.execute([{ op: 'cas', key: ticket.key, value, ttl, cas: ticket.cas }] as const);
     const label = regionLabel(ticket.generations, ticket.label);
     const perRegion = label ? stats.region(label) : UNCOUNTED;
     if (result.status === 'stored') {

@@ -1,5 +1,7 @@
 import { v4 as uuidv4 } from 'uuid';
+import type { StoreOp } from '../store/cache-store.js';
 import type { StoreError } from '../store/store-errors.js';
+import { encodeEntry } from './entry-codec.js';
 import type { KnownState, TransitionOutcome } from './cas-batch.js';
 import { applyTransitions } from './cas-batch.js';
 import type { DecodedEntry, Entry } from './entry.js';
@@ -113,7 +115,7 @@ export class CacheTransaction {
     const { keys, regions } = this.touched;
     this.#carriedDone = doneQueue.take(CARRIED_DONE_IDS);
     const [recorded, locked] = await Promise.allSettled([
-      log.record(db, this.id, keys, regions, this.#carriedDone),
+      options.unsafeTestSwitches.skipLog ? Promise.resolve('0') : log.record(db, this.id, keys, regions, this.#carriedDone),
       this.#apply((key, role, current) => prepareTransition(current, this.id, role)),
     ]);
     stats.prepares++;
@@ -151,6 +153,7 @@ export class CacheTransaction {
     this.#carriedDone = [];
     if (this.isEmpty) return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
     const decide = (key: string, role: KeyRole, current: DecodedEntry | undefined): Transition => promoteTransition(current, this.id, role, this.#items.get(key));
+    if (this.ctx.options.unsafeTestSwitches.promoteWithoutCas) return this.#promoteBlindly();
     const hook = this.ctx.options.midPromoteHook;
     let outcomes: Map<string, TransitionOutcome>;
     if (hook) {
@@ -169,9 +172,20 @@ export class CacheTransaction {
     return report;
   }
 
+  /** Test-only (`promoteWithoutCas`): writes known values and deletes the rest, whatever the keys hold. */
+  async #promoteBlindly(): Promise<CompletionReport> {
+    const ops = this.#storeKeys().map((key): StoreOp => {
+      const entry = this.#items.get(key);
+      return entry ? { op: 'set', key, value: encodeEntry(entry), ttl: this.ctx.ttls(this.#valueTtls).value(key) } : { op: 'delete', key };
+    });
+    await this.ctx.store.execute(ops);
+    return { txId: this.id, written: ops.filter((o) => o.op === 'set').length, evicted: ops.filter((o) => o.op === 'delete').length, unresolved: 0 };
+  }
+
   /** Phase two after ROLLBACK (or a failed prepare): removes this transaction's locks. */
   async release(): Promise<CompletionReport> {
     if (this.#state === 'released') return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
+    if (this.#state === 'prepared' && this.ctx.options.unsafeTestSwitches.rollbackAsCommit) return this.promote();
     if (this.#state === 'promoted') throw new ProtocolStateError(this.id, this.#state, 'release');
     const wasPrepared = this.#state === 'prepared';
     this.#state = 'released';

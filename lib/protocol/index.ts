@@ -15,7 +15,7 @@ export { TransactionLog, type LogRow, type DatabaseOutcome } from './transaction
 export type { SqlRunner } from './sql-runner.js';
 export type { SweepOptions, SweepReport } from './recovery-sweeper.js';
 export type { InDoubtTransaction, KeyState } from './in-doubt.js';
-export { resolveProtocolOptions, type ProtocolOptions, type ResolvedProtocolOptions, type FailurePolicy, type ProtocolLogger } from './protocol-options.js';
+export { resolveProtocolOptions, type ProtocolOptions, type ResolvedProtocolOptions, type FailurePolicy, type ProtocolLogger, type UnsafeTestSwitches } from './protocol-options.js';
 export { ProtocolConfigError, CachePrepareError, ProtocolStateError } from './protocol-errors.js';
 export type { Entry, ValueEntry, LockEntry, LeaseEntry, GenerationEntry, ForeignEntry, DecodedEntry } from './entry.js';
 export { encodeEntry, decodeEntry } from './entry-codec.js';

@@ -37,10 +37,28 @@ export interface ProtocolOptions {
    * crash test can kill the process in the middle of promote. Never set it in production.
    */
   midPromoteHook?: (txId: string) => Promise<void>;
+  /**
+   * Test-only: switch off one safeguard, so the consistency checker can show it catches the bug that follows.
+   * Never set it in production.
+   */
+  unsafeTestSwitches?: UnsafeTestSwitches;
+}
+
+/** The safeguards a test can switch off (see {@link ProtocolOptions.unsafeTestSwitches}). */
+export interface UnsafeTestSwitches {
+  /** Fills overwrite the key with a plain set instead of a compare-and-swap against the reader's lease. */
+  readonly fillWithoutLease?: boolean;
+  /** Promote writes known values with a plain set, whoever holds the key, instead of a compare-and-swap. */
+  readonly promoteWithoutCas?: boolean;
+  /** Prepare writes no log row: a crash after COMMIT leaves nothing for the sweeper. */
+  readonly skipLog?: boolean;
+  /** A rollback promotes the transaction's keys (writing its values) instead of releasing them. */
+  readonly rollbackAsCommit?: boolean;
 }
 
 /** {@link ProtocolOptions} with every default applied. */
-export type ResolvedProtocolOptions = Required<Omit<ProtocolOptions, 'logger' | 'midPromoteHook'>> & Pick<ProtocolOptions, 'logger' | 'midPromoteHook'>;
+export type ResolvedProtocolOptions = Required<Omit<ProtocolOptions, 'logger' | 'midPromoteHook' | 'unsafeTestSwitches'>> &
+  Pick<ProtocolOptions, 'logger' | 'midPromoteHook'> & { unsafeTestSwitches: UnsafeTestSwitches };
 
 const MAX_TTL = 30 * 24 * 3600;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/;
@@ -57,6 +75,7 @@ export function resolveProtocolOptions(options: ProtocolOptions = {}): ResolvedP
     maxCasRounds: options.maxCasRounds ?? 8,
     logger: options.logger,
     midPromoteHook: options.midPromoteHook,
+    unsafeTestSwitches: options.unsafeTestSwitches ?? {},
   };
   integer('lockTtlSeconds', resolved.lockTtlSeconds, 1, MAX_TTL);
   integer('leaseTtlSeconds', resolved.leaseTtlSeconds, 1, MAX_TTL);

@@ -18,7 +18,11 @@ const hang = async (): Promise<never> => {
 
 const fixture = await ProtocolFixture.create(env('MEMCACHED_SERVERS').split(','), env('DATABASE_URL'), {
   namespace: env('NAMESPACE'),
-  protocol: { lockTtlSeconds: Number(env('LOCK_TTL')), midPromoteHook: crashAt === 'mid-promote' ? hang : undefined },
+  protocol: {
+    lockTtlSeconds: Number(env('LOCK_TTL')),
+    midPromoteHook: crashAt === 'mid-promote' ? hang : undefined,
+    unsafeTestSwitches: { skipLog: process.env.SKIP_LOG === '1' },
+  },
 });
 await fixture.write(env('IDS').split(',').map(Number), {
   regions: ['kv'],

@@ -11,10 +11,10 @@ const child = fileURLToPath(new URL('./crash-writer.js', import.meta.url));
 const LOCK_TTL = 2;
 
 /** Starts a writer process and SIGKILLs it once it reports it reached the crash point. */
-async function killWriterAt(crashAt: string, f: ProtocolFixture, ids: number[]): Promise<void> {
+async function killWriterAt(crashAt: string, f: ProtocolFixture, ids: number[], extraEnv: Record<string, string> = {}): Promise<void> {
   const s = sharedServers();
   const proc = spawn(process.execPath, [child], {
-    env: { ...process.env, CRASH_AT: crashAt, MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: f.namespace, LOCK_TTL: String(LOCK_TTL), IDS: ids.join(',') },
+    env: { ...process.env, CRASH_AT: crashAt, MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: f.namespace, LOCK_TTL: String(LOCK_TTL), IDS: ids.join(','), ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -70,6 +70,14 @@ describe('crash safety: a writer SIGKILLed between the phases', function () {
       return entry?.kind === 'lock' && lockHolders(entry).length > 0;
     });
   }
+
+  it('needs the durable log: without it, the sweeper cannot resolve a crash after COMMIT (the check catches it)', async () => {
+    await killWriterAt('after-commit', f, ids, { SKIP_LOG: '1' });
+    expect((await f.dbRow(1)).v, 'the transaction committed').to.equal(2);
+    const report = await f.cache.sweep(f.pool, { minAgeMs: 0 });
+    expect(report.resolved).to.equal(0);
+    expect(await lockedKeys(), 'G6 is broken: in-doubt keys stay locked until they expire').to.not.be.empty;
+  });
 
   for (let run = 1; run <= 3; run++) {
     it(`after prepare: the database rolls back, nothing stale is read, locks expire (run ${run})`, async () => {
