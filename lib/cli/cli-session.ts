@@ -30,7 +30,7 @@ export class CliSession {
     const store = new MemcachedStore({ timeoutMs: 1000, connectTimeoutMs: connectTimeoutMs, retryAfterMs: 0, ...config.store, servers: config.memcached, namespace: config.namespace });
     let cache: XaCache;
     try {
-      cache = new XaCache(store, { logTable: config.logTable });
+      cache = new XaCache(store, { logTable: config.logTable, logNamespace: config.namespace });
     } catch (error) {
       await Promise.all([store.close(), pool.end()]);
       throw CliError.config((error as Error).message);

@@ -64,7 +64,7 @@ export class XaCacheAdapter implements CacheAdapter {
     this.options = options;
     this.#store = new MemcachedStore({ ...options.store, servers: options.servers, namespace: options.namespace });
     const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, ...protocol } = options;
-    this.xa = new XaCache(this.#store, protocol);
+    this.xa = new XaCache(this.#store, { logNamespace: options.namespace ?? 'xa', ...protocol });
   }
 
   /** The schema of unqualified tables. */

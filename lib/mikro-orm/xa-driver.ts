@@ -30,6 +30,9 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
   override setMetadata(metadata: MetadataStorage): void {
     validateCachedEntities(metadata.getAll().values());
     super.setMetadata(metadata);
+    // MikroORM connects at the first query, after the first cache read: the adapter must know now that the
+    // driver that invalidates it is in place.
+    this.xaConnection.cache.attach();
   }
 
   /** The primary connection, which runs the protocol. */

@@ -1,6 +1,5 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
-import { decodeEntry, encodeEntry } from './entry-codec.js';
 import { lockHolders } from './entry.js';
 import { regionKey, type ProtocolContext } from './protocol-context.js';
 import { RegionStats, regionLabel } from './cache-stats.js';
@@ -75,14 +74,14 @@ export class CacheReader {
       const key = regionKeys[i] as string;
       if (fetched.failed.has(key)) return void (regionProblem ??= 'unavailable');
       const item = fetched.items.get(key);
-      const entry = item ? decodeEntry(item.value) : undefined;
+      const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
       if (entry?.kind === 'generation') return void generations.set(region, entry.id);
       if (entry?.kind === 'lock' && lockHolders(entry).length > 0) return void (regionProblem = 'region-locked');
       // Absent, or not ours: start a fresh generation, which no stored result can carry.
       if (entry?.kind === 'foreign') stats.foreignEntries++;
       const id = uuidv4();
       generations.set(region, id);
-      const value = encodeEntry({ kind: 'generation', id });
+      const value = this.ctx.codec.encode(key, { kind: 'generation', id });
       regionOps.push(item ? { op: 'cas', key, value, ttl: 0, cas: item.cas } : { op: 'add', key, value, ttl: 0 });
     });
 
@@ -100,7 +99,7 @@ export class CacheReader {
         continue;
       }
       const item = fetched.items.get(key);
-      const entry = item ? decodeEntry(item.value) : undefined;
+      const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
       let reason: MissReason;
       if (entry === undefined) reason = 'absent';
       else if (entry.kind === 'value') {
@@ -129,7 +128,7 @@ export class CacheReader {
       if (regionProblem !== undefined && reason !== 'locked' && reason !== 'leased') reason = regionProblem;
       reads.set(key, { status: 'miss', reason, ticket: undefined, storedRegions: storedRegions.get(key) });
       if (!wantLease || regionProblem !== undefined || reason === 'locked' || reason === 'leased') continue;
-      const value = encodeEntry({ kind: 'lease', token: uuidv4() });
+      const value = this.ctx.codec.encode(key, { kind: 'lease', token: uuidv4() });
       const ttl = this.ctx.options.leaseTtlSeconds;
       leaseOps.push(item ? { op: 'cas', key, value, ttl, cas: item.cas } : { op: 'add', key, value, ttl });
       leaseKeys.push({ key, reason });
@@ -162,7 +161,7 @@ export class CacheReader {
    */
   async fill(ticket: FillTicket, payload: Buffer, ttlSeconds?: number): Promise<boolean> {
     const { store, stats, options } = this.ctx;
-    const value = encodeEntry({ kind: 'value', generations: ticket.generations, payload });
+    const value = this.ctx.codec.encode(ticket.key, { kind: 'value', generations: ticket.generations, payload });
     const ttl = ttlSeconds ?? options.valueTtlSeconds;
     const [result] = options.unsafeTestSwitches.fillWithoutLease
       ? await store.execute([{ op: 'set', key: ticket.key, value, ttl }] as const)

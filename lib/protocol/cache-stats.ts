@@ -17,6 +17,8 @@ export class CacheStats {
   leaseWaits = 0;
   /** Entries whose bytes were not ours (foreign, corrupt, truncated): read as misses. */
   foreignEntries = 0;
+  /** Entries refused because their authentication failed (forged, copied from another key, or undecryptable). */
+  forgedEntries = 0;
   /** Values found but read under a region generation that is no longer current. */
   staleResults = 0;
   /** Transactions prepared, promoted, released. */

@@ -1,7 +1,6 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { StoreOp } from '../store/cache-store.js';
 import type { StoreError } from '../store/store-errors.js';
-import { encodeEntry } from './entry-codec.js';
 import type { KnownState, TransitionOutcome } from './cas-batch.js';
 import { applyTransitions } from './cas-batch.js';
 import type { DecodedEntry, Entry } from './entry.js';
@@ -176,7 +175,7 @@ export class CacheTransaction {
   async #promoteBlindly(): Promise<CompletionReport> {
     const ops = this.#storeKeys().map((key): StoreOp => {
       const entry = this.#items.get(key);
-      return entry ? { op: 'set', key, value: encodeEntry(entry), ttl: this.ctx.ttls(this.#valueTtls).value(key) } : { op: 'delete', key };
+      return entry ? { op: 'set', key, value: this.ctx.codec.encode(key, entry), ttl: this.ctx.ttls(this.#valueTtls).value(key) } : { op: 'delete', key };
     });
     await this.ctx.store.execute(ops);
     return { txId: this.id, written: ops.filter((o) => o.op === 'set').length, evicted: ops.filter((o) => o.op === 'delete').length, unresolved: 0 };
@@ -209,6 +208,7 @@ export class CacheTransaction {
   ): Promise<Map<string, TransitionOutcome>> {
     return applyTransitions(this.ctx.store, keys, (key, current) => decide(key, key.startsWith('r:') ? 'region' : 'item', current), this.ctx.ttls(this.#valueTtls), {
       known,
+      codec: this.ctx.codec,
       maxRounds: this.ctx.options.maxCasRounds,
       onForeign: () => this.ctx.stats.foreignEntries++,
     });

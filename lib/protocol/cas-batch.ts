@@ -1,7 +1,8 @@
 import type { CacheStore, CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
 import type { StoreError } from '../store/store-errors.js';
 import { lockHolders, type DecodedEntry, type LockRecord } from './entry.js';
-import { decodeEntry, encodeEntry, encodeLockRecords } from './entry-codec.js';
+import { encodeLockRecords } from './entry-codec.js';
+import type { EntryCodec } from './entry-sealer.js';
 import { afterTransition, type Transition } from './key-transitions.js';
 
 /** What a key is known to hold, with the token to change it. */
@@ -36,7 +37,7 @@ export async function applyTransitions(
   keys: readonly string[],
   decide: (key: string, current: DecodedEntry | undefined) => Transition,
   ttls: TransitionTtls,
-  options: { known?: ReadonlyMap<string, KnownState>; maxRounds: number; onForeign?: (key: string) => void },
+  options: { codec: EntryCodec; known?: ReadonlyMap<string, KnownState>; maxRounds: number; onForeign?: (key: string) => void },
 ): Promise<Map<string, TransitionOutcome>> {
   const outcomes = new Map<string, TransitionOutcome>();
   const known = new Map<string, KnownState>();
@@ -56,7 +57,7 @@ export async function applyTransitions(
           continue;
         }
         const item = read.items.get(key);
-        const entry = item ? decodeEntry(item.value) : undefined;
+        const entry = item ? options.codec.decode(key, item.value) : undefined;
         if (entry?.kind === 'foreign') options.onForeign?.(key);
         known.set(key, { entry, cas: item?.cas });
       }
@@ -85,7 +86,7 @@ export async function applyTransitions(
           joins.set(key, transition.records);
         }
       } else {
-        const value = encodeEntry(transition.entry);
+        const value = options.codec.encode(key, transition.entry);
         const ttl = transition.ttl === 'lock' ? ttls.lock : transition.ttl === 'forever' ? ttls.forever : ttls.value(key);
         ops.push(state.cas === undefined ? { op: 'add', key, value, ttl } : { op: 'cas', key, value, ttl, cas: state.cas });
       }
@@ -94,7 +95,7 @@ export async function applyTransitions(
     known.clear();
     if (ops.length === 0) break;
     const results = (await store.execute([...ops, ...followUps])) as StoreResult[];
-    const readBack = readBackOf(followUps, results.slice(ops.length));
+    const readBack = readBackOf(followUps, results.slice(ops.length), options.codec);
     pending.forEach(({ key, next }, i) => {
       const result = results[i] as StoreResult;
       switch (result.status) {
@@ -124,11 +125,11 @@ export async function applyTransitions(
 }
 
 /** The states read back after joins, by key. */
-function readBackOf(ops: readonly StoreOp[], results: readonly StoreResult[]): Map<string, KnownState> {
+function readBackOf(ops: readonly StoreOp[], results: readonly StoreResult[], codec: EntryCodec): Map<string, KnownState> {
   const states = new Map<string, KnownState>();
   ops.forEach((op, i) => {
     const result = results[i];
-    if (op.op === 'get' && result?.status === 'hit') states.set(op.key, { entry: decodeEntry(result.item.value), cas: result.item.cas });
+    if (op.op === 'get' && result?.status === 'hit') states.set(op.key, { entry: codec.decode(op.key, result.item.value), cas: result.item.cas });
   });
   return states;
 }

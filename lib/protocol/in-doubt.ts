@@ -1,4 +1,3 @@
-import { decodeEntry } from './entry-codec.js';
 import { lockHolders } from './entry.js';
 import { regionKey, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
@@ -41,7 +40,7 @@ export async function listInDoubt(ctx: ProtocolContext, db: SqlRunner, limit = 1
       if (fetched.failed.has(key)) return { key, region, state: 'unavailable' };
       const item = fetched.items.get(key);
       if (!item) return { key, region, state: 'absent' };
-      const entry = decodeEntry(item.value);
+      const entry = ctx.codec.decode(key, item.value);
       if (entry.kind === 'lock') {
         const holders = lockHolders(entry);
         if (holders.length === 0) return { key, region, state: 'absent' };

@@ -3,6 +3,7 @@ import type { CacheStats } from './cache-stats.js';
 import type { TransitionTtls } from './cas-batch.js';
 import type { ResolvedProtocolOptions } from './protocol-options.js';
 import type { TransactionLog } from './transaction-log.js';
+import type { EntryCodec } from './entry-sealer.js';
 
 /** What the pieces of one {@link XaCache} share. Internal. */
 export interface ProtocolContext {
@@ -11,6 +12,8 @@ export interface ProtocolContext {
   readonly stats: CacheStats;
   readonly log: TransactionLog;
   readonly doneQueue: DoneQueue;
+  /** Bytes to entries and back, sealed when secrets are configured. */
+  readonly codec: EntryCodec;
   /** TTLs for transitions, with per-key value TTLs. */
   ttls(valueTtl?: ReadonlyMap<string, number>): TransitionTtls;
 }

@@ -1,4 +1,5 @@
 import { ProtocolConfigError } from './protocol-errors.js';
+import { secretsProblem } from './entry-sealer.js';
 
 /**
  * What happens to a write transaction when memcached cannot be reached while it prepares.
@@ -30,6 +31,19 @@ export interface ProtocolOptions {
   logTable?: string;
   /** Compare-and-swap rounds per key before a transition gives up as contended. Default 8. */
   maxCasRounds?: number;
+  /**
+   * Secrets that authenticate cached values and generations (HMAC-SHA-256 over key and entry), newest first: the
+   * first signs, all verify, so a new secret is rolled out by prepending it and an old one retired by removing it.
+   * Each at least 16 bytes. Without secrets, anyone who can write to memcached can plant values (docs/security.md).
+   */
+  secrets?: readonly string[];
+  /** Also encrypt cached values (AES-256-GCM, a fresh nonce per entry). Needs `secrets`. Default false. */
+  encryptValues?: boolean;
+  /**
+   * Which application's rows of the log table are this cache's: processes of one namespace sweep only its rows.
+   * The MikroORM adapter sets it to its key namespace. Default `''`.
+   */
+  logNamespace?: string;
   /** Log sink. */
   logger?: ProtocolLogger;
   /**
@@ -57,8 +71,8 @@ export interface UnsafeTestSwitches {
 }
 
 /** {@link ProtocolOptions} with every default applied. */
-export type ResolvedProtocolOptions = Required<Omit<ProtocolOptions, 'logger' | 'midPromoteHook' | 'unsafeTestSwitches'>> &
-  Pick<ProtocolOptions, 'logger' | 'midPromoteHook'> & { unsafeTestSwitches: UnsafeTestSwitches };
+export type ResolvedProtocolOptions = Required<Omit<ProtocolOptions, 'logger' | 'midPromoteHook' | 'unsafeTestSwitches' | 'secrets'>> &
+  Pick<ProtocolOptions, 'logger' | 'midPromoteHook'> & { unsafeTestSwitches: UnsafeTestSwitches; secrets: readonly string[] };
 
 const MAX_TTL = 30 * 24 * 3600;
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/;
@@ -73,6 +87,9 @@ export function resolveProtocolOptions(options: ProtocolOptions = {}): ResolvedP
     failurePolicy: options.failurePolicy ?? 'strict',
     logTable: options.logTable ?? 'xa_cache_log',
     maxCasRounds: options.maxCasRounds ?? 8,
+    secrets: options.secrets ?? [],
+    encryptValues: options.encryptValues ?? false,
+    logNamespace: options.logNamespace ?? '',
     logger: options.logger,
     midPromoteHook: options.midPromoteHook,
     unsafeTestSwitches: options.unsafeTestSwitches ?? {},
@@ -88,6 +105,13 @@ export function resolveProtocolOptions(options: ProtocolOptions = {}): ResolvedP
   if (typeof resolved.logTable !== 'string' || !IDENTIFIER.test(resolved.logTable)) {
     throw ProtocolConfigError.invalid('logTable', resolved.logTable, 'a table name, optionally schema-qualified (letters, digits, underscores)');
   }
+  if (options.secrets !== undefined) {
+    const problem = secretsProblem(options.secrets);
+    if (problem) throw ProtocolConfigError.invalid('secrets', `${Array.isArray(options.secrets) ? options.secrets.length : typeof options.secrets} secret(s)`, problem);
+  }
+  if (typeof resolved.encryptValues !== 'boolean') throw ProtocolConfigError.invalid('encryptValues', resolved.encryptValues, 'true or false');
+  if (resolved.encryptValues && resolved.secrets.length === 0) throw ProtocolConfigError.invalid('encryptValues', true, 'secrets to derive the encryption key from; set secrets too');
+  if (typeof resolved.logNamespace !== 'string' || resolved.logNamespace.length > 64) throw ProtocolConfigError.invalid('logNamespace', resolved.logNamespace, 'a string of at most 64 characters');
   if (resolved.logger !== undefined && typeof resolved.logger !== 'function') {
     throw ProtocolConfigError.invalid('logger', resolved.logger, 'a function (level, message, data)');
   }

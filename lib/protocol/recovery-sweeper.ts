@@ -78,7 +78,7 @@ async function resolveBatch(ctx: ProtocolContext, db: SqlRunner, rows: LogRow[],
       return composeTransitions(current, txIds.map((txId) => (entry) => promoteTransition(entry, txId, role, undefined)));
     },
     ctx.ttls(),
-    { maxRounds: ctx.options.maxCasRounds, onForeign: () => ctx.stats.foreignEntries++ },
+    { codec: ctx.codec, maxRounds: ctx.options.maxCasRounds, onForeign: () => ctx.stats.foreignEntries++ },
   );
   const done: string[] = [];
   for (const row of rows) {

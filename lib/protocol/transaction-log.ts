@@ -24,10 +24,15 @@ export type DatabaseOutcome = 'committed' | 'aborted' | 'in progress' | 'unknown
  */
 export class TransactionLog {
   readonly #table: string;
+  readonly #namespace: string;
 
-  /** @param table a validated, optionally schema-qualified table name */
-  constructor(table: string) {
+  /**
+   * @param table a validated, optionally schema-qualified table name
+   * @param namespace whose rows these are: rows of other namespaces sharing the table are never touched
+   */
+  constructor(table: string, namespace = '') {
     this.#table = table;
+    this.#namespace = namespace;
   }
 
   /** The table name. */
@@ -41,20 +46,24 @@ export class TransactionLog {
     return [
       `CREATE TABLE IF NOT EXISTS ${this.#table} (
   tx_id uuid PRIMARY KEY,
+  namespace text NOT NULL DEFAULT '',
   xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
   keys text[] NOT NULL,
   regions text[] NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   claimed_until timestamptz
 )`,
-      `CREATE INDEX IF NOT EXISTS ${index} ON ${this.#table} (created_at)`,
+      // Tables created before the namespace column existed gain it.
+      `ALTER TABLE ${this.#table} ADD COLUMN IF NOT EXISTS namespace text NOT NULL DEFAULT ''`,
+      `CREATE INDEX IF NOT EXISTS ${index} ON ${this.#table} (namespace, created_at)`,
     ];
   }
 
   /** Creates the table if absent. Concurrent callers are serialised with an advisory lock. */
   async ensureTable(db: SqlRunner): Promise<void> {
     const statements = this.ddl().map((s) => s.replaceAll("'", "''"));
-    await db.query(`DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext('${this.#table}')); EXECUTE '${statements[0]}'; EXECUTE '${statements[1]}'; END $$`);
+    const executes = statements.map((statement) => `EXECUTE '${statement}';`).join(' ');
+    await db.query(`DO $$ BEGIN PERFORM pg_advisory_xact_lock(hashtext('${this.#table}')); ${executes} END $$`);
   }
 
   /**
@@ -63,9 +72,9 @@ export class TransactionLog {
    * Returns the PostgreSQL transaction id.
    */
   async record(db: SqlRunner, txId: string, keys: readonly string[], regions: readonly string[], doneTxIds: readonly string[]): Promise<string> {
-    const insert = `INSERT INTO ${this.#table} (tx_id, keys, regions) VALUES ($1, $2, $3) RETURNING xid::text AS xid`;
-    const sql = doneTxIds.length > 0 ? `WITH done AS (DELETE FROM ${this.#table} WHERE tx_id = ANY($4::uuid[])) ${insert}` : insert;
-    const params: unknown[] = [txId, keys, regions];
+    const insert = `INSERT INTO ${this.#table} (tx_id, namespace, keys, regions) VALUES ($1, $4, $2, $3) RETURNING xid::text AS xid`;
+    const sql = doneTxIds.length > 0 ? `WITH done AS (DELETE FROM ${this.#table} WHERE tx_id = ANY($5::uuid[])) ${insert}` : insert;
+    const params: unknown[] = [txId, keys, regions, this.#namespace];
     if (doneTxIds.length > 0) params.push(doneTxIds);
     const { rows } = await db.query(sql, params);
     return String((rows[0] as { xid: string }).xid);
@@ -86,12 +95,12 @@ export class TransactionLog {
       `UPDATE ${this.#table} AS l SET claimed_until = now() + make_interval(secs => $3::float8 / 1000)
         WHERE l.tx_id IN (
           SELECT tx_id FROM ${this.#table}
-           WHERE created_at <= now() - make_interval(secs => $2::float8 / 1000)
+           WHERE namespace = $4 AND created_at <= now() - make_interval(secs => $2::float8 / 1000)
              AND (claimed_until IS NULL OR claimed_until < now())
            ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
         RETURNING l.tx_id::text AS tx_id, l.xid::text AS xid, l.keys, l.regions,
                   (extract(epoch FROM now() - l.created_at) * 1000)::float8 AS age_ms`,
-      [limit, minAgeMs, claimMs],
+      [limit, minAgeMs, claimMs, this.#namespace],
     );
     return rows.map(toLogRow);
   }
@@ -107,15 +116,15 @@ export class TransactionLog {
       `SELECT tx_id::text AS tx_id, xid::text AS xid, keys, regions,
               (extract(epoch FROM now() - created_at) * 1000)::float8 AS age_ms,
               pg_xact_status(xid) AS outcome
-         FROM ${this.#table} ORDER BY created_at LIMIT $1`,
-      [limit],
+         FROM ${this.#table} WHERE namespace = $2 ORDER BY created_at LIMIT $1`,
+      [limit, this.#namespace],
     );
     return rows.map((r) => ({ ...toLogRow(r), outcome: toOutcome((r as { outcome: string | null }).outcome) }));
   }
 
   /** Counts the rows. */
   async count(db: SqlRunner): Promise<number> {
-    const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${this.#table}`);
+    const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${this.#table} WHERE namespace = $1`, [this.#namespace]);
     return (rows[0] as { n: number }).n;
   }
 

@@ -12,6 +12,7 @@ import { resolveProtocolOptions, type ProtocolOptions, type ResolvedProtocolOpti
 import { sweep, type SweepOptions, type SweepReport } from './recovery-sweeper.js';
 import type { SqlRunner } from './sql-runner.js';
 import { TransactionLog } from './transaction-log.js';
+import { EntrySealer } from './entry-sealer.js';
 
 /**
  * The transactional cache: one per process (or per ORM), over one {@link CacheStore} and one PostgreSQL log table.
@@ -33,7 +34,7 @@ export class XaCache {
     options: ProtocolOptions = {},
   ) {
     this.options = resolveProtocolOptions(options);
-    this.log = new TransactionLog(this.options.logTable);
+    this.log = new TransactionLog(this.options.logTable, this.options.logNamespace);
     const base: TransitionTtls = { lock: this.options.lockTtlSeconds, forever: 0, value: () => this.options.valueTtlSeconds };
     this.#ctx = {
       store,
@@ -41,6 +42,13 @@ export class XaCache {
       stats: this.stats,
       log: this.log,
       doneQueue: this.#doneQueue,
+      codec: new EntrySealer(this.options.secrets, {
+        encrypt: this.options.encryptValues,
+        onRefused: (reason, key) => {
+          this.stats.forgedEntries++;
+          this.options.logger?.('warn', `refused a cache entry that failed authentication (${reason})`, { key });
+        },
+      }),
       ttls: (valueTtl) =>
         valueTtl && valueTtl.size > 0 ? { ...base, value: (key) => valueTtl.get(key) ?? this.options.valueTtlSeconds } : base,
     };
@@ -59,6 +67,7 @@ export class XaCache {
   async evict(keys: readonly string[]): Promise<void> {
     const outsider = uuidv4();
     await applyTransitions(this.store, keys, (_key, current) => promoteTransition(current, outsider, 'item', undefined), this.#ctx.ttls(), {
+      codec: this.#ctx.codec,
       maxRounds: this.options.maxCasRounds,
     });
   }

@@ -81,13 +81,21 @@ typedef Cell {
   bool conc;     /* LOCK: concurrent */
 }
 
+/* The keys.  The default configuration checks the item key: writers change the row, readers read it.
+ * -DREGION checks the region key instead: writers write the table (touchRegions), readers run a query
+ * whose result is cached under QRES with the generation it was read under.  Each configuration follows
+ * every transition of its keys; a writer's item key and region key do not interact (every key goes
+ * through prepare before COMMIT and promote after it on its own, and a crash or delay between two keys is
+ * a schedule of the one-key model), so the two configurations together cover a writer that does both. */
 #define ITEM 0   /* the row's key */
 #define QRES 1   /* a cached query result over the table (REGION only) */
 #define RKEY 2   /* the table's region key r:<table> (REGION only) */
 #ifdef REGION
 #define NKEYS 3
+#define WKEY RKEY   /* the key writers lock */
 #else
 #define NKEYS 1
+#define WKEY ITEM
 #endif
 
 Cell cell[NKEYS];
@@ -308,16 +316,10 @@ proctype Writer(byte w) {
   byte mode, act, nk, nv, ng, nh; bool nc, fresh;
   byte me;
 
-  /* 1. prepare, inside the transaction just before COMMIT: lock every key.  The log row is inserted by
+  /* 1. prepare, inside the transaction just before COMMIT: lock the key.  The log row is inserted by
    *    the same transaction, so it becomes durable exactly at the COMMIT below (modelled there). */
-#ifndef NO_LOCK
-  TRANSITION(ITEM, w, M_PREPARE);
-#ifdef REGION
-  CRASH;
-#ifndef NO_REGION_LOCK
-  TRANSITION(RKEY, w, M_PREPARE);
-#endif
-#endif
+#if !defined(NO_LOCK) && !(defined(REGION) && defined(NO_REGION_LOCK))
+  TRANSITION(WKEY, w, M_PREPARE);
 #endif
   CRASH;
   if
@@ -328,28 +330,21 @@ proctype Writer(byte w) {
        settle(me)
 #else
        if
-       :: !lost[w] -> settle(me)   /* its locks protect every key from now on */
-       :: else -> skip             /* a lock was dropped before COMMIT: only promote/sweeper protect */
+       :: !lost[w] -> settle(me)   /* its lock protected the key up to now and does from now on */
+       :: else -> skip             /* its lock was dropped before COMMIT: only promote/sweeper protect */
        fi
 #endif
      } };
      /* 3. promote, after COMMIT (a crash here also stands for "COMMIT outcome unknown to the client") */
      CRASH;
-#ifdef NO_CAS_PROMOTE
+#if defined(NO_CAS_PROMOTE) && !defined(REGION)
      d_step { mc_set(ITEM, VALUE, me, 0, 0, 0) };   /* BUG: a plain set, whatever the key holds */
 #else
-     TRANSITION(ITEM, w, M_PROMOTE);
+     TRANSITION(WKEY, w, M_PROMOTE);
 #endif
-#ifdef REGION
-     CRASH;
-     TRANSITION(RKEY, w, M_PROMOTE);
-#endif
-     d_step { settle(me); finished++; me = 0 }  /* the commit call returns: G2 from here */
+     d_step { settle(me); finished++; me = 0 }      /* the commit call returns: G2 from here */
   :: /* 2'. ROLLBACK, then release. */
-     TRANSITION(ITEM, w, M_RELEASE);
-#ifdef REGION
-     TRANSITION(RKEY, w, M_RELEASE);
-#endif
+     TRANSITION(WKEY, w, M_RELEASE);
      d_step { finished++ }
   fi;
   goto end;
@@ -386,10 +381,8 @@ proctype Reader(byte r) {
   do
   :: n < NREADS ->
      n++;
-#ifdef REGION
-     if
-     :: skip ->   /* read the row */
-#endif
+#ifndef REGION
+     /* read the row */
 #ifdef FINE_GRAIN
      d_step {
        mc_get(ITEM); valid[ITEM] = valid[ITEM] & ~ME;
@@ -435,8 +428,8 @@ proctype Reader(byte r) {
           }
      :: else -> ek = 0
      fi
-#ifdef REGION
-     :: skip ->   /* run the query */
+#else
+     /* run the query */
      d_step { floor = settled; mc_get(QRES) };              /* getMulti: the result, then its region */
      d_step {
        rk = cell[RKEY].kind; rv = cell[RKEY].val;
@@ -487,20 +480,13 @@ proctype Reader(byte r) {
           }
      :: else -> skip
      fi
-     fi
 #endif
   :: else -> break
   od;
   finished++
 }
 
-#ifdef REGION
-#define SWEEP_ROW TRANSITION(ITEM, w, M_SWEEP); TRANSITION(RKEY, w, M_SWEEP); \
-                  d_step { logrow[w] = false; settle(committedv[w]); w = 0 }
-#else
-#define SWEEP_ROW TRANSITION(ITEM, w, M_SWEEP); \
-                  d_step { logrow[w] = false; settle(committedv[w]); w = 0 }
-#endif
+#define SWEEP_ROW TRANSITION(WKEY, w, M_SWEEP); d_step { logrow[w] = false; settle(committedv[w]); w = 0 }
 
 /* ------------------------------------------------------------------------------------------------------
  * Recovery sweeper (recovery-sweeper.ts): for each log row -- a committed transaction whose promote may not
@@ -521,12 +507,12 @@ proctype Sweeper() {
   od;
   /* G12: after the workload and the sweeps: no log row (the loop exit), no lease, and no lock held by a
    * writer that did not crash (a crashed writer's lock waits for its TTL, see Memcached). */
-  assert(cell[ITEM].kind != LEASE);
-  assert(cell[ITEM].kind != LOCK || (cell[ITEM].holders & ~crashedmask) == 0);
 #ifdef REGION
   assert(cell[QRES].kind != LEASE);
-  assert(cell[RKEY].kind != LOCK || (cell[RKEY].holders & ~crashedmask) == 0)
+#else
+  assert(cell[ITEM].kind != LEASE);
 #endif
+  assert(cell[WKEY].kind != LOCK || (cell[WKEY].holders & ~crashedmask) == 0)
 }
 
 /* ------------------------------------------------------------------------------------------------------
@@ -551,10 +537,11 @@ inline evict(key) {
 proctype Memcached() {
 end:
   do
-  :: evict(ITEM)
 #ifdef REGION
   :: evict(QRES)
   :: evict(RKEY)
+#else
+  :: evict(ITEM)
 #endif
   od
 }

@@ -1,0 +1,120 @@
+/**
+ * The schema of the consistency checker: a small hot set of versioned rows in groups, and the history table
+ * every committing transaction writes in the same transaction (so the history is exactly the committed writes).
+ *
+ * - `c_item` (cached): `version` (strictly increasing per id, in commit order) and `token` (unique per
+ *   transaction) let every read be matched to the commit it saw; `grp` puts it in a group.
+ * - `c_group` (cached, with its `items` collection): `version` is bumped by every transaction that changes the
+ *   group's membership, so membership states are ordered by the group's version.
+ * - `c_slot` (raw, not cached): one row per item id and per group, locked `FOR UPDATE` by every writer of that
+ *   id, holding the last version given out. Inserts and deletes of the same id are serialized through it too, so
+ *   versions never go back when a row is deleted and inserted again.
+ * - `c_history` (raw, not cached): one row per committed transaction: its token, its `pg_current_xact_id()` and
+ *   the states it produced. A transaction that rolled back (or whose outcome the client never learned and which
+ *   did not commit) has no row.
+ */
+import { defineEntity, p } from '@mikro-orm/postgresql';
+import type pg from 'pg';
+
+export const CGroup = defineEntity({
+  name: 'CGroup',
+  tableName: 'c_group',
+  xaCache: true,
+  properties: {
+    id: p.integer().primary().autoincrement(false),
+    version: p.integer(),
+    token: p.string(),
+    items: () => p.oneToMany(CItem).mappedBy('grp').orderBy({ id: 'asc' }),
+  },
+});
+
+export const CItem = defineEntity({
+  name: 'CItem',
+  tableName: 'c_item',
+  xaCache: true,
+  properties: {
+    id: p.integer().primary().autoincrement(false),
+    version: p.integer(),
+    token: p.string(),
+    grp: () => p.manyToOne(CGroup),
+  },
+});
+
+export const consistencyEntities = [CGroup, CItem];
+
+/** Hot set: item ids 1..ITEMS (about two thirds exist at the start), groups 1..GROUPS. */
+export const ITEMS = 12;
+export const GROUPS = 3;
+/** Slot ids of groups, so one slot table serializes both. */
+export const groupSlot = (g: number): number => 1000 + g;
+
+/** A state a transaction produced for one key (`i:<id>` item row, `g:<id>` group row and its membership). */
+export interface KeyState {
+  readonly key: string;
+  readonly version: number;
+  /** The writer's token; null for a deleted (absent) item. */
+  readonly token: string | null;
+  /** For groups: the member item ids after the transaction, sorted. */
+  readonly members?: number[];
+}
+
+/** One committed transaction, as read back from `c_history`. */
+export interface CommittedTx {
+  readonly token: string;
+  readonly xid: string;
+  readonly states: KeyState[];
+}
+
+/** Creates (or recreates) the tables and seeds them. Seeding is itself recorded in the history (token `seed`). */
+export async function createConsistencySchema(pool: pg.Pool | pg.Client): Promise<void> {
+  await pool.query(`
+    DROP TABLE IF EXISTS c_item, c_group, c_slot, c_history CASCADE;
+    CREATE TABLE c_group (id int PRIMARY KEY, version int NOT NULL, token text NOT NULL);
+    CREATE TABLE c_item (id int PRIMARY KEY, version int NOT NULL, token text NOT NULL, grp_id int NOT NULL REFERENCES c_group (id));
+    CREATE INDEX c_item_grp ON c_item (grp_id);
+    CREATE TABLE c_slot (id int PRIMARY KEY, version int NOT NULL);
+    CREATE TABLE c_history (token text PRIMARY KEY, xid text NOT NULL, states jsonb NOT NULL);
+  `);
+  const states: KeyState[] = [];
+  const members = new Map<number, number[]>();
+  await pool.query('BEGIN');
+  for (let g = 1; g <= GROUPS; g++) members.set(g, []);
+  for (let id = 1; id <= ITEMS; id++) {
+    await pool.query('INSERT INTO c_slot (id, version) VALUES ($1, 1)', [id]);
+    if (id % 3 === 0) {
+      states.push({ key: `i:${id}`, version: 1, token: null });
+      continue;
+    }
+    const g = 1 + (id % GROUPS);
+    members.get(g)!.push(id);
+    states.push({ key: `i:${id}`, version: 1, token: 'seed' });
+  }
+  for (let g = 1; g <= GROUPS; g++) {
+    await pool.query('INSERT INTO c_group (id, version, token) VALUES ($1, 1, $2)', [g, 'seed']);
+    await pool.query('INSERT INTO c_slot (id, version) VALUES ($1, 1)', [groupSlot(g)]);
+    states.push({ key: `g:${g}`, version: 1, token: 'seed', members: members.get(g)! });
+  }
+  for (const [g, ids] of members) for (const id of ids) await pool.query('INSERT INTO c_item (id, version, token, grp_id) VALUES ($1, 1, $2, $3)', [id, 'seed', g]);
+  await pool.query(`INSERT INTO c_history (token, xid, states) VALUES ('seed', pg_current_xact_id()::text, $1)`, [JSON.stringify(states)]);
+  await pool.query('COMMIT');
+}
+
+/** The committed history. */
+export async function readHistory(pool: pg.Pool | pg.Client): Promise<CommittedTx[]> {
+  const { rows } = await pool.query<{ token: string; xid: string; states: KeyState[] }>('SELECT token, xid, states FROM c_history');
+  return rows.map((r) => ({ token: r.token, xid: r.xid, states: r.states }));
+}
+
+/** The database's current state of every key, in the form of {@link KeyState}s (versions are those of c_slot). */
+export async function readDatabaseState(pool: pg.Pool | pg.Client): Promise<Map<string, { token: string | null; version: number; members?: number[] }>> {
+  const out = new Map<string, { token: string | null; version: number; members?: number[] }>();
+  const items = (await pool.query<{ id: number; version: number; token: string; grp_id: number }>('SELECT id, version, token, grp_id FROM c_item')).rows;
+  for (let id = 1; id <= ITEMS; id++) {
+    const row = items.find((r) => r.id === id);
+    out.set(`i:${id}`, row ? { token: row.token, version: row.version } : { token: null, version: 0 });
+  }
+  for (const g of (await pool.query<{ id: number; version: number; token: string }>('SELECT id, version, token FROM c_group')).rows) {
+    out.set(`g:${g.id}`, { token: g.token, version: g.version, members: items.filter((r) => r.grp_id === g.id).map((r) => r.id).sort((a, b) => a - b) });
+  }
+  return out;
+}
