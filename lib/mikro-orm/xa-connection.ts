@@ -8,6 +8,8 @@ import { statementTables, type StatementTables } from './sql-tables.js';
 import { TransactionScope, type IsolationLevel } from './transaction-scope.js';
 import { XaCacheAdapter } from './xa-cache-adapter.js';
 import { XaConfigError } from './xa-errors.js';
+import { ormProtocolLogger } from './orm-protocol-logger.js';
+import type { ProtocolLogger } from '../protocol/protocol-options.js';
 import { entityCacheOf } from './entity-marker.js';
 
 type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
@@ -43,6 +45,8 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     if (this.type !== 'write') return;
     const adapter = this.cache;
     adapter.attach();
+    // The cache logs where the ORM logs, unless the application gave it a logger of its own.
+    (adapter.xa.options as { logger: ProtocolLogger | undefined }).logger ??= ormProtocolLogger(this.logger);
     const pool = await this.sqlRunner();
     try {
       await adapter.xa.ensureLogTable(pool);
@@ -58,7 +62,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
       try {
         await this.cache.xa.flushLogDeletes(await this.sqlRunner());
       } catch (error) {
-        this.logger.warn('info', `mikro-orm-xa-cache: could not delete promoted log rows on close (the sweeper will): ${String(error)}`);
+        this.#log('warn', 'could not delete promoted log rows on close; the sweeper will', error);
       }
     }
     await super.close(force);
@@ -106,7 +110,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     if (ctx.isRolledBack) return;
     await eventBroadcaster?.dispatchEvent(EventType.beforeTransactionCommit, ctx);
     if (scope.unknownWrites) {
-      this.logger.warn('info', 'mikro-orm-xa-cache: a statement whose tables could not be determined was committed; its effects were not invalidated (declare them with invalidateTables)');
+      this.#log('warn', 'a statement whose tables could not be determined was committed; the cache could not invalidate what it changed');
     }
     const tx = scope.toCacheTransaction(this.cache.xa);
     if (tx) await tx.prepare(transactionRunner(ctx));
@@ -155,6 +159,11 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
   }
 
+  #log(level: 'warn' | 'error', message: string, error?: unknown): void {
+    const logger = this.cache.xa.options.logger ?? ormProtocolLogger(this.logger);
+    logger(level, message, error === undefined ? undefined : { error: error instanceof Error ? error.message : String(error) });
+  }
+
   #analyse(query: unknown): StatementTables {
     const sql = typeof query === 'string' ? query : query instanceof NativeQueryBuilder ? query.toRaw().sql : isRaw(query) ? query.sql : String(query);
     let analysis = this.#analysis.get(sql);
@@ -171,7 +180,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
       await tx.promote();
     } catch (error) {
       // The data is committed; the caller must not see an error. Locks expire and the sweeper finishes the job.
-      this.logger.warn('info', `mikro-orm-xa-cache: promote of ${tx.id} failed, left to lock expiry and the sweeper: ${String(error)}`);
+      this.#log('warn', `promote of ${tx.id} failed; left to lock expiry and the sweeper`, error);
     }
   }
 
@@ -183,7 +192,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
       else if (outcome === 'aborted') await tx.release();
       // in progress / unknown: locks expire; if it committed, its log row is there for the sweeper.
     } catch (error) {
-      this.logger.warn('info', `mikro-orm-xa-cache: could not settle ${tx.id} after a failed COMMIT: ${String(error)}`);
+      this.#log('warn', `could not settle ${tx.id} after a failed COMMIT`, error);
     }
   }
 }

@@ -10,5 +10,5 @@ export { XaCacheRuntime, type RuntimeSweepOptions } from './xa-cache-runtime.js'
 export { prometheusText, parsePrometheusText, type MetricsSource, type SweeperCounters, type PrometheusSample } from './prometheus-text.js';
 export { serveMetrics, type MetricsProvider, type MetricsServer, type MetricsServerOptions } from './metrics-server.js';
 export { countInDoubt, type InDoubtCounts } from './in-doubt-counts.js';
-export { ormProtocolLogger, XA_CACHE_LOG_NAMESPACE } from './mikro-orm-logger.js';
+export { ormProtocolLogger, XA_CACHE_LOG_NAMESPACE } from '../mikro-orm/orm-protocol-logger.js';
 export { OperationsError } from './operations-error.js';

@@ -1,17 +1,10 @@
 import type { MikroORM } from '@mikro-orm/core';
 import { XaPostgreSqlDriver } from '../mikro-orm/xa-driver.js';
-import { ormProtocolLogger } from './mikro-orm-logger.js';
 import { OperationsError } from './operations-error.js';
 import { XaCacheRuntime, type RuntimeSweepOptions } from './xa-cache-runtime.js';
 
-/** Options of {@link startXaCache}. */
-export interface StartXaCacheOptions extends RuntimeSweepOptions {
-  /**
-   * Route the protocol's log lines through MikroORM's logger (namespace `xa-cache`) when the cache options gave no
-   * `logger` of their own. Default true.
-   */
-  readonly useOrmLogger?: boolean;
-}
+/** Options of {@link startXaCache}. The cache logs through MikroORM's logger (namespace `xa-cache`) unless its options gave a `logger`. */
+export type StartXaCacheOptions = RuntimeSweepOptions;
 
 /**
  * The one call an application awaits on startup, before it serves: connects the ORM if needed (which creates the
@@ -36,10 +29,6 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
   if (!(driver instanceof XaPostgreSqlDriver)) throw OperationsError.notXaOrm(driver.constructor.name);
   const connection = driver.xaConnection;
   const cache = connection.cache.xa;
-  if ((options.useOrmLogger ?? true) && cache.options.logger === undefined) {
-    // The resolved options object is the protocol's own; filling its empty logger slot is the documented hook.
-    cache.options.logger = ormProtocolLogger(orm.config.getLogger());
-  }
   const runtime = new XaCacheRuntime(cache, await connection.sqlRunner(), options);
   await runtime.sweepNow();
   runtime.schedule();
