@@ -15,6 +15,12 @@ export interface EntityCacheSettings {
   strategy?: 'read-write' | 'read-only';
   /** Cache the member ids of this entity's to-many collections (1:m and m:n). Default true. */
   collections?: boolean;
+  /**
+   * Properties that never enter the cache (password hashes, tokens). Each must be `lazy`, so MikroORM leaves it out
+   * of the rows it loads by default: cached rows are then the rows without it, and a query that asks for it (with
+   * `populate` or `fields`) reads the database and is not stored in the result cache.
+   */
+  secretFields?: readonly string[];
 }
 
 declare module '@mikro-orm/core' {
@@ -41,6 +47,7 @@ export interface ResolvedEntityCache {
   readonly ttlSeconds: number | undefined;
   readonly strategy: 'read-write' | 'read-only';
   readonly collections: boolean;
+  readonly secretFields: readonly string[];
 }
 
 /** Reads an entity's marker from its metadata or its class (the decorator). */
@@ -49,5 +56,5 @@ export function entityCacheOf(meta: EntityMetadata): ResolvedEntityCache | undef
   const raw = meta.xaCache ?? fromClass ?? meta.root?.xaCache ?? (meta.root?.class as unknown as Record<symbol, EntityCacheSettings | undefined> | undefined)?.[DECORATED];
   if (raw === undefined || raw === false) return undefined;
   const settings: EntityCacheSettings = raw === true ? {} : raw;
-  return { ttlSeconds: settings.ttlSeconds, strategy: settings.strategy ?? 'read-write', collections: settings.collections ?? true };
+  return { ttlSeconds: settings.ttlSeconds, strategy: settings.strategy ?? 'read-write', collections: settings.collections ?? true, secretFields: settings.secretFields ?? [] };
 }

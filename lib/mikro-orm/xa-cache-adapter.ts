@@ -62,7 +62,7 @@ export class XaCacheAdapter implements CacheAdapter {
       throw XaConfigError.invalid('resultCache.expiration', options.expiration, 'a number of milliseconds, 0 or more');
     }
     this.options = options;
-    this.#store = new MemcachedStore({ ...options.store, servers: options.servers, namespace: options.namespace });
+    this.#store = new MemcachedStore({ ...saslFromEnvironment(options.store), servers: options.servers, namespace: options.namespace });
     const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, ...protocol } = options;
     this.xa = new XaCache(this.#store, { logNamespace: options.namespace ?? 'xa', ...protocol });
   }
@@ -186,4 +186,15 @@ function regionsFromKey(name: string, defaultSchema: string): string[] {
     // a named key: nothing to learn from it
   }
   return [];
+}
+
+/**
+ * SASL credentials come from the options, or else from `MEMCACHED_USERNAME` / `MEMCACHED_PASSWORD`, so they can stay
+ * out of configuration files. They are handed to the store, which never logs or prints them.
+ */
+function saslFromEnvironment(store: XaCacheOptions['store']): XaCacheOptions['store'] {
+  if (store?.username !== undefined || store?.password !== undefined) return store;
+  const username = process.env.MEMCACHED_USERNAME;
+  const password = process.env.MEMCACHED_PASSWORD;
+  return username !== undefined && password !== undefined ? { ...store, username, password } : store;
 }

@@ -207,6 +207,11 @@ export function validateCachedEntities(all: Iterable<EntityMetadata>): void {
     if (meta.embeddable) throw XaConfigError.entity(meta.className, 'is an embeddable; mark the entity that embeds it instead');
     if (meta.primaryKeys.length === 0) throw XaConfigError.entity(meta.className, 'has no primary key, so its rows cannot be cached by key; remove xaCache');
     if (meta.primaryKeys.length > 1) throw XaConfigError.entity(meta.className, `has a composite primary key (${meta.primaryKeys.join(', ')}); the row cache supports single-column keys only, so remove xaCache (its query results are still cached)`);
+    for (const field of entityCacheOf(meta)?.secretFields ?? []) {
+      const prop = meta.properties[field];
+      if (!prop) throw XaConfigError.entity(meta.className, `secretFields names "${field}", which is not a property`);
+      if (!prop.lazy) throw XaConfigError.entity(meta.className, `secret field "${field}" must be lazy (e.g. p.string().lazy()), so that the rows MikroORM loads by default, which are what the cache keeps, leave it out`);
+    }
   }
 }
 

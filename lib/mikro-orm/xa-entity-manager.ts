@@ -1,6 +1,7 @@
 import type { EntityName } from '@mikro-orm/core';
 import { EntityManager } from '@mikro-orm/postgresql';
 import { qualifiedTable } from './cache-keys.js';
+import { entityCacheOf } from './entity-marker.js';
 import { QueryScope, currentCall, withCall } from './call-context.js';
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
 
@@ -58,8 +59,12 @@ for (const name of ['find', 'findOne', 'count'] as const) {
     writable: true,
     value: function scoped(this: EntityManager, ...args: unknown[]): Promise<unknown> {
       // (entityName, where, options): populates of the result are loaded with the same options, so from the primary too.
-      const options = args[2] as { cache?: unknown; connectionType?: string } | undefined;
-      if (usesResultCache(this, options?.cache) && options?.connectionType !== 'write') args[2] = { ...options, connectionType: 'write' };
+      const options = args[2] as { cache?: unknown; connectionType?: string; populate?: unknown; fields?: unknown } | undefined;
+      if (usesResultCache(this, options?.cache)) {
+        // A result that would carry a secret field is read from the database and never stored.
+        if (namesSecretField(this, options)) args[2] = { ...options, cache: false };
+        else if (options?.connectionType !== 'write') args[2] = { ...options, connectionType: 'write' };
+      }
       return withCall({ query: new QueryScope() }, () => base.apply(this, args));
     },
   });
@@ -90,4 +95,25 @@ type CachingQueryBuilder = { connectionType?: string; cache(config?: CacheConfig
       return qb;
     },
   });
+}
+
+const secretNames = new WeakMap<object, ReadonlySet<string>>();
+
+/** Whether `populate` or `fields` of a query names a secret field of any cached entity (by its last path segment). */
+function namesSecretField(em: EntityManager, options: { populate?: unknown; fields?: unknown } | undefined): boolean {
+  const metadata = em.getMetadata();
+  let names = secretNames.get(metadata);
+  if (!names) {
+    const found = new Set<string>();
+    for (const meta of metadata.getAll().values()) for (const field of entityCacheOf(meta)?.secretFields ?? []) found.add(field);
+    secretNames.set(metadata, (names = found));
+  }
+  if (names.size === 0 || !options) return false;
+  const paths = [...asList(options.populate), ...asList(options.fields)];
+  return paths.some((path) => path === '*' || path.endsWith('.*') || names.has(path.split(':')[0]?.split('.').pop() ?? ''));
+}
+
+function asList(value: unknown): string[] {
+  if (value === undefined || value === null || value === false) return [];
+  return (Array.isArray(value) ? value : [value]).filter((v): v is string => typeof v === 'string');
 }
