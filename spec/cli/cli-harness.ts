@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killAtReady } from '../support/kill-at-ready.js';
 import { sharedServers } from '../support/global-servers.js';
 
 /** The built command-line tool. */
@@ -47,19 +48,6 @@ export function runTool(args: readonly string[], options: { cwd?: string; env?: 
  */
 export async function killWriterMidPromote(options: { namespace: string; logTable: string; bookId: number; title: string }): Promise<void> {
   const s = sharedServers();
-  const proc = spawn(process.execPath, [WRITER], {
-    env: { ...cleanEnv(), MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: options.namespace, LOG_TABLE: options.logTable, BOOK_ID: String(options.bookId), TITLE: options.title },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    proc.stdout.on('data', (d: Buffer) => {
-      if (d.toString().includes('READY')) resolve();
-    });
-    proc.once('exit', (code) => reject(new Error(`writer exited (${code}) before reaching promote: ${stderr}`)));
-  });
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
-  proc.kill('SIGKILL');
-  await exited;
+  const env = { ...cleanEnv(), MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: options.namespace, LOG_TABLE: options.logTable, BOOK_ID: String(options.bookId), TITLE: options.title };
+  await killAtReady(WRITER, env, 'promote');
 }

@@ -1,16 +1,11 @@
 import { expect } from 'chai';
-import { sharedServers } from '../support/global-servers.js';
-import { Author, Book, Tag, openBookstore, seedBookstore, type Bookstore } from '../support/bookstore.js';
+import { useSeededBookstore } from '../support/bookstore-hooks.js';
+import { Author, Book, Tag, type Bookstore } from '../support/bookstore.js';
 
 describe('collections', () => {
+  const bookstore = useSeededBookstore();
   let b: Bookstore;
-  before(async () => {
-    const s = sharedServers();
-    b = await openBookstore(s.memcachedAddresses, s.db);
-    await seedBookstore(b.orm);
-  });
-  after(async () => b.close());
-  beforeEach(() => b.takeSql());
+  beforeEach(() => (b = bookstore()));
 
   const books = async (authorId: number): Promise<number[]> => (await b.orm.em.fork().findOneOrFail(Author, authorId, { populate: ['books'] })).books.getItems().map((x) => x.id);
   const tags = async (bookId: number): Promise<number[]> => (await b.orm.em.fork().findOneOrFail(Book, bookId, { populate: ['tags'] })).tags.getItems().map((x) => x.id).sort();

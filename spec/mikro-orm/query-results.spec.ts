@@ -1,16 +1,11 @@
 import { expect } from 'chai';
-import { sharedServers } from '../support/global-servers.js';
-import { Author, Book, Publisher, Review, openBookstore, seedBookstore, type Bookstore } from '../support/bookstore.js';
+import { useSeededBookstore } from '../support/bookstore-hooks.js';
+import { Author, Book, Publisher, Review, type Bookstore } from '../support/bookstore.js';
 
 describe('query results (the result cache)', () => {
+  const bookstore = useSeededBookstore();
   let b: Bookstore;
-  before(async () => {
-    const s = sharedServers();
-    b = await openBookstore(s.memcachedAddresses, s.db);
-    await seedBookstore(b.orm);
-  });
-  after(async () => b.close());
-  beforeEach(() => b.takeSql());
+  beforeEach(() => (b = bookstore()));
 
   /** Runs a query twice; returns the SQL of the second run (empty on a hit). */
   async function twice<T>(run: () => Promise<T>): Promise<{ first: T; second: T; sql: string[] }> {

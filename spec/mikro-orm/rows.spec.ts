@@ -1,19 +1,14 @@
 import { expect } from 'chai';
 import { wrap } from '@mikro-orm/core';
-import { sharedServers } from '../support/global-servers.js';
-import { Author, Book, openBookstore, seedBookstore, type Bookstore } from '../support/bookstore.js';
+import { useSeededBookstore } from '../support/bookstore-hooks.js';
+import { Author, Book, type Bookstore } from '../support/bookstore.js';
 
 const selects = (sql: string[]): string[] => sql.filter((q) => /^\s*select/i.test(q));
 
 describe('entities by primary key', () => {
+  const bookstore = useSeededBookstore();
   let b: Bookstore;
-  before(async () => {
-    const s = sharedServers();
-    b = await openBookstore(s.memcachedAddresses, s.db);
-    await seedBookstore(b.orm);
-  });
-  after(async () => b.close());
-  beforeEach(() => b.takeSql());
+  beforeEach(() => (b = bookstore()));
 
   it('serves findOne by primary key from the cache with zero SQL on a hit', async () => {
     const first = await b.orm.em.fork().findOneOrFail(Book, 1);

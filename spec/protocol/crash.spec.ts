@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { sharedServers } from '../support/global-servers.js';
 import { ProtocolFixture } from '../support/protocol-fixture.js';
+import { killAtReady } from '../support/kill-at-ready.js';
 import { decodeEntry } from '../../lib/protocol/entry-codec.js';
 import { lockHolders } from '../../lib/protocol/entry.js';
 import { regionKey } from '../../lib/protocol/protocol-context.js';
@@ -13,21 +13,8 @@ const LOCK_TTL = 2;
 /** Starts a writer process and SIGKILLs it once it reports it reached the crash point. */
 async function killWriterAt(crashAt: string, f: ProtocolFixture, ids: number[], extraEnv: Record<string, string> = {}): Promise<void> {
   const s = sharedServers();
-  const proc = spawn(process.execPath, [child], {
-    env: { ...process.env, CRASH_AT: crashAt, MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: f.namespace, LOCK_TTL: String(LOCK_TTL), IDS: ids.join(','), ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    proc.stdout.on('data', (d: Buffer) => {
-      if (d.toString().includes('READY')) resolve();
-    });
-    proc.once('exit', (code) => reject(new Error(`writer exited (${code}) before reaching ${crashAt}: ${stderr}`)));
-  });
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
-  proc.kill('SIGKILL');
-  await exited;
+  const env = { ...process.env, CRASH_AT: crashAt, MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: f.namespace, LOCK_TTL: String(LOCK_TTL), IDS: ids.join(','), ...extraEnv };
+  await killAtReady(child, env, crashAt);
 }
 
 async function waitUntil(condition: () => Promise<boolean>, what: string, limitMs = 15_000): Promise<void> {
@@ -93,26 +80,21 @@ describe('crash safety: a writer SIGKILLed between the phases', function () {
       expect(await f.cache.log.count(f.pool)).to.equal(0);
     });
 
-    it(`after COMMIT, before promote: nothing stale is read and one sweep resolves everything (run ${run})`, async () => {
-      await killWriterAt('after-commit', f, ids.slice(0, run + 1));
-      expect((await f.dbRow(1)).v).to.equal(2);
-      expect(await lockedKeys()).to.not.be.empty;
-      await expectNothingStale();
-      const report = await f.cache.sweep(f.pool, { minAgeMs: 0 });
-      expect(report).to.include({ resolved: 1, unresolved: 0 });
-      expect(await lockedKeys()).to.be.empty;
-      expect(await f.cache.log.count(f.pool)).to.equal(0);
-      await expectNothingStale();
-    });
-
-    it(`in the middle of promote: nothing stale is read and one sweep resolves the rest (run ${run})`, async () => {
-      await killWriterAt('mid-promote', f, ids.slice(0, run + 1));
-      await expectNothingStale();
-      const report = await f.cache.sweep(f.pool, { minAgeMs: 0 });
-      expect(report).to.include({ resolved: 1, unresolved: 0 });
-      expect(await lockedKeys()).to.be.empty;
-      expect(await f.cache.log.count(f.pool)).to.equal(0);
-      await expectNothingStale();
-    });
+    for (const [crashAt, name] of [
+      ['after-commit', 'after COMMIT, before promote'],
+      ['mid-promote', 'in the middle of promote'],
+    ] as const) {
+      it(`${name}: nothing stale is read and one sweep resolves everything (run ${run})`, async () => {
+        await killWriterAt(crashAt, f, ids.slice(0, run + 1));
+        expect((await f.dbRow(1)).v, 'the transaction committed').to.equal(2);
+        if (crashAt === 'after-commit') expect(await lockedKeys()).to.not.be.empty;
+        await expectNothingStale();
+        const report = await f.cache.sweep(f.pool, { minAgeMs: 0 });
+        expect(report).to.include({ resolved: 1, unresolved: 0 });
+        expect(await lockedKeys()).to.be.empty;
+        expect(await f.cache.log.count(f.pool)).to.equal(0);
+        await expectNothingStale();
+      });
+    }
   }
 });
