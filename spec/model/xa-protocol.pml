@@ -3,7 +3,7 @@
  * docs/model.md says what it covers, what it abstracts away and what the checks found.
  *
  * What is modelled:
- *   - ONE item key in memcached (a row) and, with -DREGION, one region key (r:<table>, holding the table's
+ *   - ONE item key in memcached (a row) or, with -DREGION, one region key (r:<table>, holding the table's
  *     generation) plus one query-result key whose values are valid only under the generation they were read
  *     under;
  *   - PostgreSQL as the table's committed version (an integer bumped by every COMMIT) and the durable log
@@ -31,11 +31,11 @@
  *   -DNO_CONCURRENT_FLAG  the last holder of a lock that was ever shared still writes its value
  *   -DNO_REGION_LOCK      (with -DREGION) prepare does not lock the region key
  * Other switches:
- *   -DREGION              add the region key and a cached query result over it
+ *   -DREGION              check the region key and a cached query result instead of the item key
  *   -DFINE_GRAIN          split every step into its separate round trips (see "Granularity" below)
  *   -DNO_TTL_ASSUMPTION   also expect protection for a commit whose lock memcached dropped before COMMIT;
  *                         SPIN then shows the documented known limit (docs/protocol.md "Known limits")
- *   -DNO_EVICT            memcached never evicts or expires anything
+ *   -DNO_EVICT            memcached never evicts or expires anything;  -DNO_CRASH  writers never crash
  *   -DNREADS=n            reads per reader (default 1)
  *
  * Granularity.  By default a key transition (read the key, decide with key-transitions.ts, write with
@@ -212,6 +212,32 @@ inline mc_set(key, k, v, g, h, c) {
 #define BIT(w) (1 << (w))
 #define PUT(k, v, g, h, c) act = A_PUT; nk = k; nv = v; ng = g; nh = h; nc = c
 
+/* Trail output (SPIN prints these when it replays a counterexample with `spin -t`; they add no state). */
+inline showcell(key) {
+  if
+  :: cell[key].kind == EMPTY -> printf("EMPTY\n")
+  :: cell[key].kind == VALUE -> printf("VALUE(v%d, gen %d)\n", cell[key].val, cell[key].gen)
+  :: cell[key].kind == LOCK -> printf("LOCK(holders %d, concurrent %d, prior %d)\n", cell[key].holders, cell[key].conc, cell[key].gen)
+  :: cell[key].kind == LEASE -> printf("LEASE(reader %d)\n", cell[key].val - 1)
+  :: cell[key].kind == GEN -> printf("GEN(%d)\n", cell[key].val)
+  fi
+}
+inline say(key) {
+  if
+  :: self < NW -> printf("writer %d ", self)
+  :: self >= NW && self < NW + NR -> printf("reader %d ", self - NW)
+  :: else -> printf("sweeper ")
+  fi;
+  if
+  :: mode == M_PREPARE -> printf("prepare")
+  :: mode == M_PROMOTE -> printf("promote")
+  :: mode == M_RELEASE -> printf("release")
+  :: mode == M_SWEEP -> printf("sweeps row of writer %d", w)
+  :: else -> skip
+  fi;
+  printf(" key %d -> ", key); showcell(key)
+}
+
 inline decide(key, w) {
   if
   :: mode == M_PREPARE ->
@@ -279,7 +305,7 @@ inline apply(key) {
   :: else -> skip
   fi;
   valid[key] = valid[key] & ~ME;
-  mode = 0; act = 0; nk = 0; nv = 0; ng = 0; nh = 0; nc = 0; fresh = 0; ek = 0; ev = 0; eg = 0; eh = 0; ec = 0
+  act = 0; nk = 0; nv = 0; ng = 0; nh = 0; nc = 0; fresh = 0; ek = 0; ev = 0; eg = 0; eh = 0; ec = 0
 }
 
 /* One key transition, retried until its write wins (cas-batch.ts applyTransitions; the library gives up
@@ -288,7 +314,7 @@ inline apply(key) {
 #define TRANSITION(key, w, m) \
   do \
   :: d_step { mode = m; mc_get(key); decide(key, w) }; \
-     d_step { apply(key) }; \
+     d_step { apply(key); if :: ok -> say(key) :: else -> skip fi; mode = 0 }; \
      if \
      :: ok -> break \
      :: else -> skip \
@@ -297,7 +323,7 @@ inline apply(key) {
   ok = false
 #else
 #define TRANSITION(key, w, m) \
-  atomic { d_step { mode = m; mc_get(key); decide(key, w); apply(key); ok = false } }
+  atomic { d_step { mode = m; mc_get(key); decide(key, w); apply(key); say(key); mode = 0; ok = false } }
 #endif
 
 /* A writer may die at any instant.  A process that dies is indistinguishable, for everyone else, from one
@@ -305,7 +331,11 @@ inline apply(key) {
  * by the safety checks whether or not it is written out.  The CRASH points below make the crashes explicit
  * where the cache is left in a different state (locks held before COMMIT; locks held after COMMIT; in the
  * middle of promote) so that the end-of-run checks (G12) also run after crashes. */
+#ifdef NO_CRASH
+#define CRASH skip
+#else
 #define CRASH if :: skip :: goto crashed fi
+#endif
 
 /* ------------------------------------------------------------------------------------------------------
  * Writer w: one database transaction that changes the row (and, with REGION, writes the table).  It knows
@@ -326,6 +356,7 @@ proctype Writer(byte w) {
   :: /* 2. COMMIT, the decision: the version bump and the log row are one atomic database commit. */
      atomic { d_step {
        dbv++; me = dbv; committedv[w] = me; logrow[w] = true;
+       printf("writer %d COMMIT: database version %d, log row written\n", w, me);
 #ifdef NO_TTL_ASSUMPTION
        settle(me)
 #else
@@ -338,18 +369,21 @@ proctype Writer(byte w) {
      /* 3. promote, after COMMIT (a crash here also stands for "COMMIT outcome unknown to the client") */
      CRASH;
 #if defined(NO_CAS_PROMOTE) && !defined(REGION)
-     d_step { mc_set(ITEM, VALUE, me, 0, 0, 0) };   /* BUG: a plain set, whatever the key holds */
+     d_step { mc_set(ITEM, VALUE, me, 0, 0, 0);     /* BUG: a plain set, whatever the key holds */
+              printf("writer %d promote: set VALUE(v%d)\n", w, me) };
 #else
      TRANSITION(WKEY, w, M_PROMOTE);
 #endif
-     d_step { settle(me); finished++; me = 0 }      /* the commit call returns: G2 from here */
+     d_step { settle(me); printf("writer %d: commit returned (v%d)\n", w, me); finished++; me = 0 }
+                                                    /* the commit call returns: G2 from here */
   :: /* 2'. ROLLBACK, then release. */
+     printf("writer %d ROLLBACK\n", w);
      TRANSITION(WKEY, w, M_RELEASE);
      d_step { finished++ }
   fi;
   goto end;
 crashed:
-  atomic { d_step { crashedmask = crashedmask | BIT(w); finished++; me = 0 } };
+  atomic { d_step { crashedmask = crashedmask | BIT(w); finished++; me = 0; printf("writer %d CRASHED\n", w) } };
 end:
   skip
 }
@@ -369,6 +403,7 @@ end:
 
 /* Serve version v from the cache, for a read whose floor is f. */
 #define SERVE(v, f) \
+  printf("reader %d: HIT, serves v%d (database at v%d, floor v%d)\n", r, v, dbv, f); \
   assert((v) <= dbv);  /* G1: it was committed */ \
   assert((v) >= (f))   /* G2/G3/G6/G11: not older than what was protected when the read began */
 
@@ -408,7 +443,7 @@ proctype Reader(byte r) {
        :: ek == EMPTY ->                                    /* miss: lease (add) and read the database */
             mc_add(ITEM, LEASE, r + 1, 0, 0, 0); leased = ok; ok = false;
             if
-            :: leased -> d = dbv
+            :: leased -> d = dbv; printf("reader %d: miss, LEASE, reads database: v%d\n", r, d)
             :: else -> skip
             fi
        :: else -> skip                                      /* locked or leased: database, no fill */
@@ -420,10 +455,14 @@ proctype Reader(byte r) {
      :: leased ->                                           /* fill */
           d_step {
 #ifdef NO_LEASE
-            mc_set(ITEM, VALUE, d, 0, 0, 0);                /* BUG: fill without checking the lease */
+            mc_set(ITEM, VALUE, d, 0, 0, 0); ok = true;     /* BUG: fill without checking the lease */
 #else
             mc_cas(ITEM, VALUE, d, 0, 0, 0);                /* refused if anything touched the key */
 #endif
+            if
+            :: ok -> printf("reader %d: fills v%d\n", r, d)
+            :: else -> printf("reader %d: fill of v%d refused\n", r, d)
+            fi;
             valid[ITEM] = valid[ITEM] & ~ME; d = 0; leased = false; ok = false; ek = 0
           }
      :: else -> ek = 0
@@ -530,7 +569,8 @@ inline evict(key) {
          if :: (cell[key].holders & 2) && committedv[1] == 0 -> lost[1] = true :: else -> skip fi
     :: else -> skip
     fi;
-    clear(key)
+    clear(key);
+    printf("memcached evicts/expires key %d\n", key)
   }
 }
 

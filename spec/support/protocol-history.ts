@@ -43,7 +43,12 @@ export async function runProtocolHistory(servers: readonly string[], databaseUrl
       const chosen = [...new Set([pick(ids), pick(ids)])].sort();
       const rollback = random() < 0.2;
       try {
-        const { token, versions } = await p.write(chosen, { rollback, putValues: random() < 0.5, regions: ['kv'] });
+        // A pause between COMMIT and promote now and then lets promotes of racing writers arrive out of commit order.
+        const pause = random() < 0.3 ? 1 + Math.floor(random() * 3) : 0;
+        const at = async (phase: string): Promise<void> => {
+          if (phase === 'committed' && pause > 0) await new Promise((r) => setTimeout(r, pause));
+        };
+        const { token, versions } = await p.write(chosen, { rollback, putValues: random() < 0.5, regions: ['kv'], at });
         const returnedAt = performance.now();
         if (rollback) rolledBack.add(token);
         else for (const [id, v] of versions) committed.push({ id, v, token, returnedAt });

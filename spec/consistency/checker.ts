@@ -1,0 +1,162 @@
+/**
+ * The history checker: a pure function of what the workers saw (with the coordinator's dispatch and reply times,
+ * one monotonic clock) and the committed history (the `c_history` table). It never talks to a server, so a run's
+ * log can be checked again offline (`main.js --recheck <log>`).
+ */
+import type { KeyState, CommittedTx } from './schema.js';
+import type { Observation, Op, OpResult } from './ops.js';
+
+/** One operation as the coordinator logged it. */
+export interface OpRecord {
+  readonly worker: number;
+  readonly seq: number;
+  readonly op: Op;
+  /** Tokens the coordinator gave the op (the transaction's, and a savepoint's). */
+  readonly tokens: string[];
+  /** Coordinator clock (ms): sent to the worker. */
+  readonly start: number;
+  /** Coordinator clock (ms): the worker's answer arrived; undefined if the worker died first. */
+  end?: number;
+  result?: OpResult;
+  /** Set when a worker was killed mid-promote: its COMMIT had completed at this time. */
+  committedBy?: number;
+}
+
+/** A time window in which `degrade` may serve stale values: a partition, until the first sweep after it healed. */
+export interface StaleWindow {
+  readonly start: number;
+  readonly until: number;
+}
+
+export type Guarantee = 'G1' | 'G2' | 'G4' | 'G5' | 'G6' | 'G7' | 'G12';
+export const GUARANTEES: readonly Guarantee[] = ['G1', 'G2', 'G4', 'G5', 'G6', 'G7', 'G12'];
+
+export interface Anomaly {
+  readonly guarantee: Guarantee;
+  readonly what: string;
+  readonly worker?: number;
+  readonly seq?: number;
+}
+
+export interface CheckSummary {
+  /** Operations with an answer, and how many of them failed (errors are allowed: faults make them). */
+  readonly operations: number;
+  readonly failed: number;
+  readonly lost: number;
+  /** Observations checked (rows, collections, counts, query results; plain and snapshot). */
+  readonly observations: number;
+  readonly committed: number;
+  readonly rolledBack: number;
+  /** Stale reads inside a `degrade` window (allowed by the documented bound). */
+  readonly allowedStale: number;
+  readonly anomalies: Anomaly[];
+}
+
+interface State extends KeyState {
+  readonly xid: bigint;
+  /** When the commit's caller got the answer (coordinator clock); Infinity if it never did. */
+  readonly returnedAt: number;
+}
+
+/** Checks G1, G2/G3, G4, G5 and G7 on a history; G6 and G12 findings come from the coordinator's audits. */
+export function checkHistory(records: readonly OpRecord[], history: readonly CommittedTx[], options: { windows?: readonly StaleWindow[]; extra?: readonly Anomaly[] } = {}): CheckSummary {
+  const returned = new Map<string, number>();
+  const rolledBack = new Set<string>();
+  for (const r of records) {
+    if (r.result?.ok && r.result.token && r.end !== undefined) returned.set(r.result.token, r.end);
+    else if (r.committedBy !== undefined) for (const t of r.tokens) returned.set(t, r.committedBy);
+    for (const t of r.result?.rolledBack ?? []) rolledBack.add(t);
+  }
+  const byKey = new Map<string, State[]>();
+  for (const tx of history) {
+    for (const s of tx.states) {
+      const list = byKey.get(s.key) ?? [];
+      list.push({ ...s, xid: BigInt(tx.xid), returnedAt: tx.token === 'seed' ? -Infinity : (returned.get(tx.token) ?? Infinity) });
+      byKey.set(s.key, list);
+    }
+  }
+  for (const list of byKey.values()) list.sort((a, b) => a.version - b.version);
+
+  const anomalies: Anomaly[] = [...(options.extra ?? [])];
+  let observations = 0;
+  let allowedStale = 0;
+  const windows = options.windows ?? [];
+
+  const rowKey = (o: Observation): string => (o.key.startsWith('m:') || o.key.startsWith('n:') ? `g:${o.key.slice(2)}` : o.key);
+  /** Newest version whose commit had returned before `start`. */
+  const floor = (states: State[], start: number): number => {
+    let v = -Infinity;
+    for (const s of states) if (s.returnedAt < start && s.version > v) v = s.version;
+    return v;
+  };
+  /** The committed states an observation can be (by token and version, or by members / count). */
+  const matches = (o: Observation, states: State[]): State[] => {
+    if ('token' in o) return states.filter((s) => s.token === o.token && (o.token === null || s.version === o.version));
+    if ('members' in o) return states.filter((s) => s.members?.join(',') === o.members.join(','));
+    return states.filter((s) => s.members?.length === o.count);
+  };
+  const describe = (o: Observation): string => ('token' in o ? `${o.key}=v${o.version ?? '-'}/${o.token ?? 'absent'}` : 'members' in o ? `${o.key} (${o.via})=[${o.members}]` : `${o.key}=${o.count}`);
+
+  for (const r of records) {
+    const res = r.result;
+    if (!res || r.end === undefined) continue;
+    const at = { worker: r.worker, seq: r.seq };
+    for (const failure of res.ownWriteFailures ?? []) anomalies.push({ guarantee: 'G4', what: `own write not visible: ${failure}`, ...at });
+    for (const o of res.obs) {
+      observations++;
+      const states = byKey.get(rowKey(o)) ?? [];
+      const found = matches(o, states);
+      if (found.length === 0) {
+        if ('token' in o && o.token && rolledBack.has(o.token)) anomalies.push({ guarantee: 'G7', what: `read a rolled-back write: ${describe(o)}`, ...at });
+        else if ('token' in o || 'members' in o) anomalies.push({ guarantee: 'G1', what: `read a value never committed: ${describe(o)}`, ...at });
+        else anomalies.push({ guarantee: 'G2', what: `count matches no committed state: ${describe(o)}`, ...at });
+        continue;
+      }
+      const min = floor(states, r.start);
+      if (found.some((s) => s.version >= min)) continue;
+      if (windows.some((w) => w.start <= r.end! && r.start <= w.until)) {
+        allowedStale++;
+        continue;
+      }
+      const newest = states.filter((s) => s.version === min)[0];
+      anomalies.push({ guarantee: 'G2', what: `stale read: ${describe(o)}, but v${min}/${newest?.token ?? 'absent'} had returned before the read began`, ...at });
+    }
+    if (res.rr) {
+      const snap = parseSnapshot(res.rr.snapshot);
+      for (const o of res.rr.obs) {
+        observations++;
+        const states = byKey.get(rowKey(o)) ?? [];
+        const visible = states.filter((s) => snap.visible(s.xid));
+        const expected = visible[visible.length - 1];
+        const ok = expected !== undefined && matches(o, [expected]).length === 1;
+        if (!ok) anomalies.push({ guarantee: 'G5', what: `snapshot ${res.rr.snapshot} read ${describe(o)}, its snapshot holds v${expected?.version}/${expected?.token ?? 'absent'}`, ...at });
+      }
+    }
+  }
+  return {
+    operations: records.filter((r) => r.result).length,
+    failed: records.filter((r) => r.result && !r.result.ok).length,
+    lost: records.filter((r) => !r.result).length,
+    observations,
+    committed: history.length - 1,
+    rolledBack: rolledBack.size,
+    allowedStale,
+    anomalies,
+  };
+}
+
+/** `xmin:xmax:xip,...` of `pg_current_snapshot()`. */
+export function parseSnapshot(text: string): { visible(xid: bigint): boolean } {
+  const [xmin, xmax, xip] = text.split(':') as [string, string, string];
+  const lo = BigInt(xmin);
+  const hi = BigInt(xmax);
+  const inProgress = new Set((xip ?? '').split(',').filter(Boolean).map((x) => BigInt(x)));
+  return { visible: (xid) => xid < lo || (xid < hi && !inProgress.has(xid)) };
+}
+
+/** Anomalies per guarantee (every guarantee listed, zeros included). */
+export function countByGuarantee(anomalies: readonly Anomaly[]): Record<Guarantee, number> {
+  const out = Object.fromEntries(GUARANTEES.map((g) => [g, 0])) as Record<Guarantee, number>;
+  for (const a of anomalies) out[a.guarantee]++;
+  return out;
+}

@@ -1,0 +1,440 @@
+/**
+ * The coordinator of a consistency run: starts its own memcached servers (one small, to evict), a partition
+ * proxy per worker in front of one of them, and N worker processes; sends every worker a seeded stream of
+ * operations, one at a time, timestamping each on its own monotonic clock when sent and when answered; injects
+ * the faults on a seeded schedule; sweeps periodically; then audits the end state and checks the history.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { MikroORM } from '@mikro-orm/postgresql';
+import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
+import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
+import type { UnsafeTestSwitches } from '../../lib/protocol/protocol-options.js';
+import { MemcachedStore } from '../../lib/store/memcached-store.js';
+import { decodeEntry } from '../../lib/protocol/entry-codec.js';
+import { lockHolders } from '../../lib/protocol/entry.js';
+import { regionKey } from '../../lib/protocol/protocol-context.js';
+import { MemcachedProcess } from '../support/memcached-process.js';
+import { terminateBackends } from '../support/postgres-cluster.js';
+import { CGroup, CItem, GROUPS, ITEMS, consistencyEntities, createConsistencySchema, readDatabaseState, readHistory } from './schema.js';
+import { Rng, isWrite, nextOp, type Op, type OpResult, type PhaseMode } from './ops.js';
+import { checkHistory, countByGuarantee, type Anomaly, type CheckSummary, type OpRecord, type StaleWindow } from './checker.js';
+import { PartitionProxy, evictions, flood, writeGarbage } from './fault-tools.js';
+
+export const FAULT_KINDS = ['kill-worker', 'kill-mid-promote', 'kill-memcached', 'partition', 'pg-terminate', 'evict', 'hold-past-lock-ttl', 'garbage'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface RunOptions {
+  readonly databaseUrl: string;
+  readonly seed: number;
+  readonly durationMs: number;
+  readonly policy?: 'strict' | 'degrade';
+  readonly workers?: number;
+  /** Fault kinds to inject (each at least once); default all; [] for none. */
+  readonly faults?: readonly FaultKind[];
+  /** Seconds between two faults after each kind had its turn. Default 4. */
+  readonly faultEveryMs?: number;
+  readonly switches?: UnsafeTestSwitches;
+  readonly lockTtlSeconds?: number;
+  /** Where to write the log (JSON: options, every op, faults, history, verdict). */
+  readonly logFile?: string;
+  readonly print?: (line: string) => void;
+}
+
+export interface FaultRecord {
+  readonly kind: FaultKind;
+  readonly at: number;
+  readonly detail: string;
+}
+
+export interface RunReport {
+  readonly seed: number;
+  readonly policy: 'strict' | 'degrade';
+  readonly summary: CheckSummary;
+  readonly faults: FaultRecord[];
+  readonly faultCounts: Record<FaultKind, number>;
+  readonly byGuarantee: ReturnType<typeof countByGuarantee>;
+  readonly evictions: number;
+}
+
+const workerScript = fileURLToPath(new URL('./worker.js', import.meta.url));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const now = (): number => performance.now();
+const APP = 'xa-consistency-worker';
+const LOG_TABLE = 'c_xa_log';
+
+interface WorkerSlot {
+  readonly index: number;
+  child?: ChildProcess;
+  ready?: Promise<void>;
+  inflight?: { record: OpRecord; resolve: () => void };
+  nextMode?: PhaseMode;
+  stderr: string;
+  restarts: number;
+}
+
+/** Every library key of the hot set that we can name (query results are hashed and are left out). */
+function libraryKeys(): string[] {
+  const keys: string[] = [];
+  for (let id = 1; id <= ITEMS; id++) keys.push(`e:public.c_item:${id}`);
+  for (let g = 1; g <= GROUPS; g++) keys.push(`e:public.c_group:${g}`, `c:public.c_group.items:${g}`);
+  for (const table of ['c_item', 'c_group', 'c_slot', 'c_history']) {
+    for (const kind of ['t', 'rows', 'coll']) keys.push(regionKey(`${kind}:public.${table}`));
+  }
+  return keys;
+}
+
+export async function runConsistency(options: RunOptions): Promise<RunReport> {
+  const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const policy = options.policy ?? 'strict';
+  const workerCount = options.workers ?? 4;
+  const lockTtl = options.lockTtlSeconds ?? 3;
+  const leaseTtl = 2;
+  const faultKinds = options.faults ?? FAULT_KINDS;
+  const namespace = `c${randomUUID().slice(0, 8)}`;
+  const dbUrl = new URL(options.databaseUrl);
+  const workerUrl = new URL(options.databaseUrl);
+  workerUrl.searchParams.set('application_name', APP);
+
+  // memcached: [0] reachable through per-worker proxies (partitions), [1] killable, [2] small (evicts).
+  const memcached = [await MemcachedProcess.start(), await MemcachedProcess.start(), await MemcachedProcess.start({ memoryMb: 2 })];
+  const addresses = memcached.map((m) => m.address);
+  const proxies = await Promise.all(Array.from({ length: workerCount }, () => PartitionProxy.start(addresses[0]!)));
+  const pool = new pg.Pool({ connectionString: dbUrl.toString(), max: 4 });
+  await createConsistencySchema(pool);
+  await pool.query(`DROP TABLE IF EXISTS ${LOG_TABLE}`);
+
+  const orm = await MikroORM.init(
+    withXaCache(
+      { entities: consistencyEntities, clientUrl: dbUrl.toString(), pool: { min: 0, max: 4 } },
+      { servers: addresses, namespace, logTable: LOG_TABLE, lockTtlSeconds: lockTtl, leaseTtlSeconds: leaseTtl, store: { timeoutMs: 300, retryAfterMs: 100 } },
+    ),
+  );
+  await orm.connect();
+  const adapter = orm.config.getResultCacheAdapter() as XaCacheAdapter;
+  const raw = new MemcachedStore({ servers: addresses, namespace, timeoutMs: 500, retryAfterMs: 50 });
+  const keys = libraryKeys();
+
+  const records: OpRecord[] = [];
+  const faults: FaultRecord[] = [];
+  const extra: Anomaly[] = [];
+  const windows: StaleWindow[] = [];
+  const t0 = now();
+  const end = t0 + options.durationMs;
+  let stopping = false;
+  let lastDisturbance = t0;
+
+  const sweep = async (minAgeMs: number): Promise<void> => {
+    try {
+      await adapter.xa.sweep(pool, { minAgeMs, claimMs: 1000 });
+    } catch {
+      // A sweep can fail while memcached or PostgreSQL is being faulted; the next one redoes it.
+    }
+  };
+
+  /** G6: right after a process died after COMMIT, one sweep must leave none of its keys locked by it. */
+  const auditKilledAfterCommit = async (txId: string, worker: number): Promise<void> => {
+    await sweep(0);
+    const { items } = await raw.getMulti(keys);
+    for (const [key, item] of items) {
+      const entry = decodeEntry(item.value);
+      if (entry.kind === 'lock' && lockHolders(entry).includes(txId)) {
+        extra.push({ guarantee: 'G6', what: `worker ${worker} died after COMMIT of ${txId}; after a sweep ${key} is still locked by it (in doubt, unresolved)`, worker });
+      }
+    }
+  };
+
+  const slots: WorkerSlot[] = Array.from({ length: workerCount }, (_, index) => ({ index, stderr: '', restarts: 0 }));
+
+  const spawnWorker = (slot: WorkerSlot): Promise<void> => {
+    const child = fork(workerScript, [], {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      env: {
+        ...process.env,
+        MEMCACHED_SERVERS: addresses.join(','),
+        DATABASE_URL: workerUrl.toString(),
+        PGAPPNAME: APP, // MikroORM drops URL parameters; node-postgres reads this
+        NAMESPACE: namespace,
+        LOG_TABLE: LOG_TABLE,
+        POLICY: policy,
+        LOCK_TTL: String(lockTtl),
+        LEASE_TTL: String(leaseTtl),
+        HOLD_MS: String((lockTtl + 1) * 1000),
+        SWITCHES: JSON.stringify(options.switches ?? {}),
+        REDIRECT: JSON.stringify({ [String(memcached[0]!.port)]: proxies[slot.index]!.port }),
+      },
+    });
+    slot.child = child;
+    child.stderr?.on('data', (d: Buffer) => (slot.stderr = (slot.stderr + d.toString()).slice(-4000)));
+    const ready = new Promise<void>((resolve, reject) => {
+      child.on('message', (m: { type: string; seq?: number; result?: OpResult; phase?: string; txId?: string }) => {
+        if (m.type === 'ready') resolve();
+        if (m.type === 'done' && slot.inflight && slot.inflight.record.seq === m.seq) {
+          slot.inflight.record.end = now();
+          slot.inflight.record.result = m.result;
+          slot.inflight.resolve();
+        }
+        if (m.type === 'phase' && m.phase === 'mid-promote' && slot.inflight) {
+          slot.inflight.record.committedBy = now();
+          const txId = m.txId!;
+          faults.push({ kind: 'kill-mid-promote', at: now() - t0, detail: `worker ${slot.index} killed in the middle of promote of ${txId}` });
+          void killWorker(slot).then(() => auditKilledAfterCommit(txId, slot.index));
+        }
+      });
+      child.once('exit', (code) => {
+        reject(new Error(`worker ${slot.index} exited (${code}) before it was ready: ${slot.stderr}`));
+        if (slot.child === child) slot.child = undefined;
+        slot.inflight?.resolve(); // the op is lost; the record has no end
+        slot.inflight = undefined;
+      });
+    });
+    slot.ready = ready;
+    return ready;
+  };
+
+  const killWorker = async (slot: WorkerSlot): Promise<void> => {
+    const child = slot.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    lastDisturbance = now();
+    slot.restarts++;
+    if (!stopping) await spawnWorker(slot).catch(() => undefined);
+  };
+
+  await Promise.all(slots.map(spawnWorker));
+  print(`consistency run: seed ${options.seed}, policy ${policy}, ${workerCount} workers, ${Math.round(options.durationMs / 1000)} s, namespace ${namespace}`);
+
+  const driveWorker = async (slot: WorkerSlot): Promise<void> => {
+    const rng = new Rng(options.seed * 7919 + slot.index * 104729 + 1);
+    let seq = 0;
+    while (now() < end) {
+      if (!slot.child) {
+        await sleep(20);
+        continue;
+      }
+      await slot.ready?.catch(() => undefined);
+      const op: Op = nextOp(rng);
+      const tokens = isWrite(op) ? [randomUUID(), randomUUID()] : [];
+      const mode = isWrite(op) ? slot.nextMode : undefined;
+      if (mode) slot.nextMode = undefined;
+      const record: OpRecord = { worker: slot.index, seq: ++seq, op, tokens, start: now() };
+      records.push(record);
+      const child = slot.child;
+      if (!child) continue;
+      await new Promise<void>((resolve) => {
+        slot.inflight = { record, resolve };
+        child.send({ type: 'op', seq: record.seq, op, tokens, mode }, (error) => {
+          if (error) resolve();
+        });
+      });
+      slot.inflight = undefined;
+    }
+  };
+
+  const faultRng = new Rng(options.seed * 31 + 17);
+  const recordFault = (kind: FaultKind, detail: string): void => {
+    faults.push({ kind, at: Math.round(now() - t0), detail });
+  };
+  const inject = async (kind: FaultKind): Promise<void> => {
+    lastDisturbance = now();
+    switch (kind) {
+      case 'kill-worker': {
+        const slot = faultRng.pick(slots);
+        const deadline = now() + 2000;
+        while (now() < deadline && !(slot.inflight && isWrite(slot.inflight.record.op))) await sleep(1);
+        await sleep(faultRng.int(0, 12));
+        recordFault(kind, `worker ${slot.index} SIGKILLed ${slot.inflight ? `during ${slot.inflight.record.op.kind}` : 'idle'}`);
+        await killWorker(slot);
+        break;
+      }
+      case 'kill-mid-promote':
+      case 'hold-past-lock-ttl': {
+        const slot = faultRng.pick(slots);
+        const before = faults.filter((f) => f.kind === 'kill-mid-promote').length;
+        const mode = kind === 'kill-mid-promote' ? 'crash-mid-promote' : 'hold-mid-promote';
+        if (kind === 'hold-past-lock-ttl') recordFault(kind, `worker ${slot.index}: next commit stalls ${lockTtl + 1} s between the halves of promote (locks expire)`);
+        // Armed for the worker's next write; a write that fails before promote disarms it, so arm again.
+        for (let attempt = 0; attempt < 10 && now() < end - 1000; attempt++) {
+          slot.nextMode = mode;
+          while (slot.nextMode && now() < end - 1000) await sleep(5);
+          const armed = slot.inflight?.record;
+          while (armed && armed.end === undefined && slot.inflight?.record === armed && now() < end) await sleep(5);
+          if (kind === 'hold-past-lock-ttl' || faults.filter((f) => f.kind === 'kill-mid-promote').length > before) break;
+        }
+        slot.nextMode = undefined;
+        break;
+      }
+      case 'kill-memcached': {
+        const down = faultRng.int(300, 900);
+        recordFault(kind, `memcached ${addresses[1]} killed for ${down} ms, restarted empty`);
+        await memcached[1]!.kill();
+        const start = now();
+        await sleep(down);
+        await memcached[1]!.restart();
+        if (policy === 'degrade') windows.push({ start, until: now() }); // down for everyone: nothing stale expected, but keep the bound honest
+        break;
+      }
+      case 'partition': {
+        const cut = slots.filter(() => faultRng.next() < 0.5).slice(0, workerCount - 1);
+        if (cut.length === 0) cut.push(slots[0]!);
+        const ms = faultRng.int(600, 1500);
+        recordFault(kind, `memcached ${addresses[0]} unreachable to workers ${cut.map((s) => s.index).join(',')} for ${ms} ms`);
+        const start = now();
+        for (const s of cut) proxies[s.index]!.partition();
+        await sleep(ms);
+        for (const s of cut) proxies[s.index]!.heal();
+        await sleep(150); // past the workers' retryAfterMs
+        await sweep(0);
+        windows.push({ start, until: now() });
+        break;
+      }
+      case 'pg-terminate': {
+        const n = await terminateBackends(options.databaseUrl, { applicationName: APP }).catch(() => 0);
+        recordFault(kind, `${n} PostgreSQL backends of the workers terminated`);
+        break;
+      }
+      case 'evict': {
+        const before = await evictions(addresses[2]!);
+        const written = await flood(addresses[2]!, 6).catch(() => 0);
+        recordFault(kind, `flooded ${addresses[2]} (-m 2) with ${written} values: ${(await evictions(addresses[2]!)) - before} evictions`);
+        break;
+      }
+      case 'garbage': {
+        const chosen = await writeGarbage(raw, keys, faultRng).catch(() => [] as string[]);
+        recordFault(kind, `garbage bytes under ${chosen.join(', ')}`);
+        break;
+      }
+    }
+  };
+
+  const faultLoop = async (): Promise<void> => {
+    if (faultKinds.length === 0) return;
+    // Every kind once, in a seeded order, over the first 70% of the run; then one every faultEveryMs.
+    const order = [...faultKinds].sort(() => faultRng.next() - 0.5);
+    const spacing = (options.durationMs * 0.7) / order.length;
+    await sleep(Math.min(1500, spacing / 2));
+    for (const kind of order) {
+      if (now() > end - 2000) break;
+      const started = now();
+      await inject(kind);
+      await sleep(Math.max(0, spacing - (now() - started)));
+    }
+    while (now() < end - 3000) {
+      await inject(faultRng.pick(faultKinds));
+      await sleep(options.faultEveryMs ?? 4000);
+    }
+  };
+
+  const sweeperLoop = async (): Promise<void> => {
+    while (now() < end) {
+      await sleep(1000);
+      await sweep(2000);
+    }
+  };
+
+  const progress = setInterval(() => print(`  ${Math.round((now() - t0) / 1000)} s: ${records.length} operations, ${faults.length} faults`), 15_000);
+  try {
+    await Promise.all([...slots.map(driveWorker), faultLoop(), sweeperLoop()]);
+  } finally {
+    clearInterval(progress);
+  }
+
+  // The end: heal everything, stop the workers cleanly (they delete their promoted log rows).
+  stopping = true;
+  lastDisturbance = now();
+  for (const p of proxies) p.heal();
+  for (const m of memcached) if (!m.running) await m.restart();
+  await Promise.all(
+    slots.map(async (slot) => {
+      const child = slot.child;
+      if (!child || child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.send({ type: 'quit' });
+      await Promise.race([exited, sleep(5000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }),
+  );
+  for (const slot of slots) if (slot.restarts > 0 && /crashed/.test(slot.stderr)) print(`  worker ${slot.index} stderr: ${slot.stderr.trim().slice(-500)}`);
+
+  // G12: after every lock and lease lifetime has passed and one sweep, nothing is left.
+  await sweep(0);
+  const quiet = Math.max(lockTtl, leaseTtl) * 1000 + 1500 - (now() - lastDisturbance);
+  if (quiet > 0) await sleep(quiet);
+  await adapter.xa.sweep(pool, { minAgeMs: 0, claimMs: 1000 });
+  await adapter.xa.flushLogDeletes(pool);
+  const logRows = await adapter.xa.log.count(pool);
+  if (logRows > 0) extra.push({ guarantee: 'G12', what: `${logRows} transaction-log rows remain after the sweep` });
+  const { items } = await raw.getMulti(keys);
+  for (const [key, item] of items) {
+    const entry = decodeEntry(item.value);
+    if (entry.kind === 'lock' || entry.kind === 'lease') extra.push({ guarantee: 'G12', what: `${entry.kind} left under ${key}${entry.kind === 'lock' ? ` (holders ${lockHolders(entry).join(',') || 'none'})` : ''}` });
+  }
+
+  // G6: the cache equals the database for every key (read twice: the first read may fill).
+  const db = await readDatabaseState(pool);
+  for (let pass = 0; pass < 2; pass++) {
+    for (let id = 1; id <= ITEMS; id++) {
+      const item = await orm.em.fork().findOne(CItem, id);
+      const want = db.get(`i:${id}`)!;
+      if ((item?.token ?? null) !== want.token) extra.push({ guarantee: 'G6', what: `after the run, the cache serves i:${id}=${item?.token ?? 'absent'}, the database holds ${want.token ?? 'absent'}` });
+    }
+    for (let g = 1; g <= GROUPS; g++) {
+      const want = db.get(`g:${g}`)!;
+      const group = await orm.em.fork().findOneOrFail(CGroup, g, { populate: ['items'] });
+      const members = group.items.getItems().map((i) => i.id).sort((a, b) => a - b);
+      if (group.token !== want.token || members.join(',') !== want.members!.join(',')) extra.push({ guarantee: 'G6', what: `after the run, the cache serves g:${g} ${group.token} [${members}], the database ${want.token} [${want.members}]` });
+      const count = await orm.em.fork().count(CItem, { grp: g }, { cache: 60_000 });
+      if (count !== want.members!.length) extra.push({ guarantee: 'G6', what: `after the run, the cached count of g:${g} is ${count}, the database has ${want.members!.length}` });
+    }
+  }
+
+  const history = await readHistory(pool);
+  const summary = checkHistory(records, history, { windows: policy === 'degrade' ? windows : [], extra });
+  const faultCounts = Object.fromEntries(FAULT_KINDS.map((k) => [k, faults.filter((f) => f.kind === k).length])) as Record<FaultKind, number>;
+  const report: RunReport = {
+    seed: options.seed,
+    policy,
+    summary,
+    faults,
+    faultCounts,
+    byGuarantee: countByGuarantee(summary.anomalies),
+    evictions: await evictions(addresses[2]!),
+  };
+
+  if (options.logFile) {
+    mkdirSync(dirname(options.logFile), { recursive: true });
+    writeFileSync(
+      options.logFile,
+      JSON.stringify({ options: { ...options, print: undefined, databaseUrl: undefined }, policy, windows: policy === 'degrade' ? windows : [], extra, faults, records, history }),
+    );
+  }
+
+  await orm.close(true);
+  await raw.close();
+  await pool.end();
+  for (const p of proxies) await p.close();
+  for (const m of memcached) await m.stop();
+  return report;
+}
+
+/** The lines a run prints: operations checked, faults injected, anomalies per guarantee. */
+export function formatReport(report: RunReport): string[] {
+  const s = report.summary;
+  const lines = [
+    `seed ${report.seed}, policy ${report.policy}`,
+    `operations: ${s.operations} answered (${s.failed} failed under faults, ${s.lost} lost with a killed worker); observations checked: ${s.observations}; commits: ${s.committed}; rollbacks: ${s.rolledBack}`,
+    `faults injected: ${Object.entries(report.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ')} (memcached evictions: ${report.evictions})`,
+  ];
+  if (report.policy === 'degrade') lines.push(`stale reads within the degrade bound (allowed): ${s.allowedStale}`);
+  lines.push(`anomalies: ${Object.entries(report.byGuarantee).map(([g, n]) => `${g} ${n}`).join(', ')}`);
+  for (const a of s.anomalies.slice(0, 15)) lines.push(`  ${a.guarantee}${a.worker !== undefined ? ` [worker ${a.worker} op ${a.seq ?? '-'}]` : ''}: ${a.what}`);
+  if (s.anomalies.length > 15) lines.push(`  … ${s.anomalies.length - 15} more`);
+  return lines;
+}

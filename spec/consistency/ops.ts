@@ -1,0 +1,98 @@
+/**
+ * Operations of the consistency checker, what a worker answers, and the seeded generator that picks them.
+ * Everything here is plain data: it crosses the IPC channel and is written to the run's log.
+ */
+import { GROUPS, ITEMS } from './schema.js';
+
+/** How a write reaches the database. */
+export type WriteVia = 'flush' | 'nativeUpdate' | 'execute';
+
+export type Op =
+  | { kind: 'read'; id: number }
+  | { kind: 'readMany'; ids: number[] }
+  | { kind: 'group'; g: number }
+  | { kind: 'count'; g: number }
+  | { kind: 'query'; g: number }
+  | { kind: 'update'; ids: number[]; via: WriteVia }
+  | { kind: 'move'; id: number; to: number }
+  | { kind: 'insert'; id: number; g: number }
+  | { kind: 'delete'; id: number }
+  | { kind: 'multi'; ids: number[]; moveId: number | null; to: number; rollback: boolean }
+  | { kind: 'savepoint'; outer: number; inner: number }
+  | { kind: 'rr'; ids: number[]; g: number; pauseMs: number };
+
+/** What a worker is asked to do at a protocol phase of this op's transaction (fault injection). */
+export type PhaseMode = 'crash-mid-promote' | 'hold-mid-promote' | undefined;
+
+/** One thing a read saw. */
+export type Observation =
+  /** An item or group row (`i:<id>`, `g:<id>`): token null = absent. */
+  | { key: string; token: string | null; version: number | null }
+  /** A collection, or the ids of a cached query, of group g: `m:<g>` with the member ids, sorted. */
+  | { key: string; members: number[]; via: 'collection' | 'query' }
+  /** A cached count of group g's members: `n:<g>`. */
+  | { key: string; count: number };
+
+export interface OpResult {
+  readonly ok: boolean;
+  readonly error?: string;
+  /** Reads outside a transaction, or inside a READ COMMITTED one before it wrote. */
+  readonly obs: Observation[];
+  /** Reads inside a REPEATABLE READ transaction, with its snapshot (`pg_current_snapshot()`). */
+  readonly rr?: { snapshot: string; obs: Observation[] };
+  /** The token of the transaction that was to commit. */
+  readonly token?: string;
+  /** Tokens of rolled-back transactions or savepoints. */
+  readonly rolledBack?: string[];
+  /** Own-write checks that failed inside the transaction (G4). */
+  readonly ownWriteFailures?: string[];
+}
+
+/** A small, seedable PRNG (mulberry32), so an op stream is reproducible from its seed. */
+export class Rng {
+  #s: number;
+  constructor(seed: number) {
+    this.#s = seed >>> 0;
+  }
+  next(): number {
+    let t = (this.#s = (this.#s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.next() * items.length)] as T;
+  }
+  distinct(count: number, lo: number, hi: number): number[] {
+    const out = new Set<number>();
+    while (out.size < count) out.add(this.int(lo, hi));
+    return [...out].sort((a, b) => a - b);
+  }
+}
+
+/** The op mix: about half reads (rows, collections, queries), half writes of every kind. */
+export function nextOp(rng: Rng): Op {
+  const r = rng.next();
+  const id = rng.int(1, ITEMS);
+  const g = rng.int(1, GROUPS);
+  if (r < 0.2) return { kind: 'read', id };
+  if (r < 0.27) return { kind: 'readMany', ids: rng.distinct(3, 1, ITEMS) };
+  if (r < 0.35) return { kind: 'group', g };
+  if (r < 0.4) return { kind: 'count', g };
+  if (r < 0.45) return { kind: 'query', g };
+  if (r < 0.58) return { kind: 'update', ids: rng.distinct(rng.int(1, 2), 1, ITEMS), via: rng.pick(['flush', 'flush', 'nativeUpdate', 'execute'] as const) };
+  if (r < 0.66) return { kind: 'move', id, to: g };
+  if (r < 0.71) return { kind: 'insert', id, g };
+  if (r < 0.75) return { kind: 'delete', id };
+  if (r < 0.87) return { kind: 'multi', ids: rng.distinct(rng.int(2, 3), 1, ITEMS), moveId: rng.next() < 0.5 ? id : null, to: g, rollback: rng.next() < 0.3 };
+  if (r < 0.93) {
+    const [outer, inner] = rng.distinct(2, 1, ITEMS) as [number, number];
+    return rng.next() < 0.5 ? { kind: 'savepoint', outer, inner } : { kind: 'savepoint', outer: inner, inner: outer };
+  }
+  return { kind: 'rr', ids: rng.distinct(3, 1, ITEMS), g, pauseMs: rng.int(5, 40) };
+}
+
+export const isWrite = (op: Op): boolean => !['read', 'readMany', 'group', 'count', 'query', 'rr'].includes(op.kind);
