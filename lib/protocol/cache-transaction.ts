@@ -115,7 +115,7 @@ export class CacheTransaction {
     this.#carriedDone = doneQueue.take(CARRIED_DONE_IDS);
     const [recorded, locked] = await Promise.allSettled([
       options.unsafeTestSwitches.skipLog ? Promise.resolve('0') : log.record(db, this.id, keys, regions, this.#carriedDone),
-      this.#apply((key, role, current) => prepareTransition(current, this.id, role)),
+      this.#apply((_key, role, current) => prepareTransition(current, this.id, role)),
     ]);
     stats.prepares++;
     if (locked.status === 'fulfilled') this.#remember(locked.value);
