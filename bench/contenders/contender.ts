@@ -1,0 +1,60 @@
+import type { FindOneOptions, MikroORM, Options } from '@mikro-orm/postgresql';
+
+/** Where a contender runs: the servers of this run, and the database copy it owns. */
+export interface ContenderContext {
+  readonly databaseUrl: string;
+  readonly memcached: readonly string[];
+  readonly redisPort: number | undefined;
+  readonly pool: number;
+  /** A cache key prefix no other contender (or earlier run) uses. */
+  readonly namespace: string;
+}
+
+/** A contender with its ORM open. */
+export interface OpenContender {
+  readonly orm: MikroORM;
+  /** Options of `findOne(Book, id, …)` in the primary-key workloads: `{ cache: 60_000 }` for result-cache adapters. */
+  readonly pkOptions: FindOneOptions<never>;
+  /** The `cache` option of the query workload (undefined: no result cache). */
+  readonly queryCache: number | undefined;
+  /** The `cache` option of the collection workload. */
+  readonly collectionCache: number | undefined;
+  /** Monotonic counters: `sql` statements through MikroORM (`onQuery`), `cache` round trips, and others. */
+  counters(): Record<string, number>;
+  close(): Promise<void>;
+}
+
+export interface Contender {
+  readonly key: string;
+  readonly label: string;
+  /** One line on what it is, for the report. */
+  readonly description: string;
+  /** Why it cannot run here, or undefined when it can. */
+  unavailable(ctx: { redisPort: number | undefined }): string | undefined;
+  open(ctx: ContenderContext): Promise<OpenContender>;
+}
+
+/** The configuration every contender shares: same entities, same pool, statements counted. */
+export function baseOptions(ctx: ContenderContext, counter: { sql: number }): Pick<Options, 'clientUrl' | 'pool' | 'onQuery'> {
+  return {
+    clientUrl: ctx.databaseUrl,
+    pool: { min: 1, max: ctx.pool },
+    onQuery: (sql: string) => {
+      counter.sql++;
+      return sql;
+    },
+  };
+}
+
+/** Counts calls of an adapter's methods in place (MikroORM keeps one adapter instance per ORM). */
+export function countCalls(target: object, methods: readonly string[], counter: Record<string, number>, as: string): void {
+  const obj = target as Record<string, unknown>;
+  for (const name of methods) {
+    const original = obj[name] as (...args: unknown[]) => unknown;
+    if (typeof original !== 'function') throw new Error(`cannot count ${name}: not a method`);
+    obj[name] = function counted(this: unknown, ...args: unknown[]): unknown {
+      counter[as] = (counter[as] ?? 0) + 1;
+      return original.apply(target, args);
+    };
+  }
+}
