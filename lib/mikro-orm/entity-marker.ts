@@ -50,8 +50,19 @@ export interface ResolvedEntityCache {
   readonly secretFields: readonly string[];
 }
 
-/** Reads an entity's marker from its metadata or its class (the decorator). */
+const resolved = new WeakMap<EntityMetadata, ResolvedEntityCache | null>();
+
+/** Reads an entity's marker from its metadata or its class (the decorator); remembered per metadata, as it is asked on every read. */
 export function entityCacheOf(meta: EntityMetadata): ResolvedEntityCache | undefined {
+  let found = resolved.get(meta);
+  if (found === undefined) {
+    found = resolve(meta) ?? null;
+    resolved.set(meta, found);
+  }
+  return found ?? undefined;
+}
+
+function resolve(meta: EntityMetadata): ResolvedEntityCache | undefined {
   const fromClass = (meta.class as unknown as Record<symbol, EntityCacheSettings | undefined> | undefined)?.[DECORATED];
   const raw = meta.xaCache ?? fromClass ?? meta.root?.xaCache ?? (meta.root?.class as unknown as Record<symbol, EntityCacheSettings | undefined> | undefined)?.[DECORATED];
   if (raw === undefined || raw === false) return undefined;

@@ -92,12 +92,19 @@ function sameOrder(asked: unknown, declared: unknown): boolean {
   return normalise(asked) === normalise(declared);
 }
 
+const lazyProps = new WeakMap<EntityMetadata, ReadonlySet<string>>();
+
 function asksForLazy(meta: EntityMetadata, options: AnyFindOptions): boolean {
-  const lazy = new Set(Object.values(meta.properties).filter((p) => p.lazy && p.kind === ReferenceKind.SCALAR).map((p) => p.name));
+  let lazy = lazyProps.get(meta);
+  if (!lazy) {
+    lazy = new Set(Object.values(meta.properties).filter((p) => p.lazy && p.kind === ReferenceKind.SCALAR).map((p) => p.name));
+    lazyProps.set(meta, lazy);
+  }
+  if (lazy.size === 0 && !options.populate) return false;
   const populate = (options.populate as Array<{ field: string } | string> | undefined) ?? [];
   for (const hint of populate) {
     const field = typeof hint === 'string' ? hint : hint.field;
     if (field === '*' || lazy.has(field.split(':')[0] as string)) return true;
   }
-  return Array.isArray(options.fields) && options.fields.some((f) => typeof f === 'string' && lazy.has(f));
+  return Array.isArray(options.fields) && options.fields.some((f) => typeof f === 'string' && (lazy as ReadonlySet<string>).has(f));
 }

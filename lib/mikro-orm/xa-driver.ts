@@ -50,6 +50,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
 
   override async find<T extends object, P extends string = never, F extends string = never, E extends string = never>(entityName: EntityName<T>, where: FilterQuery<T>, options: FindOptions<T, P, F, E> = {} as FindOptions<T, P, F, E>): Promise<EntityData<T>[]> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
+    if (!entityCacheOf(meta)) return super.find(entityName, where as never, options);
     const opts = options as unknown as AnyOptions;
     const joined = this.joinedProps(meta, this.autoJoinOneToOneOwner(meta, (opts.populate ?? []) as never[], opts.fields as never), opts as never).length;
     const plan = planLookup(meta, where, opts, joined);

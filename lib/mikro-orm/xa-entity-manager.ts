@@ -60,11 +60,11 @@ for (const name of ['find', 'findOne', 'count'] as const) {
     value: function scoped(this: EntityManager, ...args: unknown[]): Promise<unknown> {
       // (entityName, where, options): populates of the result are loaded with the same options, so from the primary too.
       const options = args[2] as { cache?: unknown; connectionType?: string; populate?: unknown; fields?: unknown } | undefined;
-      if (usesResultCache(this, options?.cache)) {
-        // A result that would carry a secret field is read from the database and never stored.
-        if (namesSecretField(this, options)) args[2] = { ...options, cache: false };
-        else if (options?.connectionType !== 'write') args[2] = { ...options, connectionType: 'write' };
-      }
+      // Without a result cache in play there is nothing to scope: the common path stays free of AsyncLocalStorage.
+      if (!usesResultCache(this, options?.cache)) return base.apply(this, args);
+      // A result that would carry a secret field is read from the database and never stored.
+      if (namesSecretField(this, options)) return base.apply(this, [args[0], args[1], { ...options, cache: false }]);
+      if (options?.connectionType !== 'write') args[2] = { ...options, connectionType: 'write' };
       return withCall({ query: new QueryScope() }, () => base.apply(this, args));
     },
   });

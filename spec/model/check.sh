@@ -57,7 +57,7 @@ verify() {
     if [ -n "${KEEP_TRAILS:-}" ]; then
       mkdir -p "$KEEP_TRAILS"
       # shellcheck disable=SC2086
-      spin -t $flags model.pml 2>&1 | sed -n '/./p' | sed -n '1,/trail ends/p' >"$KEEP_TRAILS/$name.trail.txt" || true
+      spin -t $flags model.pml 2>&1 | sed -n '/./p' | sed -n '1,/trail ends/p' | sed 's/^[[:space:]]*//; s/[[:space:]][[:space:]]*/ /g' >"$KEEP_TRAILS/$name.trail.txt" || true
     fi
     echo "violation ${states:-0} $secs $(grep -m1 'assertion violated' pan.out | sed 's/^pan:[0-9]*: *//')"
     return 0
