@@ -32,12 +32,15 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   readonly #scopes = new WeakMap<object, TransactionScope>();
   readonly #analysis = new Map<string, StatementTables>();
   #defaultIsolation: IsolationLevel | undefined;
+  #adapter: XaCacheAdapter | undefined;
 
   /** The adapter that owns the protocol; a clear error when the ORM was not configured with it. */
   get cache(): XaCacheAdapter {
+    if (this.#adapter) return this.#adapter;
     const adapter = this.config.getResultCacheAdapter();
     if (!(adapter instanceof XaCacheAdapter)) throw XaConfigError.adapterMissing(adapter?.constructor?.name ?? String(adapter));
-    return adapter;
+    // One adapter per ORM for its whole life (MikroORM builds it once): asked on every read, so kept here.
+    return (this.#adapter = adapter);
   }
 
   override async connect(options?: { skipOnConnect?: boolean }): Promise<void> {
