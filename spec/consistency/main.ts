@@ -2,6 +2,7 @@
  * The consistency checker's command line: `npm run check:consistency -- --duration 600 --seed 7 --policy strict`.
  * Starts its own PostgreSQL (or uses DATABASE_URL) and its own memcached servers, runs the workload with every
  * fault, prints operations checked, faults injected and anomalies per guarantee, and exits 1 on any anomaly.
+ * `--unsafe fillWithoutLease` (or skipLog, …) switches a safeguard off, to see the checker catch it.
  * `--recheck <log.json>` checks the history of an earlier run's log again, offline.
  */
 import { readFileSync } from 'node:fs';
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     faults: { type: 'string' },
     log: { type: 'string' },
     recheck: { type: 'string' },
+    unsafe: { type: 'string' },
   },
 });
 
@@ -51,6 +53,7 @@ try {
       workers: Number(values.workers),
       faults: values.faults === undefined ? FAULT_KINDS : values.faults === 'none' ? [] : (values.faults.split(',') as FaultKind[]),
       logFile,
+      switches: Object.fromEntries((values.unsafe ?? '').split(',').filter(Boolean).map((k) => [k, true])),
     });
     for (const line of formatReport(report)) console.log(line);
     console.log(`log: ${logFile} (same op streams and fault schedule: --seed ${seed}; re-check: --recheck ${logFile})`);

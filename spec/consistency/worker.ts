@@ -9,6 +9,7 @@
  * hashes by the real address, exactly as in every other process).
  */
 import net from 'node:net';
+import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { IsolationLevel, MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
@@ -21,6 +22,8 @@ const env = (name: string): string => {
   if (value === undefined) throw new Error(`${name} is not set`);
   return value;
 };
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // Partitions: route this process's connections to the chosen memcached through its proxy.
 const redirect = JSON.parse(process.env.REDIRECT ?? '{}') as Record<string, number>;
@@ -37,6 +40,24 @@ if (Object.keys(redirect).length > 0) {
   } as typeof original;
 }
 
+// A slow database answer now and then: reads of the hot tables are delayed by a few ms, which widens the window
+// between a reader's database read and its fill, where stale fills would happen.
+const slowReads = Number(process.env.SLOW_READS ?? '0.15');
+if (slowReads > 0) {
+  const query = pg.Client.prototype.query as (...a: unknown[]) => unknown;
+  pg.Client.prototype.query = function slow(this: pg.Client, ...args: unknown[]) {
+    const result = query.apply(this, args);
+    const sql = typeof args[0] === 'string' ? args[0] : ((args[0] as { text?: string } | undefined)?.text ?? '');
+    if (result instanceof Promise && /^select .*"c_(item|group)"/i.test(sql) && Math.random() < slowReads) {
+      return result.then(async (r: unknown) => {
+        await sleep(1 + Math.random() * 7);
+        return r;
+      });
+    }
+    return result;
+  } as typeof pg.Client.prototype.query;
+}
+
 // A terminated backend can surface as an error event on an idle pooled client; that is a fault we inject.
 process.on('uncaughtException', (error) => {
   if (/terminat|ECONNRESET|Connection ended|connection/i.test(String(error))) return;
@@ -46,7 +67,6 @@ process.on('uncaughtException', (error) => {
 
 let mode: PhaseMode;
 const holdMs = Number(process.env.HOLD_MS ?? '0');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const orm = await MikroORM.init(
   withXaCache(
