@@ -3,7 +3,9 @@ import { expect } from 'chai';
 /** The package as users import it: by name, through package.json `exports`, the built files only. */
 describe('public API', () => {
   it('exports the setup, the marker, operations and the protocol by package name', async () => {
-    const api = (await import('mikro-orm-xa-cache')) as Record<string, unknown>;
+    // A specifier in a variable: the compiler must not resolve it, since dist/ does not exist before the first build.
+    const packageName = 'mikro-orm-xa-cache';
+    const api = (await import(packageName)) as Record<string, unknown>;
     for (const name of ['withXaCache', 'XaCacheAdapter', 'XaPostgreSqlDriver', 'XaEntityManager', 'XaSubscriber', 'Cacheable', 'startXaCache', 'serveMetrics', 'prometheusText', 'XaCache', 'TransactionLog', 'MemcachedStore', 'XaConfigError', 'CachePrepareError', 'ReadOnlyEntityError', 'StoreError']) {
       expect(api[name], name).to.be.a('function');
     }
