@@ -51,6 +51,15 @@ describe('the operator tool (mikro-orm-xa-cache)', function () {
       expect((await runTool(['help', 'sweep'])).stdout).to.include('--watch');
     });
 
+    it('never prints a password: not the database one, not the memcached SASL one', async () => {
+      const env = cleanEnv({ DATABASE_URL: 'postgres://app:db-pa55word-xyz@127.0.0.1:1/shop', MEMCACHED_SERVERS: '127.0.0.1:1', MEMCACHED_USERNAME: 'app', MEMCACHED_PASSWORD: 'mc-pa55word-xyz' });
+      for (const command of ['inspect', 'sweep', 'stats']) {
+        const run = await runTool([command], { env });
+        expect(run.code, command).to.not.equal(0);
+        expect(run.stdout + run.stderr, command).to.not.include('pa55word');
+      }
+    });
+
     it('refuses unknown commands, unknown flags and bad values with exit 2', async () => {
       const unknown = await runTool(['inspekt']);
       expect(unknown.code).to.equal(2);

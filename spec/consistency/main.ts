@@ -21,8 +21,25 @@ const { values } = parseArgs({
     log: { type: 'string' },
     recheck: { type: 'string' },
     unsafe: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   },
 });
+
+if (values.help) {
+  console.log(`Usage: npm run check:consistency -- [options]
+
+  --duration SECONDS   how long the workload runs (default 60)
+  --seed N             seed of the op mix and the fault schedule (default: random, printed)
+  --policy P           strict, degrade or both (default strict)
+  --workers N          worker processes (default 4)
+  --faults LIST        comma-separated fault kinds, or none (default: all: ${FAULT_KINDS.join(', ')})
+  --unsafe SWITCH      switch one safeguard off (fillWithoutLease, skipLog, …) to watch the checker catch it
+  --log FILE           where to write the run's log (default .tmp/consistency/)
+  --recheck FILE       check an earlier run's log again, offline
+
+Exits 0 when no anomaly was found, 1 otherwise.`);
+  process.exit(0);
+}
 
 if (values.recheck) {
   const log = JSON.parse(readFileSync(values.recheck, 'utf8'));
