@@ -77,7 +77,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const xa = this.#cache().xa;
     const ids = [...new Map(plan.ids.map((id) => [pkString(id), id])).values()];
     const rowKeys = ids.map((id) => keys.row(table, pkString(id)));
-    const reads = await xa.reader.readMany(rowKeys, { regions: [regions.rows(table)] });
+    const reads = await xa.reader.readManyWaiting(rowKeys, { regions: [regions.rows(table)] });
     const found = new Map<string, Row>();
     const missing: Array<(typeof ids)[number]> = [];
     ids.forEach((id, i) => {

@@ -150,6 +150,26 @@ export class CacheReader {
     return reads;
   }
 
+  /**
+   * {@link readMany}, then, for keys another reader is filling (`leased`), waits up to `leaseWaitMs` for their values
+   * (2, 4, 8… ms between reads) instead of sending every concurrent misser to the database. Keys still leased at the
+   * deadline come back as misses without a ticket: the caller reads the database and does not fill.
+   */
+  async readManyWaiting(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
+    const reads = await this.readMany(keys, options);
+    const deadline = Date.now() + this.ctx.options.leaseWaitMs;
+    for (let pause = 2; ; pause = Math.min(pause * 2, 25)) {
+      const leased = keys.filter((key) => {
+        const read = reads.get(key);
+        return read?.status === 'miss' && read.reason === 'leased';
+      });
+      if (leased.length === 0 || Date.now() + pause > deadline) return reads;
+      this.ctx.stats.leaseWaits++;
+      await new Promise((resolve) => setTimeout(resolve, pause));
+      for (const [key, read] of await this.readMany(leased, options)) reads.set(key, read);
+    }
+  }
+
   /** Reads one key. */
   async read(key: string, options: ReadOptions = {}): Promise<CacheRead> {
     return (await this.readMany([key], options)).get(key) as CacheRead;

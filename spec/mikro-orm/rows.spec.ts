@@ -87,6 +87,13 @@ describe('entities by primary key', () => {
     expect((await b.orm.em.fork().findOneOrFail(Book, 12345)).title).to.equal('Late');
   });
 
+  it('lets concurrent missers of one row wait for the first one instead of all reading the database', async () => {
+    const misses = await Promise.all(Array.from({ length: 10 }, () => b.orm.em.fork().findOneOrFail(Book, 10)));
+    expect(misses.every((book) => book.title === 'Book 10')).to.equal(true);
+    expect(selects(b.takeSql()).length).to.be.lessThan(10);
+    expect(b.cache().xa.stats.leaseWaits).to.be.greaterThan(0);
+  });
+
   it('bypasses the cache for a user refresh and for pessimistic locks', async () => {
     await b.orm.em.fork().findOneOrFail(Book, 9);
     b.takeSql();
