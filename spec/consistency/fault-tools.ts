@@ -3,64 +3,12 @@
  * that makes a small memcached evict, garbage under the library's keys, and memcached's eviction counter.
  */
 import net from 'node:net';
+import { PartitionProxy } from '../support/partition-proxy.js';
 import { randomBytes } from 'node:crypto';
 import { MemcachedStore } from '../../lib/store/memcached-store.js';
 import type { Rng } from './ops.js';
 
-/**
- * A TCP forwarder in front of one memcached for one worker: cutting it makes that memcached unreachable to that
- * worker only (open connections drop, new ones are closed at once) while every other process still reaches it.
- */
-export class PartitionProxy {
-  readonly #sockets = new Set<net.Socket>();
-  #partitioned = false;
-
-  private constructor(
-    private readonly server: net.Server,
-    readonly port: number,
-  ) {}
-
-  static async start(target: string): Promise<PartitionProxy> {
-    const [host, port] = target.split(':') as [string, string];
-    let proxy: PartitionProxy | undefined;
-    const server = net.createServer((downstream) => {
-      const self = proxy;
-      if (!self || self.#partitioned) return void downstream.destroy();
-      const upstream = net.connect(Number(port), host);
-      const pair = [downstream, upstream];
-      for (const socket of pair) {
-        self.#sockets.add(socket);
-        socket.on('error', () => undefined);
-        socket.on('close', () => {
-          self.#sockets.delete(socket);
-          for (const other of pair) other.destroy();
-        });
-      }
-      downstream.pipe(upstream);
-      upstream.pipe(downstream);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
-    });
-    proxy = new PartitionProxy(server, (server.address() as net.AddressInfo).port);
-    return proxy;
-  }
-
-  partition(): void {
-    this.#partitioned = true;
-    for (const socket of this.#sockets) socket.destroy();
-  }
-
-  heal(): void {
-    this.#partitioned = false;
-  }
-
-  async close(): Promise<void> {
-    this.partition();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
+export { PartitionProxy };
 
 /**
  * Fills a small memcached with values of many sizes (the slab classes of locks, leases, generations and rows,

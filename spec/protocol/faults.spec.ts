@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { Servers } from '../support/servers.js';
 import { sharedServers } from '../support/global-servers.js';
+import { PartitionProxy } from '../support/partition-proxy.js';
 import { ProtocolFixture } from '../support/protocol-fixture.js';
 import { terminateBackends } from '../support/postgres-cluster.js';
 import { decodeEntry } from '../../lib/protocol/entry-codec.js';
@@ -115,66 +116,6 @@ function idsOn(f: ProtocolFixture, server: string, count = 1): number[] {
   const ids: number[] = [];
   for (let id = 1; ids.length < count; id++) if (f.store.serverFor(`kv:${id}`) === server) ids.push(id);
   return ids;
-}
-
-/**
- * A TCP forwarder in front of one memcached: the process whose store points at it can be partitioned away from
- * the server (every connection dropped, new ones closed at once) while other processes still reach it directly.
- */
-class PartitionProxy {
-  readonly #sockets = new Set<net.Socket>();
-  #partitioned = false;
-
-  private constructor(
-    private readonly server: net.Server,
-    readonly port: number,
-  ) {}
-
-  static async start(target: string): Promise<PartitionProxy> {
-    const [host, port] = target.split(':') as [string, string];
-    let proxy: PartitionProxy | undefined;
-    const server = net.createServer((downstream) => {
-      const self = proxy;
-      if (!self || self.#partitioned) return void downstream.destroy();
-      const upstream = net.connect(Number(port), host);
-      const pair = [downstream, upstream];
-      for (const socket of pair) {
-        self.#sockets.add(socket);
-        socket.on('error', () => undefined);
-        socket.on('close', () => {
-          self.#sockets.delete(socket);
-          for (const other of pair) other.destroy();
-        });
-      }
-      downstream.pipe(upstream);
-      upstream.pipe(downstream);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
-    });
-    proxy = new PartitionProxy(server, (server.address() as net.AddressInfo).port);
-    return proxy;
-  }
-
-  get address(): string {
-    return `127.0.0.1:${this.port}`;
-  }
-
-  /** Cuts this path to memcached: open connections drop, new ones are closed as soon as they are accepted. */
-  partition(): void {
-    this.#partitioned = true;
-    for (const socket of this.#sockets) socket.destroy();
-  }
-
-  heal(): void {
-    this.#partitioned = false;
-  }
-
-  async close(): Promise<void> {
-    this.partition();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
 }
 
 describe('protocol faults against owned memcached and PostgreSQL', function () {
