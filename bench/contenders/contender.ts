@@ -1,4 +1,5 @@
-import type { FindOneOptions, MikroORM, Options } from '@mikro-orm/postgresql';
+import { MikroORM, type FindOneOptions, type Options } from '@mikro-orm/postgresql';
+import { entities } from '../../spec/support/bookstore.js';
 
 /** Where a contender runs: the servers of this run, and the database copy it owns. */
 export interface ContenderContext {
@@ -57,4 +58,26 @@ export function countCalls(target: object, methods: readonly string[], counter: 
       return original.apply(target, args);
     };
   }
+}
+
+/**
+ * Opens a contender whose cache is MikroORM's result cache with `adapter`: every cached workload passes
+ * `cache: 60_000`, and the adapter's `get`/`set` calls are counted under `countedAs`.
+ */
+export async function openResultCacheContender(
+  ctx: ContenderContext,
+  resultCache: NonNullable<Options['resultCache']>,
+  countedAs: string,
+): Promise<OpenContender> {
+  const counter: Record<string, number> = { sql: 0, cache: 0 };
+  const orm = await MikroORM.init({ ...baseOptions(ctx, counter as { sql: number }), entities, resultCache: { expiration: 60_000, ...resultCache } });
+  countCalls(orm.config.getResultCacheAdapter(), ['get', 'set'], counter, countedAs);
+  return {
+    orm,
+    pkOptions: { cache: 60_000 },
+    queryCache: 60_000,
+    collectionCache: 60_000,
+    counters: () => ({ ...counter }),
+    close: () => orm.close(true),
+  };
 }

@@ -1,9 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { CacheAdapter } from '@mikro-orm/core';
-import { MikroORM } from '@mikro-orm/postgresql';
 import { Client } from 'memjs';
-import { entities } from '../../spec/support/bookstore.js';
-import { baseOptions, countCalls, type Contender } from './contender.js';
+import { openResultCacheContender, type Contender } from './contender.js';
 
 interface NaiveOptions {
   servers: readonly string[];
@@ -60,21 +58,5 @@ export const naiveMemjs: Contender = {
   label: 'naive memjs',
   description: 'a hand-written result-cache adapter: memjs get/set of JSON on the same memcached; no locks, no invalidation',
   unavailable: () => undefined,
-  async open(ctx) {
-    const counter: Record<string, number> = { sql: 0, cache: 0 };
-    const orm = await MikroORM.init({
-      ...baseOptions(ctx, counter as { sql: number }),
-      entities,
-      resultCache: { adapter: NaiveMemjsAdapter, expiration: 60_000, options: { servers: ctx.memcached, prefix: ctx.namespace } },
-    });
-    countCalls(orm.config.getResultCacheAdapter(), ['get', 'set'], counter, 'cache');
-    return {
-      orm,
-      pkOptions: { cache: 60_000 },
-      queryCache: 60_000,
-      collectionCache: 60_000,
-      counters: () => ({ ...counter }),
-      close: () => orm.close(true),
-    };
-  },
+  open: (ctx) => openResultCacheContender(ctx, { adapter: NaiveMemjsAdapter, options: { servers: ctx.memcached, prefix: ctx.namespace } }, 'cache'),
 };
