@@ -41,17 +41,24 @@ describe('consistency checker: catches each safeguard switched off', function ()
   this.timeout(180_000);
 
   it('fills without a lease (fillWithoutLease): stale reads (G2/G3) through the ORM workers', async () => {
-    const report = await runConsistency({
-      databaseUrl: sharedServers().db,
-      seed: 7,
-      durationMs: 20_000,
-      faults: [],
-      slowReads: 0.5,
-      switches: { fillWithoutLease: true },
-      print: () => undefined,
-    });
-    show(report);
-    expect(report.byGuarantee.G2, 'stale reads found').to.be.greaterThan(0);
+    // A stale fill needs a reader's slow load to straddle a commit: it shows within seconds, but not in every
+    // window of every seed, so up to three seeds run until one shows it.
+    let found = 0;
+    for (const seed of [7, 17, 27]) {
+      const report = await runConsistency({
+        databaseUrl: sharedServers().db,
+        seed,
+        durationMs: 15_000,
+        faults: [],
+        slowReads: 0.5,
+        switches: { fillWithoutLease: true },
+        print: () => undefined,
+      });
+      show(report);
+      found += report.byGuarantee.G2 ?? 0;
+      if (found > 0) break;
+    }
+    expect(found, 'stale reads found').to.be.greaterThan(0);
   });
 
   it('a durable log skipped (skipLog): in-doubt keys the sweeper cannot resolve after a crash after COMMIT (G6)', async () => {
