@@ -61,7 +61,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   }
 
   override async close(force?: boolean): Promise<void> {
-    if (this.type === 'write' && this.isConnectedSync()) {
+    if (this.type === 'write' && this.connected) {
       try {
         await this.cache.xa.flushLogDeletes(await this.sqlRunner());
       } catch (error) {
@@ -69,10 +69,6 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
       }
     }
     await super.close(force);
-  }
-
-  isConnectedSync(): boolean {
-    return this.connected;
   }
 
   /** A runner outside any transaction (the pool), for the log table and the sweeper. */

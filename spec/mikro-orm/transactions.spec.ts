@@ -57,7 +57,7 @@ describe('transactions', () => {
     expect(['value', 'not_found']).to.include(await lockedOrValue(3));
     expect(await title(3)).to.equal('Book 3');
     const pool = await (b.orm.em.getDriver() as unknown as { xaConnection: { sqlRunner(): Promise<{ query(s: string): Promise<{ rows: object[] }> }> } }).xaConnection.sqlRunner();
-    const { rows } = await pool.query('SELECT count(*)::int AS n FROM xa_cache_log WHERE NOT (tx_id = ANY(ARRAY[]::uuid[]))');
+    const { rows } = await pool.query('SELECT count(*)::int AS n FROM xa_cache_log');
     expect((rows[0] as { n: number }).n).to.be.at.most(1); // at most the last committed transaction's row, awaiting lazy deletion
   });
 
@@ -130,10 +130,5 @@ describe('transactions', () => {
     ]);
     expect((await b.orm.em.fork().findOneOrFail(Author, 1)).name).to.equal('A');
     expect((await b.orm.em.fork().findOneOrFail(Author, 2)).name).to.equal('Author 2');
-  });
-
-  it('a write to a read-only cached entity is refused', async () => {
-    const { ReadOnlyEntityError } = await import('../../lib/mikro-orm/xa-errors.js');
-    expect(ReadOnlyEntityError).to.be.a('function');
   });
 });
