@@ -139,6 +139,19 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
     }
   };
 
+  /**
+   * The end of a degrade window: past the workers' back-off (`retryAfterMs`), and past the operations of `affected`
+   * workers in flight now — a transaction that prepared, degraded, while the server was out of reach may commit only
+   * now, and the policy's bound runs until the first sweep after that commit — then one sweep.
+   */
+  const settleAndSweep = async (affected: readonly WorkerSlot[]): Promise<void> => {
+    await sleep(150);
+    const pending = affected.map((s) => s.inflight?.record).filter((r): r is OpRecord => r !== undefined && r.end === undefined);
+    const deadline = now() + 5000;
+    while (pending.some((r) => r.end === undefined) && now() < deadline) await sleep(5);
+    await sweep(0);
+  };
+
   /** G6: right after a process died after COMMIT, one sweep must leave none of its keys locked by it. */
   const auditKilledAfterCommit = async (txId: string, worker: number): Promise<void> => {
     await sweep(0);
@@ -277,9 +290,14 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
       case 'kill-memcached': {
         const down = faultRng.int(300, 900);
         recordFault(kind, `memcached ${addresses[1]} killed for ${down} ms, restarted empty`);
+        const start = now();
         await memcached[1]!.kill();
         await sleep(down);
-        await memcached[1]!.restart(); // down for everyone: even `degrade` may serve nothing stale, so no window
+        await memcached[1]!.restart();
+        // Restarted empty, but not back for everyone at once: a writer whose client still backs off commits under
+        // `degrade` without reaching it while readers already fill from it. The same bound as a partition applies.
+        await settleAndSweep(slots);
+        windows.push({ start, until: now() });
         break;
       }
       case 'partition': {
@@ -291,8 +309,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         for (const s of cut) proxies[s.index]!.partition();
         await sleep(ms);
         for (const s of cut) proxies[s.index]!.heal();
-        await sleep(150); // past the workers' retryAfterMs
-        await sweep(0);
+        await settleAndSweep(cut);
         windows.push({ start, until: now() });
         break;
       }
