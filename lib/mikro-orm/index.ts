@@ -14,3 +14,4 @@ export { XaSubscriber } from './xa-subscriber.js';
 export { Cacheable, entityCacheOf, type EntityCacheSettings, type ResolvedEntityCache } from './entity-marker.js';
 export { XaConfigError, ReadOnlyEntityError } from './xa-errors.js';
 export { statementTables, type StatementTables } from './sql-tables.js';
+export { installWriteCapture, verifyWriteCapture, writeCaptureDdl, captureTargets, type WriteCaptureOptions } from './write-capture-setup.js';

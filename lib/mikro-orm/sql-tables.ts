@@ -20,6 +20,12 @@ export interface StatementTables {
   readonly writes: readonly string[];
   /** The statement may write tables that cannot be named; the caller must invalidate broadly. */
   readonly unknownWrites: boolean;
+  /**
+   * The statement calls a function that is not a known read-only built-in: even a SELECT may then write (through
+   * the function), so outside a transaction it is run inside one of the library's, whose prepare takes what the
+   * database captured.
+   */
+  readonly callsFunctions: boolean;
 }
 
 type Kind = 'word' | 'qid' | 'lit' | 'op' | '(' | ')' | ',' | ';' | '.';
@@ -41,6 +47,31 @@ const SET_OPS = new Set(['union', 'intersect', 'except', 'all', 'distinct']);
 const INTO_SKIP = new Set(['temp', 'temporary', 'unlogged', 'table', 'global', 'local']);
 const CREATE_SKIP = new Set(['or', 'replace', 'global', 'local', 'temp', 'temporary', 'unlogged']);
 const OTHER = new Set(['begin', 'start', 'commit', 'end', 'rollback', 'abort', 'savepoint', 'release', 'set', 'reset', 'show', 'vacuum', 'analyze', 'analyse', 'listen', 'notify', 'unlisten', 'lock', 'discard', 'deallocate', 'checkpoint', 'prepare', 'declare', 'fetch', 'move', 'close', 'grant', 'revoke', 'comment', 'security', 'load', 'reindex', 'cluster']);
+
+// Built-ins and type names that read only: a call of any other function may write.
+const READ_ONLY_CALLS = new Set([
+  'count', 'sum', 'avg', 'min', 'max', 'coalesce', 'nullif', 'greatest', 'least', 'lower', 'upper', 'length', 'char_length', 'trim', 'btrim', 'ltrim', 'rtrim',
+  'substring', 'substr', 'position', 'replace', 'concat', 'concat_ws', 'split_part', 'left', 'right', 'to_char', 'to_date', 'to_timestamp', 'to_number', 'format',
+  'array_agg', 'string_agg', 'json_agg', 'jsonb_agg', 'json_object_agg', 'jsonb_object_agg', 'json_build_object', 'jsonb_build_object', 'json_build_array',
+  'jsonb_build_array', 'row_to_json', 'to_json', 'to_jsonb', 'jsonb_set', 'jsonb_extract_path', 'jsonb_extract_path_text', 'json_extract_path_text', 'array_length', 'cardinality',
+  'unnest', 'generate_series', 'array', 'row', 'cast', 'extract', 'date_trunc', 'date_part', 'age', 'now', 'current_timestamp', 'abs', 'round', 'floor', 'ceil', 'ceiling',
+  'mod', 'power', 'sqrt', 'random', 'row_number', 'rank', 'dense_rank', 'lag', 'lead', 'first_value', 'last_value', 'ntile', 'bool_and', 'bool_or', 'every',
+  'exists', 'any', 'all', 'some', 'in', 'values', 'filter', 'over', 'partition', 'within', 'grouping', 'rollup', 'cube', 'similarity', 'to_tsvector', 'to_tsquery',
+  'plainto_tsquery', 'websearch_to_tsquery', 'ts_rank', 'lpad', 'rpad', 'md5', 'encode', 'decode', 'gen_random_uuid', 'pg_xact_status', 'current_setting',
+  'varchar', 'char', 'character', 'numeric', 'decimal', 'timestamp', 'timestamptz', 'time', 'timetz', 'interval', 'bit', 'varbit', 'float', 'double', 'precision',
+  'into', 'on', 'using', 'returning', 'set', 'where', 'and', 'or', 'not', 'is', 'as', 'from', 'join', 'lateral', 'select', 'union', 'intersect', 'except', 'materialized',
+  'with', 'conflict', 'do', 'update', 'insert', 'delete', 'table', 'by', 'then', 'else', 'when', 'case', 'end', 'limit', 'offset', 'order', 'group', 'having',
+]);
+
+/** Whether the tokens call a function outside {@link READ_ONLY_CALLS} (`name(`, `schema.name(`, `"Name"(`). */
+function callsFunctions(t: Token[]): boolean {
+  for (let i = 0; i + 1 < t.length; i++) {
+    const tok = t[i] as Token;
+    if (t[i + 1]?.k !== '(') continue;
+    if (tok.k === 'qid' || (tok.k === 'word' && !READ_ONLY_CALLS.has(tok.v))) return true;
+  }
+  return false;
+}
 
 const isIdentStart = (c: number): boolean => (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c >= 128;
 const isIdentPart = (c: number): boolean => isIdentStart(c) || (c >= 48 && c <= 57) || c === 36;
@@ -372,5 +403,5 @@ export function statementTables(sql: string, defaultSchema = 'public'): Statemen
   // A statement cut short by an unterminated literal or comment may hide anything after the cut.
   if (!clean && (writeWord || !startsWithSelect)) unknown = true;
   const kind = unknown || writes.size > 0 ? 'write' : read ? 'read' : 'other';
-  return { kind, reads: [...reads], writes: [...writes], unknownWrites: unknown };
+  return { kind, reads: [...reads], writes: [...writes], unknownWrites: unknown, callsFunctions: callsFunctions(t) };
 }

@@ -53,6 +53,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     const pool = await this.sqlRunner();
     try {
       await adapter.xa.ensureLogTable(pool);
+      await adapter.xa.capture.ensureBase(pool);
     } catch (error) {
       throw XaConfigError.logTable(adapter.xa.log.table, error);
     }
@@ -108,19 +109,16 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     }
     if (ctx.isRolledBack) return;
     await eventBroadcaster?.dispatchEvent(EventType.beforeTransactionCommit, ctx);
-    if (scope.unknownWrites) {
-      this.#log('warn', 'a statement whose tables could not be determined was committed; the cache could not invalidate what it changed');
-    }
     const tx = scope.toCacheTransaction(this.cache.xa);
-    if (tx) await tx.prepare(transactionRunner(ctx));
+    await tx.prepare(transactionRunner(ctx));
     try {
       await ctx.commit().execute();
     } catch (error) {
-      if (tx) await this.#settleUnknown(tx);
+      await this.#settleUnknown(tx);
       throw error;
     }
     this.logQuery(this.platform.getCommitTransactionSQL(), loggerContext);
-    if (tx) await this.#promote(tx);
+    await this.#promote(tx);
     await eventBroadcaster?.dispatchEvent(EventType.afterTransactionCommit, ctx);
   }
 
@@ -137,23 +135,22 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   override async execute<T>(query: string | NativeQueryBuilder | { sql: string; params: unknown[] }, params: readonly unknown[] | Dictionary<unknown> = [], method: 'all' | 'get' | 'run' = 'all', ctx?: Transaction, loggerContext?: LoggingOptions): Promise<T> {
     const analysis = this.#analyse(query);
     const call = currentCall();
-    if (analysis.kind === 'read') {
-      if (call.query) {
-        for (const table of analysis.reads) call.query.tables.add(table);
-        if (this.type === 'read') call.query.readFromReplica = true;
-      }
-      return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+    if (analysis.kind === 'read' && call.query) {
+      for (const table of analysis.reads) call.query.tables.add(table);
+      if (this.type === 'read') call.query.readFromReplica = true;
     }
-    if (analysis.kind === 'other' || (analysis.writes.length === 0 && !analysis.unknownWrites)) {
+    // A SELECT that calls a function may write through it; a replica cannot write at all.
+    const mayWrite = analysis.kind === 'write' || (analysis.kind === 'read' && analysis.callsFunctions);
+    if (!mayWrite || this.type === 'read') {
       return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
     }
     if (!ctx) {
-      // An autocommit write: give it a transaction of its own, so it is prepared and promoted like any other.
+      // An autocommit write: give it a transaction of its own, so what it (and the database for it) wrote is
+      // prepared and promoted like any other.
       return this.transactional((trx) => this.execute<T>(query, params, method, trx, loggerContext));
     }
     const scope = this.scopeOf(ctx);
     if (!scope) throw XaConfigError.foreignTransaction();
-    if (analysis.unknownWrites) scope.unknownWrites = true;
     scope.recordWrite(analysis.writes, call);
     return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
   }

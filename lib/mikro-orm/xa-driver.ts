@@ -1,6 +1,7 @@
 import { helper, Utils, type MetadataStorage, type Configuration, type EntityProperty, type Primary, type OrderDefinition, type Transaction, type Dictionary, type EntityData, type EntityMetadata, type FilterQuery, type FindOptions, type NativeInsertUpdateManyOptions, type NativeInsertUpdateOptions, type DeleteOptions, type QueryResult, type EntityDictionary, type EntityName, ReferenceKind } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
+import { captureDeriver } from './captured-keys.js';
 import { currentCall, withCall, type CallContext } from './call-context.js';
 import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
 import { planLookup, type CollectionLookup, type RowLookup } from './lookup-plan.js';
@@ -33,6 +34,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     // MikroORM connects at the first query, after the first cache read: the adapter must know now that the
     // driver that invalidates it is in place.
     this.xaConnection.cache.attach();
+    // Every prepare takes what the database captured in its transaction and names its keys from this metadata.
+    this.xaConnection.cache.xa.useCapture(captureDeriver(metadata.getAll().values()));
   }
 
   /** The primary connection, which runs the protocol. */
@@ -58,8 +61,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const schema = this.getSchemaName(meta, opts as never);
     const table = this.#table(meta, schema);
     currentCall().query?.tables.add(table);
-    const scope = this.xaConnection.scopeOf(opts.ctx as never);
-    if (opts.ctx && (!scope || scope.mustBypass(table))) return super.find(entityName, where as never, options);
+    // Inside a transaction the database answers (see docs/protocol.md, "Reads inside transactions").
+    if (opts.ctx) return super.find(entityName, where as never, options);
     if (plan.kind === 'rows') return (await this.#findRows(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
     return (await this.#findCollection(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
   }
@@ -174,9 +177,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
   ): Promise<Dictionary<T[]>> {
     const plan = this.#pivotPlan(prop, where, orderBy, options as AnyOptions | undefined, owners);
     const opts = (options ?? {}) as AnyOptions;
-    const scope = this.xaConnection.scopeOf(ctx);
-    const pivotTable = plan ? this.#table(plan.pivotMeta, this.getSchemaName(plan.pivotMeta, opts as never)) : '';
-    if (!plan || (ctx && (!scope || scope.mustBypass(pivotTable)))) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
+    if (!plan || ctx) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
+    const pivotTable = this.#table(plan.pivotMeta, this.getSchemaName(plan.pivotMeta, opts as never));
     const xa = this.#cache().xa;
     const schema = this.getSchemaName(plan.ownerMeta, opts as never);
     const ownerTable = this.#table(plan.ownerMeta, schema);

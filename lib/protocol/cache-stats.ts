@@ -31,6 +31,8 @@ export class CacheStats {
   unresolvedKeys = 0;
   /** Transactions committed under the `degrade` policy with keys that could not be locked. */
   degradedCommits = 0;
+  /** Keys and regions that only the database-side capture named (triggers, cascades, Kysely, functions…). */
+  capturedKeys = 0;
   /** Log rows resolved by the recovery sweeper. */
   sweptTransactions = 0;
   /** Store errors by kind. */

@@ -8,6 +8,7 @@ import { prepareTransition, promoteTransition, releaseTransition, type KeyRole, 
 import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
 import { regionKey, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
+import type { CapturedKeys } from './write-capture.js';
 
 /** Where a {@link CacheTransaction} is in its life. */
 export type CacheTransactionState = 'open' | 'prepared' | 'promoted' | 'released';
@@ -105,30 +106,70 @@ export class CacheTransaction {
   /**
    * Phase one, inside the database transaction and just before its COMMIT. Throws {@link CachePrepareError}
    * (after releasing what it locked) when the `strict` policy forbids the commit; the caller must then roll back.
+   *
+   * With the database-side capture in use, the log statement also takes what PostgreSQL captured in this
+   * transaction (triggers, cascades, Kysely, functions…): keys it names that the caller did not are locked in a
+   * second round and added to the log row, still before COMMIT. A transaction that named nothing sends one
+   * statement to learn whether the database wrote anything.
    */
   async prepare(db: SqlRunner): Promise<void> {
     this.#assertOpen('prepare');
     this.#state = 'prepared';
-    if (this.isEmpty) return;
+    const hook = this.ctx.capture();
+    if (this.isEmpty) {
+      if (!hook) return;
+      const captured = await hook.capture.take(db);
+      if (captured.length === 0 || !this.#addDerived(hook.derive(captured))) return;
+      this.ctx.stats.capturedKeys += this.#items.size + this.#regions.size;
+      return this.#prepareNamed(db, undefined);
+    }
+    return this.#prepareNamed(db, hook);
+  }
+
+  async #prepareNamed(db: SqlRunner, hook: ReturnType<ProtocolContext['capture']>): Promise<void> {
     const { log, options, doneQueue, stats } = this.ctx;
     const { keys, regions } = this.touched;
     this.#carriedDone = doneQueue.take(CARRIED_DONE_IDS);
     const [recorded, locked] = await Promise.allSettled([
-      options.unsafeTestSwitches.skipLog ? Promise.resolve('0') : log.record(db, this.id, keys, regions, this.#carriedDone),
+      options.unsafeTestSwitches.skipLog ? Promise.resolve({ xid: '0', captured: [] }) : log.record(db, this.id, keys, regions, this.#carriedDone, hook?.capture),
       this.#apply((_key, role, current) => prepareTransition(current, this.id, role)),
     ]);
     stats.prepares++;
-    if (locked.status === 'fulfilled') this.#remember(locked.value);
-    const failures = locked.status === 'fulfilled' ? failuresOf(locked.value) : new Map<string, StoreError | 'contended'>();
+    const outcomes = locked.status === 'fulfilled' ? locked.value : undefined;
+    if (outcomes) this.#remember(outcomes);
     if (recorded.status === 'rejected') {
       await this.release();
       throw recorded.reason;
     }
-    this.#xid = recorded.value;
+    this.#xid = recorded.value.xid;
     if (locked.status === 'rejected') {
       await this.release();
       throw locked.reason;
     }
+    if (hook && recorded.value.captured.length > 0) {
+      const before = new Set(this.#storeKeys());
+      if (this.#addDerived(hook.derive(recorded.value.captured))) {
+        const added = this.#storeKeys().filter((key) => !before.has(key));
+        const extraItems = added.filter((key) => !key.startsWith('r:'));
+        const extraRegions = [...this.#regions].filter((region) => !before.has(regionKey(region)));
+        stats.capturedKeys += added.length;
+        const [appended, extra] = await Promise.allSettled([
+          log.addKeys(db, this.id, extraItems, extraRegions),
+          this.#apply((_key, role, current) => prepareTransition(current, this.id, role), undefined, added),
+        ]);
+        if (extra.status === 'fulfilled') {
+          for (const [key, outcome] of extra.value) {
+            outcomes?.set(key, outcome);
+            if (outcome.status === 'done') this.#locked.set(key, outcome.state);
+          }
+        }
+        if (appended.status === 'rejected' || extra.status === 'rejected') {
+          await this.release();
+          throw appended.status === 'rejected' ? appended.reason : (extra as PromiseRejectedResult).reason;
+        }
+      }
+    }
+    const failures = outcomes ? failuresOf(outcomes) : new Map<string, StoreError | 'contended'>();
     if (failures.size > 0) {
       if (options.failurePolicy === 'strict') {
         await this.release();
@@ -141,6 +182,14 @@ export class CacheTransaction {
         keys: [...failures.keys()].slice(0, 20),
       });
     }
+  }
+
+  /** Adds what the capture named; true when anything was added. */
+  #addDerived(derived: CapturedKeys): boolean {
+    const size = this.#items.size + this.#regions.size;
+    for (const key of derived.keys) if (!this.#items.has(key)) this.#items.set(key, undefined);
+    for (const region of derived.regions) this.#regions.add(region);
+    return this.#items.size + this.#regions.size > size;
   }
 
   /** Phase two after COMMIT: writes known values, evicts the rest, and queues the log row for lazy deletion. */

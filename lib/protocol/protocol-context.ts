@@ -4,6 +4,7 @@ import type { TransitionTtls } from './cas-batch.js';
 import type { ResolvedProtocolOptions } from './protocol-options.js';
 import type { TransactionLog } from './transaction-log.js';
 import type { EntryCodec } from './entry-sealer.js';
+import type { CaptureDeriver, WriteCapture } from './write-capture.js';
 
 /** What the pieces of one {@link XaCache} share. Internal. */
 export interface ProtocolContext {
@@ -16,6 +17,8 @@ export interface ProtocolContext {
   readonly codec: EntryCodec;
   /** TTLs for transitions, with per-key value TTLs. */
   ttls(valueTtl?: ReadonlyMap<string, number>): TransitionTtls;
+  /** The database-side write capture and how its changes map to keys, once the layer above installed a deriver. */
+  capture(): { readonly capture: WriteCapture; readonly derive: CaptureDeriver } | undefined;
 }
 
 /** Store key of a region's generation. Item keys may not start with this prefix. */

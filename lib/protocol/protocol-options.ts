@@ -68,6 +68,8 @@ export interface UnsafeTestSwitches {
   readonly skipLog?: boolean;
   /** A rollback promotes the transaction's keys (writing its values) instead of releasing them. */
   readonly rollbackAsCommit?: boolean;
+  /** Prepare ignores what the database captured: only the keys the ORM layer named are locked. */
+  readonly skipCapture?: boolean;
 }
 
 /** {@link ProtocolOptions} with every default applied. */

@@ -1,4 +1,5 @@
 import type { SqlRunner } from './sql-runner.js';
+import { parseTaken, type CapturedChange, type WriteCapture } from './write-capture.js';
 
 /** One row of the transaction log, as read back. */
 export interface LogRow {
@@ -68,16 +69,26 @@ export class TransactionLog {
 
   /**
    * The one statement a committing transaction runs inside its database transaction: it inserts this
-   * transaction's row and, in the same statement, deletes rows of earlier transactions that were fully promoted.
-   * Returns the PostgreSQL transaction id.
+   * transaction's row, deletes rows of earlier transactions that were fully promoted, and, with a
+   * {@link WriteCapture}, takes the changes the database captured in this transaction. Returns the PostgreSQL
+   * transaction id and those changes.
    */
-  async record(db: SqlRunner, txId: string, keys: readonly string[], regions: readonly string[], doneTxIds: readonly string[]): Promise<string> {
-    const insert = `INSERT INTO ${this.#table} (tx_id, namespace, keys, regions) VALUES ($1, $4, $2, $3) RETURNING xid::text AS xid`;
-    const sql = doneTxIds.length > 0 ? `WITH done AS (DELETE FROM ${this.#table} WHERE tx_id = ANY($5::uuid[])) ${insert}` : insert;
+  async record(db: SqlRunner, txId: string, keys: readonly string[], regions: readonly string[], doneTxIds: readonly string[], capture?: WriteCapture): Promise<{ xid: string; captured: CapturedChange[] }> {
+    const ctes: string[] = [];
+    if (capture) ctes.push(capture.takeCte());
+    if (doneTxIds.length > 0) ctes.push(`done AS (DELETE FROM ${this.#table} WHERE tx_id = ANY($5::uuid[]))`);
+    ctes.push(`ins AS (INSERT INTO ${this.#table} (tx_id, namespace, keys, regions) VALUES ($1, $4, $2, $3) RETURNING xid)`);
+    const sql = `WITH ${ctes.join(', ')} SELECT (SELECT xid::text FROM ins) AS xid, ${capture ? capture.takenJson() : 'NULL::text'} AS taken`;
     const params: unknown[] = [txId, keys, regions, this.#namespace];
     if (doneTxIds.length > 0) params.push(doneTxIds);
     const { rows } = await db.query(sql, params);
-    return String((rows[0] as { xid: string }).xid);
+    const row = rows[0] as { xid: string; taken: string | null };
+    return { xid: String(row.xid), captured: parseTaken(row.taken) };
+  }
+
+  /** Adds keys to this transaction's row (keys the database's capture named that prepare did not know yet). */
+  async addKeys(db: SqlRunner, txId: string, keys: readonly string[], regions: readonly string[]): Promise<void> {
+    await db.query(`UPDATE ${this.#table} SET keys = keys || $2::text[], regions = regions || $3::text[] WHERE tx_id = $1`, [txId, keys, regions]);
   }
 
   /** Deletes rows of fully promoted transactions. */

@@ -13,6 +13,7 @@ import { sweep, type SweepOptions, type SweepReport } from './recovery-sweeper.j
 import type { SqlRunner } from './sql-runner.js';
 import { TransactionLog } from './transaction-log.js';
 import { EntrySealer } from './entry-sealer.js';
+import { WriteCapture, type CaptureDeriver } from './write-capture.js';
 
 /**
  * The transactional cache: one per process (or per ORM), over one {@link CacheStore} and one PostgreSQL log table.
@@ -26,7 +27,10 @@ export class XaCache {
   readonly stats = new CacheStats();
   readonly log: TransactionLog;
   readonly reader: CacheReader;
+  /** The database-side write capture (its change table and triggers are named after the log table). */
+  readonly capture: WriteCapture;
   readonly #ctx: ProtocolContext;
+  #deriver: CaptureDeriver | undefined;
   readonly #doneQueue = new DoneQueue();
 
   constructor(
@@ -35,6 +39,7 @@ export class XaCache {
   ) {
     this.options = resolveProtocolOptions(options);
     this.log = new TransactionLog(this.options.logTable, this.options.logNamespace);
+    this.capture = new WriteCapture(this.options.logTable);
     const base: TransitionTtls = { lock: this.options.lockTtlSeconds, forever: 0, value: () => this.options.valueTtlSeconds };
     this.#ctx = {
       store,
@@ -49,10 +54,20 @@ export class XaCache {
           this.options.logger?.('warn', `refused a cache entry that failed authentication (${reason})`, { key });
         },
       }),
+      capture: () => (this.#deriver && !this.options.unsafeTestSwitches.skipCapture ? { capture: this.capture, derive: this.#deriver } : undefined),
       ttls: (valueTtl) =>
         valueTtl && valueTtl.size > 0 ? { ...base, value: (key) => valueTtl.get(key) ?? this.options.valueTtlSeconds } : base,
     };
     this.reader = new CacheReader(this.#ctx);
+  }
+
+  /**
+   * Makes every prepare take the changes the database captured in its transaction and lock the keys `derive`
+   * names for them (see {@link WriteCapture}). The MikroORM layer installs it; without it, prepare locks only
+   * the keys the caller named.
+   */
+  useCapture(derive: CaptureDeriver): void {
+    this.#deriver = derive;
   }
 
   /** Starts the cache side of a database transaction. */

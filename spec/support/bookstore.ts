@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { MikroORM, defineEntity, p, type Options } from '@mikro-orm/postgresql';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
+import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 import type { XaCacheAdapter, XaCacheOptions } from '../../lib/mikro-orm/xa-cache-adapter.js';
 
 /** A realistic schema for the integration tests, the demo and the benchmarks. */
@@ -103,6 +104,7 @@ export async function openBookstore(servers: readonly string[], clientUrl: strin
 /** Creates the schema and seeds: 3 publishers, 4 authors (one mentoring another), 12 books, 4 tags, reviews. */
 export async function seedBookstore(orm: MikroORM): Promise<void> {
   await orm.schema.refresh();
+  await installWriteCapture(orm);
   const em = orm.em.fork();
   const publishers = [1, 2, 3].map((id) => em.create(Publisher, { id, name: `Publisher ${id}` }));
   const authors = [1, 2, 3, 4].map((id) => em.create(Author, { id, name: `Author ${id}`, email: `a${id}@example.org`, born: new Date(Date.UTC(1970 + id, 0, 1)) }));

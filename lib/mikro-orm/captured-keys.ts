@@ -1,0 +1,169 @@
+import { ReferenceKind, type EntityMetadata, type EntityProperty } from '@mikro-orm/core';
+import type { CapturedChange, CapturedKeys, CaptureDeriver } from '../protocol/write-capture.js';
+import { keys, pkString, regions } from './cache-keys.js';
+import { entityCacheOf } from './entity-marker.js';
+
+type Row = Record<string, unknown>;
+
+/** A cached entity stored in the table: its rows are keyed by this column. */
+interface RowsOf {
+  readonly kind: 'rows';
+  readonly pkColumn: string;
+}
+
+/**
+ * A cached collection whose members are listed by a column of the table: a 1:m collection (the child's foreign
+ * key) or one side of an m:n (a pivot column). `orderColumns`: columns its order depends on.
+ */
+interface MembersOf {
+  readonly kind: 'members';
+  readonly owner: EntityMetadata;
+  readonly property: string;
+  readonly column: string;
+  readonly orderColumns: readonly string[];
+  /** False when the owner's key does not print in JSON as readers print it: the table's collection region instead. */
+  readonly exact: boolean;
+}
+
+type Effect = RowsOf | MembersOf;
+
+/**
+ * What a captured change means for the cache, from the entity metadata: for each table, the rows of cached
+ * entities it stores and the cached collections whose membership or order its columns decide.
+ *
+ * - every change renews the table's query region (results that read it);
+ * - a row of a cached entity: its row key, for old and new images;
+ * - a child or pivot row: the collection of the owner named by the old and by the new value of its column (for
+ *   an update, only when that column or a column of the collection's order changed);
+ * - `TRUNCATE`, or a statement too large to carry images: the table's row and collection regions.
+ */
+export function captureDeriver(all: Iterable<EntityMetadata>): CaptureDeriver {
+  const effects = effectsByTable([...all]);
+  return (changes) => derive(changes, effects);
+}
+
+function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string, Effect[]>): CapturedKeys {
+  const found = new Set<string>();
+  const touched = new Set<string>();
+  for (const change of changes) {
+    const table = `${change.schema}.${change.table}`;
+    touched.add(regions.query(table));
+    const list = effects.get(change.table) ?? [];
+    if (list.length === 0) continue;
+    if (change.op === 'TRUNCATE' || change.op === 'MANY') {
+      touched.add(regions.rows(table));
+      touched.add(regions.collections(table));
+      continue;
+    }
+    const olds = change.oldRows ?? [];
+    const news = change.newRows ?? [];
+    for (const effect of list) {
+      if (effect.kind === 'rows') {
+        for (const row of [...olds, ...news]) {
+          const pk = effect.pkColumn === NOT_EXACT ? undefined : row[effect.pkColumn];
+          if (pk === undefined || pk === null) touched.add(regions.rows(table));
+          else found.add(keys.row(table, pkString(pk)));
+        }
+        continue;
+      }
+      const ownerTable = `${ownerSchema(effect.owner, change.schema)}.${(effect.owner.root ?? effect.owner).tableName}`;
+      const add = (row: Row): void => {
+        const owner = effect.exact ? row[effect.column] : undefined;
+        if (owner === undefined || owner === null) touched.add(regions.collections(table));
+        else found.add(keys.collection(ownerTable, effect.property, pkString(owner)));
+      };
+      if (change.op !== 'UPDATE') {
+        olds.forEach(add);
+        news.forEach(add);
+        continue;
+      }
+      for (const [before, after] of pairs(olds, news)) {
+        const relevant = [effect.column, ...effect.orderColumns];
+        if (before && after && relevant.every((c) => sameValue(before[c], after[c]))) continue;
+        if (before) add(before);
+        if (after) add(after);
+      }
+    }
+  }
+  return { keys: found, regions: touched };
+}
+
+/** Old and new images of an UPDATE paired row by row (transition tables keep one order for both). */
+function pairs(olds: readonly Row[], news: readonly Row[]): Array<[Row | undefined, Row | undefined]> {
+  const out: Array<[Row | undefined, Row | undefined]> = [];
+  for (let i = 0; i < Math.max(olds.length, news.length); i++) out.push([olds[i], news[i]]);
+  return out;
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
+function ownerSchema(owner: EntityMetadata, changeSchema: string): string {
+  const schema = (owner.root ?? owner).schema;
+  return schema && schema !== '*' ? schema : changeSchema;
+}
+
+function effectsByTable(all: readonly EntityMetadata[]): Map<string, Effect[]> {
+  const byTable = new Map<string, Effect[]>();
+  const add = (table: string | undefined, effect: Effect): void => {
+    if (!table) return;
+    const list = byTable.get(table) ?? [];
+    list.push(effect);
+    byTable.set(table, list);
+  };
+  for (const meta of all) {
+    if (meta.embeddable || meta.virtual) continue;
+    const root = meta.root ?? meta;
+    const settings = entityCacheOf(meta);
+    if (settings && meta === root && meta.primaryKeys.length === 1) {
+      const pk = meta.properties[meta.primaryKeys[0] as string];
+      if (pk?.fieldNames?.length === 1) add(meta.tableName, keyedByText(pk) ? { kind: 'rows', pkColumn: pk.fieldNames[0] as string } : { kind: 'rows', pkColumn: NOT_EXACT });
+    }
+    if (!settings?.collections) continue;
+    for (const prop of Object.values(meta.properties) as EntityProperty[]) {
+      if (prop.kind === ReferenceKind.ONE_TO_MANY && prop.mappedBy && prop.targetMeta) {
+        const child = prop.targetMeta;
+        const fk = child.properties[prop.mappedBy];
+        if (fk?.fieldNames?.length !== 1) continue;
+        add((child.root ?? child).tableName, { kind: 'members', owner: meta, property: prop.name, column: fk.fieldNames[0] as string, orderColumns: orderColumns(child, prop.orderBy), exact: ownerKeyedByText(meta) });
+      } else if (prop.kind === ReferenceKind.MANY_TO_MANY && prop.pivotEntity) {
+        const pivot = metaOf(all, prop.pivotEntity);
+        const side = pivot?.relations[prop.owner ? 0 : 1];
+        if (!pivot || side?.fieldNames?.length !== 1) continue;
+        add(pivot.tableName, { kind: 'members', owner: meta, property: prop.name, column: side.fieldNames[0] as string, orderColumns: pivot.relations.flatMap((r) => r.fieldNames ?? []), exact: ownerKeyedByText(meta) });
+      }
+    }
+  }
+  return byTable;
+}
+
+const NOT_EXACT = '';
+const TEXT_KEY_TYPES = /^(smallint|integer|int|int2|int4|int8|bigint|serial|bigserial|smallserial|text|character varying|varchar(\(\d+\))?|uuid)$/i;
+
+/**
+ * Whether a key column's value, as PostgreSQL's JSON prints it, is the string readers put in keys (`pkString`):
+ * integers, text and uuids are; dates and numerics are not (their keys are then invalidated by region).
+ */
+function keyedByText(prop: EntityProperty): boolean {
+  return (prop.columnTypes ?? []).length === 1 && TEXT_KEY_TYPES.test(prop.columnTypes[0] as string);
+}
+
+function ownerKeyedByText(owner: EntityMetadata): boolean {
+  const pk = owner.properties[owner.primaryKeys[0] as string];
+  return owner.primaryKeys.length === 1 && pk !== undefined && keyedByText(pk);
+}
+
+function metaOf(all: readonly EntityMetadata[], entity: unknown): EntityMetadata | undefined {
+  for (const meta of all) if (meta.class === entity || meta === entity || meta.className === (entity as { name?: string })?.name) return meta;
+  return undefined;
+}
+
+/** Columns of the child an `orderBy` declaration names (any nesting flattened to its first-level properties). */
+function orderColumns(child: EntityMetadata, orderBy: unknown): string[] {
+  const names = new Set<string>();
+  for (const part of Array.isArray(orderBy) ? orderBy : orderBy ? [orderBy] : []) {
+    for (const name of Object.keys(part as object)) for (const field of child.properties[name]?.fieldNames ?? []) names.add(field);
+  }
+  return [...names];
+}

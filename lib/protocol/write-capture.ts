@@ -1,0 +1,242 @@
+import type { SqlRunner } from './sql-runner.js';
+
+/** One statement's changes to one table, as the database-side capture recorded them. */
+export interface CapturedChange {
+  /** The schema the table really lives in (`TG_TABLE_SCHEMA`), whatever `search_path` selected it. */
+  readonly schema: string;
+  /** The logical table: for a partition, its partitioned parent. */
+  readonly table: string;
+  /**
+   * `MANY` is a statement that changed more rows than the capture keeps images of, and `TRUNCATE` one with no
+   * images at all: both mean "any row of the table may have changed".
+   */
+  readonly op: 'INSERT' | 'UPDATE' | 'DELETE' | 'TRUNCATE' | 'MANY';
+  /** Row images before the statement (UPDATE, DELETE), as column name → value. */
+  readonly oldRows?: readonly Record<string, unknown>[];
+  /** Row images after the statement (INSERT, UPDATE). */
+  readonly newRows?: readonly Record<string, unknown>[];
+}
+
+/** What a set of captured changes means in cache terms: item keys to lock and evict, regions to renew. */
+export interface CapturedKeys {
+  readonly keys: Iterable<string>;
+  readonly regions: Iterable<string>;
+}
+
+/** Maps captured changes to cache keys; the layer that knows the entities provides it. */
+export type CaptureDeriver = (changes: readonly CapturedChange[]) => CapturedKeys;
+
+/** A table to capture: its schema, its name, and (for a partition) the logical table it belongs to. */
+export interface CaptureTarget {
+  readonly schema: string;
+  readonly table: string;
+  readonly logicalTable?: string;
+}
+
+/** Version of the capture function and triggers: bumped when their text changes, so `verify` finds old ones. */
+export const CAPTURE_VERSION = 1;
+
+/** Above this many rows, one statement is recorded as `MANY` (table-wide) instead of row by row. */
+export const MAX_CAPTURED_ROWS = 1000;
+
+const TRIGGERS = [
+  { suffix: 'ins', event: 'INSERT', referencing: 'REFERENCING NEW TABLE AS xa_new', level: 'STATEMENT' },
+  { suffix: 'upd', event: 'UPDATE', referencing: 'REFERENCING OLD TABLE AS xa_old NEW TABLE AS xa_new', level: 'STATEMENT' },
+  { suffix: 'del', event: 'DELETE', referencing: 'REFERENCING OLD TABLE AS xa_old', level: 'STATEMENT' },
+  { suffix: 'trunc', event: 'TRUNCATE', referencing: '', level: 'STATEMENT' },
+] as const;
+
+/**
+ * The database reports what changed: statement-level `AFTER` triggers with transition tables on every table the
+ * cache depends on record each statement's old and new row images in a change table, tagged with the writing
+ * transaction's id. Whatever made the change — the unit of work, `native*`, raw SQL, Kysely, a trigger, a
+ * foreign-key cascade, a function, a procedure, a view, a rule, `COPY`, `TRUNCATE` — PostgreSQL fires them.
+ *
+ * A transaction that runs this library's prepare takes (deletes and returns) its own rows in the statement that
+ * inserts its log row, so they are never visible to anyone else. Rows of transactions that did not run prepare
+ * (another program, a statement outside the library's transactions) become visible when they commit: they are the
+ * feed of outside writes.
+ */
+export class WriteCapture {
+  readonly #changes: string;
+  readonly #function: string;
+  readonly #prefix: string;
+
+  /** @param logTable the transaction log's table (optionally schema-qualified): capture objects are named after it */
+  constructor(logTable: string) {
+    this.#changes = `${logTable}_changes`;
+    this.#function = `${logTable}_capture`;
+    this.#prefix = (logTable.split('.').pop() ?? logTable).slice(0, 40);
+  }
+
+  /** The change table. */
+  get table(): string {
+    return this.#changes;
+  }
+
+  /** The capture function. */
+  get functionName(): string {
+    return this.#function;
+  }
+
+  /** Name of the trigger of one event on a table. */
+  triggerName(suffix: (typeof TRIGGERS)[number]['suffix']): string {
+    return `${this.#prefix}_${suffix}`;
+  }
+
+  /** DDL of the change table and the capture function; idempotent. */
+  baseDdl(): string[] {
+    const c = this.#changes;
+    const index = `${c.replace('.', '_')}_xid_idx`;
+    const images = (alias: 'xa_old' | 'xa_new'): string => `(SELECT jsonb_agg(to_jsonb(r)) FROM ${alias} r)`;
+    const record = (op: string, oldRows: string, newRows: string): string =>
+      `INSERT INTO ${c} (schema_name, table_name, op, old_rows, new_rows) VALUES (TG_TABLE_SCHEMA, TG_ARGV[0], ${op}, ${oldRows}, ${newRows});`;
+    return [
+      `CREATE TABLE IF NOT EXISTS ${c} (
+  id bigserial PRIMARY KEY,
+  xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  schema_name text NOT NULL,
+  table_name text NOT NULL,
+  op text NOT NULL,
+  old_rows jsonb,
+  new_rows jsonb,
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)`,
+      `CREATE INDEX IF NOT EXISTS ${index} ON ${c} (xid)`,
+      // One function for every table: TG_ARGV[0] is the logical table (a partition names its parent).
+      `CREATE OR REPLACE FUNCTION ${this.#function}() RETURNS trigger LANGUAGE plpgsql AS $xa$
+DECLARE n bigint;
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    ${record("'TRUNCATE'", 'NULL', 'NULL')}
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'DELETE' THEN SELECT count(*) INTO n FROM xa_old; ELSE SELECT count(*) INTO n FROM xa_new; END IF;
+  IF n = 0 THEN RETURN NULL; END IF;
+  IF n > ${MAX_CAPTURED_ROWS} THEN
+    ${record("'MANY'", 'NULL', 'NULL')}
+  ELSIF TG_OP = 'INSERT' THEN
+    ${record("'INSERT'", 'NULL', images('xa_new'))}
+  ELSIF TG_OP = 'UPDATE' THEN
+    ${record("'UPDATE'", images('xa_old'), images('xa_new'))}
+  ELSE
+    ${record("'DELETE'", images('xa_old'), 'NULL')}
+  END IF;
+  RETURN NULL;
+END
+$xa$`,
+      `COMMENT ON FUNCTION ${this.#function}() IS 'mikro-orm-xa-cache write capture v${CAPTURE_VERSION}'`,
+    ];
+  }
+
+  /**
+   * Creates the change table and the capture function if absent (the triggers are per table: see `tableDdl`).
+   * Concurrent callers are serialised with an advisory lock.
+   */
+  async ensureBase(db: SqlRunner): Promise<void> {
+    const { rows } = await db.query(`SELECT to_regclass($1) IS NOT NULL AND to_regprocedure($2) IS NOT NULL AND obj_description(to_regprocedure($2), 'pg_proc') = $3 AS ok`, [
+      this.#changes,
+      `${this.#function}()`,
+      `mikro-orm-xa-cache write capture v${CAPTURE_VERSION}`,
+    ]);
+    if ((rows[0] as { ok: boolean | null }).ok) return;
+    const body = this.baseDdl().map((s) => `EXECUTE ${dollarQuote(s)};`).join(' ');
+    await db.query(`DO $ensure$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(${dollarQuote(this.#changes)})); ${body} END $ensure$`);
+  }
+
+  /** DDL that puts the capture triggers on one table (replacing older ones); idempotent. */
+  tableDdl(target: CaptureTarget): string[] {
+    const table = `${quoteIdent(target.schema)}.${quoteIdent(target.table)}`;
+    const logical = quoteLiteral(target.logicalTable ?? target.table);
+    return TRIGGERS.flatMap(({ suffix, event, referencing, level }) => {
+      const name = quoteIdent(this.triggerName(suffix));
+      return [
+        `DROP TRIGGER IF EXISTS ${name} ON ${table}`,
+        `CREATE TRIGGER ${name} AFTER ${event} ON ${table} ${referencing} FOR EACH ${level} EXECUTE FUNCTION ${this.#function}(${logical})`,
+      ];
+    });
+  }
+
+  /** DDL that removes the capture triggers from one table. */
+  dropTableDdl(target: CaptureTarget): string[] {
+    const table = `${quoteIdent(target.schema)}.${quoteIdent(target.table)}`;
+    return TRIGGERS.map(({ suffix }) => `DROP TRIGGER IF EXISTS ${quoteIdent(this.triggerName(suffix))} ON ${table}`);
+  }
+
+  /**
+   * The tables among `targets` whose capture is missing, disabled or out of date (one catalog query). An empty
+   * answer means every write to them reaches prepare.
+   */
+  async missing(db: SqlRunner, targets: readonly CaptureTarget[]): Promise<CaptureTarget[]> {
+    if (targets.length === 0) return [];
+    const names = TRIGGERS.map(({ suffix }) => this.triggerName(suffix));
+    const { rows } = await db.query(
+      `SELECT t.schema_name, t.table_name,
+              (SELECT count(*) FROM pg_trigger g
+                 JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = t.schema_name AND c.relname = t.table_name
+                  AND g.tgname = ANY($3::text[]) AND g.tgenabled IN ('O', 'A')
+                  AND g.tgfoid = to_regprocedure($4)
+                  AND obj_description(g.tgfoid, 'pg_proc') = $5)::int AS found
+         FROM unnest($1::text[], $2::text[]) AS t(schema_name, table_name)`,
+      [targets.map((t) => t.schema), targets.map((t) => t.table), names, `${this.#function}()`, `mikro-orm-xa-cache write capture v${CAPTURE_VERSION}`],
+    );
+    const complete = new Set(rows.filter((r) => (r as { found: number }).found === names.length).map((r) => key(r as { schema_name: string; table_name: string })));
+    return targets.filter((t) => !complete.has(`${t.schema}.${t.table}`));
+  }
+
+  /**
+   * A CTE (to prefix a statement that runs inside the writing transaction) that deletes this transaction's
+   * captured rows and returns them as `taken`. A transaction that wrote nothing has no transaction id yet, and
+   * takes nothing without being given one.
+   */
+  takeCte(): string {
+    return `taken AS (DELETE FROM ${this.#changes} WHERE xid = pg_current_xact_id_if_assigned() RETURNING id, schema_name, table_name, op, old_rows, new_rows)`;
+  }
+
+  /** The select list that returns the taken rows as one JSON text (parsed by {@link parseTaken}). */
+  takenJson(): string {
+    return `(SELECT json_agg(json_build_object('s', schema_name, 't', table_name, 'op', op, 'o', old_rows, 'n', new_rows) ORDER BY id)::text FROM taken)`;
+  }
+
+  /** Takes this transaction's captured changes, for a transaction that has nothing else to send (one statement). */
+  async take(db: SqlRunner): Promise<CapturedChange[]> {
+    const { rows } = await db.query(`WITH ${this.takeCte()} SELECT ${this.takenJson()} AS taken`);
+    return parseTaken((rows[0] as { taken: string | null } | undefined)?.taken ?? null);
+  }
+}
+
+/**
+ * Parses the JSON of taken changes. Numbers that a JavaScript number cannot hold exactly (bigint keys) keep
+ * their source text, so keys built from them match the ones readers build.
+ */
+export function parseTaken(json: string | null): CapturedChange[] {
+  if (!json) return [];
+  const raw = JSON.parse(json, exactNumbers) as Array<{ s: string; t: string; op: CapturedChange['op']; o: Record<string, unknown>[] | null; n: Record<string, unknown>[] | null }> | null;
+  return (raw ?? []).map((r) => ({ schema: r.s, table: r.t, op: r.op, ...(r.o ? { oldRows: r.o } : {}), ...(r.n ? { newRows: r.n } : {}) }));
+}
+
+function exactNumbers(this: unknown, _key: string, value: unknown, context?: { source?: string }): unknown {
+  if (typeof value === 'number' && context?.source !== undefined && !Number.isSafeInteger(value) && /^-?\d+$/.test(context.source)) return context.source;
+  return value;
+}
+
+function key(r: { schema_name: string; table_name: string }): string {
+  return `${r.schema_name}.${r.table_name}`;
+}
+
+/** A PostgreSQL identifier, quoted. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** A dollar-quoted literal whose tag the text does not contain. */
+export function dollarQuote(text: string): string {
+  let tag = 'q';
+  while (text.includes(`$${tag}$`)) tag += 'q';
+  return `$${tag}$${text}$${tag}$`;
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
