@@ -1,6 +1,7 @@
 import { EventType, isRaw, type EntityMetadata, type Transaction, type TransactionEventBroadcaster, type LogContext, type LoggingOptions, type Dictionary } from '@mikro-orm/core';
 import { NativeQueryBuilder, PostgreSqlConnection } from '@mikro-orm/postgresql';
-import { CompiledQuery, type ControlledTransaction } from 'kysely';
+import { CompiledQuery, type ControlledTransaction, type Kysely } from 'kysely';
+import { KyselyWritesPlugin } from './kysely-writes-plugin.js';
 import type { CacheTransaction } from '../protocol/cache-transaction.js';
 import type { SqlRunner } from '../protocol/sql-runner.js';
 import { currentCall } from './call-context.js';
@@ -33,6 +34,8 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   readonly #analysis = new Map<string, StatementTables>();
   #defaultIsolation: IsolationLevel | undefined;
   #adapter: XaCacheAdapter | undefined;
+  #plainClient: unknown;
+  #client: unknown;
 
   /** The adapter that owns the protocol; a clear error when the ORM was not configured with it. */
   get cache(): XaCacheAdapter {
@@ -70,6 +73,25 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
       }
     }
     await super.close(force);
+  }
+
+  /**
+   * The Kysely client (what `em.getKysely()` returns outside a transaction), with a plugin that applies the
+   * database's captured changes after each of its writes (see {@link KyselyWritesPlugin}).
+   */
+  override getClient<T = any>(): Kysely<T> { // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own signature
+    const client = super.getClient<T>();
+    if (this.type !== 'write') return client;
+    if (client !== this.#plainClient) {
+      this.#plainClient = client;
+      this.#client = client.withPlugin(new KyselyWritesPlugin(() => this.applyOutsideChanges()));
+    }
+    return this.#client as Kysely<T>;
+  }
+
+  /** Applies the captured changes no prepare took (see `XaCache.applyOutsideChanges`). */
+  async applyOutsideChanges(): Promise<number> {
+    return this.cache.xa.applyOutsideChanges(await this.sqlRunner());
   }
 
   /** A runner outside any transaction (the pool), for the log table and the sweeper. */

@@ -42,6 +42,7 @@ const COUNTERS: Record<string, string> = {
   unresolvedKeys: 'Keys a promote or release could not reach (left to lock expiry and the sweeper).',
   degradedCommits: 'Transactions committed under the degrade policy with keys that could not be locked.',
   capturedKeys: 'Keys and regions only the database-side write capture named (triggers, cascades, Kysely, functions).',
+  outsideChanges: 'Captured changes of outside writers applied as invalidations.',
   sweptTransactions: 'Log rows resolved by the recovery sweeper.',
 };
 

@@ -33,6 +33,8 @@ export class CacheStats {
   degradedCommits = 0;
   /** Keys and regions that only the database-side capture named (triggers, cascades, Kysely, functions…). */
   capturedKeys = 0;
+  /** Captured changes of outside writers (transactions that did not run prepare) applied as invalidations. */
+  outsideChanges = 0;
   /** Log rows resolved by the recovery sweeper. */
   sweptTransactions = 0;
   /** Store errors by kind. */

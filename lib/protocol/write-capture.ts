@@ -100,7 +100,8 @@ export class WriteCapture {
   op text NOT NULL,
   old_rows jsonb,
   new_rows jsonb,
-  created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  claimed_until timestamptz
 )`,
       `CREATE INDEX IF NOT EXISTS ${index} ON ${c} (xid)`,
       // One function for every table: TG_ARGV[0] is the logical table (a partition names its parent).
@@ -197,6 +198,32 @@ $xa$`,
   /** The select list that returns the taken rows as one JSON text (parsed by {@link parseTaken}). */
   takenJson(): string {
     return `(SELECT json_agg(json_build_object('s', schema_name, 't', table_name, 'op', op, 'o', old_rows, 'n', new_rows) ORDER BY id)::text FROM taken)`;
+  }
+
+  /**
+   * Claims up to `limit` committed changes nobody took — writes of transactions that did not run this library's
+   * prepare — for `claimMs`, skipping rows another process holds (one autocommit statement).
+   */
+  async claimOutside(db: SqlRunner, limit: number, claimMs: number): Promise<{ ids: string[]; changes: CapturedChange[] }> {
+    const { rows } = await db.query(
+      `WITH claimed AS (
+         UPDATE ${this.#changes} SET claimed_until = clock_timestamp() + make_interval(secs => $2::float8 / 1000)
+          WHERE id IN (SELECT id FROM ${this.#changes} WHERE claimed_until IS NULL OR claimed_until < clock_timestamp()
+                        ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+          RETURNING id, schema_name, table_name, op, old_rows, new_rows)
+       SELECT (SELECT array_agg(id::text) FROM claimed) AS ids,
+              (SELECT json_agg(json_build_object('s', schema_name, 't', table_name, 'op', op, 'o', old_rows, 'n', new_rows) ORDER BY id)::text FROM claimed) AS taken`,
+      [limit, claimMs],
+    );
+    const row = rows[0] as { ids: string[] | null; taken: string | null };
+    return { ids: row.ids ?? [], changes: parseTaken(row.taken) };
+  }
+
+  /** Deletes applied changes (or, with `release`, gives claimed ones back for the next run). */
+  async finishOutside(db: SqlRunner, ids: readonly string[], release = false): Promise<void> {
+    if (ids.length === 0) return;
+    const sql = release ? `UPDATE ${this.#changes} SET claimed_until = NULL WHERE id = ANY($1::bigint[])` : `DELETE FROM ${this.#changes} WHERE id = ANY($1::bigint[])`;
+    await db.query(sql, [ids]);
   }
 
   /** Takes this transaction's captured changes, for a transaction that has nothing else to send (one statement). */

@@ -7,7 +7,7 @@ import { CacheStats } from './cache-stats.js';
 import { CacheTransaction } from './cache-transaction.js';
 import type { TransitionTtls } from './cas-batch.js';
 import { listInDoubt, type InDoubtTransaction } from './in-doubt.js';
-import { DoneQueue, type ProtocolContext } from './protocol-context.js';
+import { DoneQueue, regionKey, type ProtocolContext } from './protocol-context.js';
 import { resolveProtocolOptions, type ProtocolOptions, type ResolvedProtocolOptions } from './protocol-options.js';
 import { sweep, type SweepOptions, type SweepReport } from './recovery-sweeper.js';
 import type { SqlRunner } from './sql-runner.js';
@@ -80,11 +80,57 @@ export class XaCache {
    * running transactions are marked concurrent so their holders will not write values over the eviction.
    */
   async evict(keys: readonly string[]): Promise<void> {
+    await this.invalidateNow(keys, []);
+  }
+
+  /**
+   * Invalidates item keys and regions now, outside any transaction, for a change that is already committed (an
+   * outside writer's, or an explicit invalidation): values and leases are deleted (a reader that loaded the old
+   * value cannot fill it afterwards), regions lose their generation, and locks of running transactions are marked
+   * concurrent so their holders write no value over it. Resolves to the keys that could not be reached.
+   */
+  async invalidateNow(keys: readonly string[], regions: readonly string[]): Promise<string[]> {
     const outsider = uuidv4();
-    await applyTransitions(this.store, keys, (_key, current) => promoteTransition(current, outsider, 'item', undefined), this.#ctx.ttls(), {
+    const all = [...keys, ...regions.map(regionKey)];
+    const outcomes = await applyTransitions(this.store, all, (key, current) => promoteTransition(current, outsider, key.startsWith('r:') ? 'region' : 'item', undefined), this.#ctx.ttls(), {
       codec: this.#ctx.codec,
       maxRounds: this.options.maxCasRounds,
     });
+    return all.filter((key) => outcomes.get(key)?.status !== 'done');
+  }
+
+  /**
+   * Applies the changes the database captured for transactions that did not run this library's prepare (another
+   * program, psql, a statement sent outside the library's transactions): evicts what they name, then deletes
+   * them. Changes whose keys could not all be reached stay for the next call. Any number of processes may call it
+   * at once. Resolves to the number of changes applied.
+   */
+  async applyOutsideChanges(db: SqlRunner, options: { limit?: number; claimMs?: number } = {}): Promise<number> {
+    const derive = this.#deriver;
+    if (!derive) return 0;
+    let applied = 0;
+    for (;;) {
+      const limit = options.limit ?? 500;
+      const { ids, changes } = await this.capture.claimOutside(db, limit, options.claimMs ?? 30_000);
+      if (ids.length === 0) return applied;
+      const { keys, regions } = derive(changes);
+      let unreached: string[];
+      try {
+        unreached = await this.invalidateNow([...keys], [...regions]);
+      } catch (error) {
+        await this.capture.finishOutside(db, ids, true);
+        throw error;
+      }
+      if (unreached.length > 0) {
+        await this.capture.finishOutside(db, ids, true);
+        this.options.logger?.('warn', 'outside changes left for the next run: some keys could not be reached', { count: unreached.length });
+        return applied;
+      }
+      await this.capture.finishOutside(db, ids);
+      this.stats.outsideChanges += ids.length;
+      applied += ids.length;
+      if (ids.length < limit) return applied;
+    }
   }
 
   /** Creates the log table if it does not exist. */
