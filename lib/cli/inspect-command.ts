@@ -1,26 +1,22 @@
 import type { InDoubtTransaction } from '../protocol/in-doubt.js';
-import { countFlag, durationFlag, type ParsedCommand } from './cli-args.js';
+import type { CommandOptions } from './command-options.js';
 import { EXIT } from './cli-errors.js';
 import type { CliOutput } from './cli-output.js';
 import type { CliSession } from './cli-session.js';
 import { describeKeyState } from './key-state-text.js';
 import { formatAge, textTable } from './text-table.js';
 
-/** Default `--min-age`: the sweeper's own default, so what `inspect` reports is what a sweep would take. */
-export const DEFAULT_MIN_AGE_MS = 10_000;
-
 /**
  * `inspect`: the in-doubt transactions of the log, oldest first, with PostgreSQL's outcome and each key's state in
  * memcached. Exit 1 when any is in doubt, 4 when none is but a memcached server did not answer, else 0.
  */
-export async function inspectCommand(session: CliSession, parsed: ParsedCommand, io: CliOutput): Promise<number> {
-  const minAgeMs = durationFlag(parsed.values, 'min-age', DEFAULT_MIN_AGE_MS, 'inspect');
-  const limit = countFlag(parsed.values, 'limit', 100, 'inspect');
+export async function inspectCommand(session: CliSession, options: CommandOptions, io: CliOutput): Promise<number> {
+  const { minAgeMs, limit } = options;
   const probe = await session.probeMemcached();
   const [listed, totals] = await Promise.all([session.cache.listInDoubt(session.db, limit), countRows(session, minAgeMs)]);
   const inDoubt = listed.filter((tx) => tx.ageMs >= minAgeMs);
   const { config } = session;
-  if (parsed.values.json) {
+  if (options.json) {
     io.out(
       JSON.stringify(
         {
