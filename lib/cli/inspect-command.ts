@@ -27,6 +27,8 @@ export async function inspectCommand(session: CliSession, options: CommandOption
           namespace: config.namespace,
           logTable: config.logTable,
           database: config.dbLabel,
+          // Whether entries were read with the application's secrets (never the secrets themselves).
+          authenticated: config.secrets.length > 0,
           memcached: { servers: config.memcached, unreachable: probe.unreachable },
           transactions: inDoubt.map((tx) => ({ ...tx, ageMs: Math.round(tx.ageMs) })),
         },
@@ -42,7 +44,7 @@ export async function inspectCommand(session: CliSession, options: CommandOption
       io.out(`Nothing in doubt (older than ${formatAge(minAgeMs)})${younger}.\n${where}`);
     } else {
       io.out(`${totals.old} transaction${totals.old > 1 ? 's' : ''} in doubt (older than ${formatAge(minAgeMs)})${younger}.\n${where}\n\n`);
-      io.out(textTable(['TRANSACTION', 'AGE', 'DATABASE', 'KEY', 'STATE'], inDoubt.flatMap(rowsOf)));
+      io.out(textTable(['TRANSACTION', 'AGE', 'DATABASE', 'KEY', 'STATE'], inDoubt.flatMap((tx) => rowsOf(tx, config.secrets.length > 0))));
       if (totals.old > inDoubt.length) io.out(`… and ${totals.old - inDoubt.length} more (raise --limit)`);
       io.out(`\n${advice(inDoubt)}`);
     }
@@ -51,11 +53,11 @@ export async function inspectCommand(session: CliSession, options: CommandOption
   return probe.unreachable.length > 0 ? EXIT.unreachable : EXIT.ok;
 }
 
-function rowsOf(tx: InDoubtTransaction): string[][] {
+function rowsOf(tx: InDoubtTransaction, authenticated: boolean): string[][] {
   const head = [tx.txId, formatAge(tx.ageMs), tx.outcome];
   const blank = ['', '', ''];
   if (tx.keys.length === 0) return [[...head, '(no keys)', '']];
-  return tx.keys.map((key, i) => [...(i === 0 ? head : blank), key.key, describeKeyState(key, tx.txId)]);
+  return tx.keys.map((key, i) => [...(i === 0 ? head : blank), key.key, describeKeyState(key, tx.txId, authenticated)]);
 }
 
 function advice(txs: readonly InDoubtTransaction[]): string {
