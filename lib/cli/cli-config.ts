@@ -50,8 +50,10 @@ interface OrmSettings {
 
 /**
  * Resolves the configuration, each setting from the first place that has it: the flags (`--db`, `--memcached`,
- * `--namespace`, `--log-table`), the environment (`DATABASE_URL`, `MEMCACHED_SERVERS`, `XA_CACHE_NAMESPACE`,
- * `XA_CACHE_LOG_TABLE`), the MikroORM config file, then the defaults (`xa`, `xa_cache_log`).
+ * `--namespace`, `--log-table`, `--secrets-env`), the environment (`DATABASE_URL`, `MEMCACHED_SERVERS`,
+ * `XA_CACHE_NAMESPACE`, `XA_CACHE_LOG_TABLE`, `XA_CACHE_SECRETS`, `MEMCACHED_USERNAME`/`MEMCACHED_PASSWORD`), the
+ * MikroORM config file, then the defaults (`xa`, `xa_cache_log`, no secrets). Servers and namespace are checked as
+ * the store checks them: from a flag or the environment a usage error naming it, from the file a config error.
  *
  * The config file is `--config`, else `MIKRO_ORM_CLI_CONFIG`, else the `mikro-orm.configPaths` of the nearest
  * package.json, else the first of {@link DEFAULT_CONFIG_PATHS} that exists. A file named by `--config` or the
