@@ -28,7 +28,7 @@ export function durationFlag(values: FlagValues, name: string, fallbackMs: numbe
   if (ms < bounds.minMs) throw CliError.usage(`--${name} must be ${bounds.minMs <= 1 ? `a ${kind} duration` : `at least ${bounds.minMs}ms`}, got ${text}`, command);
   const maxMs = bounds.maxMs ?? MAX_DURATION_MS;
   if (ms > maxMs) throw CliError.usage(`--${name} must be at most ${maxMs}ms, got ${text}`, command);
-  return ms;
+  return ms === 0 ? 0 : ms; // "-0" is 0, not -0 (which JSON prints as 0 but Object.is tells apart)
 }
 
 /**
