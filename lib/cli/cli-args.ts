@@ -16,6 +16,7 @@ export const CONNECTION_OPTIONS: OptionSpec = {
   namespace: { type: 'string' },
   'log-table': { type: 'string' },
   'connect-timeout': { type: 'string' },
+  'secrets-env': { type: 'string' },
   'no-config': { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -43,8 +44,12 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand | undef
   if (!isCommand(first)) {
     throw first.startsWith('-') ? CliError.usage(`a command comes first (${COMMANDS.join(', ')}), found ${first}`) : CliError.usage(`unknown command "${first}"; the commands are ${COMMANDS.join(', ')}`);
   }
+  const options = { ...CONNECTION_OPTIONS, ...COMMAND_OPTIONS[first] };
+  // Help wins over everything else on the line, so `sweep --watch --interval 0 --help` shows the help it asks for.
+  const ended = rest.indexOf('--');
+  if ((ended < 0 ? rest : rest.slice(0, ended)).some((arg) => arg === '--help' || arg === '-h')) return { command: first, values: { help: true } };
   try {
-    const { values, positionals } = parseArgs({ args: [...rest], options: { ...CONNECTION_OPTIONS, ...COMMAND_OPTIONS[first] }, strict: true, allowPositionals: true });
+    const { values, positionals } = parseArgs({ args: joinNegativeValues(rest, options), options, strict: true, allowPositionals: true });
     if (positionals.length > 0) throw CliError.usage(`unexpected argument "${positionals[0]}"`, first);
     return { command: first, values: values as Record<string, string | boolean | undefined> };
   } catch (error) {
@@ -57,21 +62,25 @@ function isCommand(word: string): word is CommandName {
   return (COMMANDS as readonly string[]).includes(word);
 }
 
-/** A duration flag: `500ms`, `10s`, `2m`, `1h`, or a bare number of milliseconds. */
-export function durationFlag(values: ParsedCommand['values'], name: string, fallbackMs: number, command: string): number {
-  const raw = values[name];
-  if (raw === undefined) return fallbackMs;
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(String(raw).trim());
-  if (!match) throw CliError.usage(`--${name} ${String(raw)} is not a duration; write 500ms, 10s, 2m, 1h or a number of milliseconds`, command);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(match[1]) * unit);
-}
-
-/** A positive whole-number flag. */
-export function countFlag(values: ParsedCommand['values'], name: string, fallback: number, command: string): number {
-  const raw = values[name];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw CliError.usage(`--${name} ${String(raw)} is not a whole number of 1 or more`, command);
-  return n;
+/**
+ * parseArgs takes `--min-age -5s` for two options and calls the value ambiguous; a string flag followed by
+ * something that reads as a negative number is joined into `--min-age=-5s`, so the flag's own check can say
+ * what is wrong with the value.
+ */
+function joinNegativeValues(args: readonly string[], options: OptionSpec): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const next = args[i + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-\.?\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
 }

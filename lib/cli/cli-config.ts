@@ -2,7 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { PoolConfig } from 'pg';
-import type { MemcachedStoreOptions } from '../store/memcached-store-options.js';
+import { resolveStoreOptions, type MemcachedStoreOptions } from '../store/memcached-store-options.js';
+import { StoreConfigError } from '../store/store-errors.js';
+import { secretsProblem } from '../protocol/entry-sealer.js';
 import { CliError, describe } from './cli-errors.js';
 import type { ParsedCommand } from './cli-args.js';
 
@@ -15,6 +17,12 @@ export interface CliConfig {
   readonly namespace: string;
   readonly logTable: string;
   readonly store: Omit<MemcachedStoreOptions, 'servers' | 'namespace'>;
+  /** The application's `secrets` (newest first), so the tool reads its authenticated entries; never printed. */
+  readonly secrets: readonly string[];
+  /** Where the secrets came from (a flag, variable or file name, for messages), if any were given. */
+  readonly secretsSource: string | undefined;
+  /** The application's `encryptValues`, taken from the config file with its secrets. */
+  readonly encryptValues: boolean;
   /** The MikroORM config file read, if any. */
   readonly configFile: string | undefined;
   /** Warnings to show (for example a config file that could not be loaded but was not needed). */
@@ -36,12 +44,16 @@ interface OrmSettings {
   namespace?: string;
   logTable?: string;
   store?: Omit<MemcachedStoreOptions, 'servers' | 'namespace'>;
+  secrets?: unknown;
+  encryptValues?: boolean;
 }
 
 /**
  * Resolves the configuration, each setting from the first place that has it: the flags (`--db`, `--memcached`,
- * `--namespace`, `--log-table`), the environment (`DATABASE_URL`, `MEMCACHED_SERVERS`, `XA_CACHE_NAMESPACE`,
- * `XA_CACHE_LOG_TABLE`), the MikroORM config file, then the defaults (`xa`, `xa_cache_log`).
+ * `--namespace`, `--log-table`, `--secrets-env`), the environment (`DATABASE_URL`, `MEMCACHED_SERVERS`,
+ * `XA_CACHE_NAMESPACE`, `XA_CACHE_LOG_TABLE`, `XA_CACHE_SECRETS`, `MEMCACHED_USERNAME`/`MEMCACHED_PASSWORD`), the
+ * MikroORM config file, then the defaults (`xa`, `xa_cache_log`, no secrets). Servers and namespace are checked as
+ * the store checks them: from a flag or the environment a usage error naming it, from the file a config error.
  *
  * The config file is `--config`, else `MIKRO_ORM_CLI_CONFIG`, else the `mikro-orm.configPaths` of the nearest
  * package.json, else the first of {@link DEFAULT_CONFIG_PATHS} that exists. A file named by `--config` or the
@@ -79,6 +91,12 @@ export async function resolveCliConfig(parsed: ParsedCommand, env: NodeJS.Proces
 
   const memcachedList = memcachedGiven ? memcachedGiven.split(',').map((s) => s.trim()).filter(Boolean) : orm.servers;
   if (!memcachedList || memcachedList.length === 0) throw CliError.noMemcached();
+  const namespace = str('namespace') ?? nonEmpty(env.XA_CACHE_NAMESPACE) ?? orm.namespace ?? 'xa';
+  checkStoreSettings(memcachedList, namespace, {
+    servers: str('memcached') ? '--memcached' : memcachedGiven ? 'MEMCACHED_SERVERS' : `the servers of ${configFile}`,
+    namespace: str('namespace') ? '--namespace' : nonEmpty(env.XA_CACHE_NAMESPACE) ? 'XA_CACHE_NAMESPACE' : `the namespace of ${configFile}`,
+    command: parsed.command,
+  });
   let pg: PoolConfig;
   let dbLabel: string;
   if (dbGiven) {
@@ -96,12 +114,67 @@ export async function resolveCliConfig(parsed: ParsedCommand, env: NodeJS.Proces
     pg,
     dbLabel,
     memcached: memcachedList,
-    namespace: str('namespace') ?? nonEmpty(env.XA_CACHE_NAMESPACE) ?? orm.namespace ?? 'xa',
+    namespace,
     logTable: str('log-table') ?? nonEmpty(env.XA_CACHE_LOG_TABLE) ?? orm.logTable ?? 'xa_cache_log',
-    store: orm.store ?? {},
+    store: saslFromEnvironment(orm.store ?? {}, env),
+    ...resolveSecrets(str('secrets-env'), env, orm, configFile),
     configFile,
     warnings,
   };
+}
+
+/**
+ * Checks the servers and the namespace as the store will, before anything connects: a value given on the command
+ * line or in the environment is a usage error naming that flag or variable, one from the config file a
+ * configuration error.
+ */
+function checkStoreSettings(servers: readonly string[], namespace: string, source: { servers: string; namespace: string; command: string }): void {
+  try {
+    resolveStoreOptions({ servers, namespace });
+  } catch (error) {
+    if (!(error instanceof StoreConfigError)) throw error;
+    const from = error.option === 'namespace' ? source.namespace : source.servers;
+    const message = `${from}: ${error.message}`;
+    throw from.startsWith('the ') ? CliError.config(message) : CliError.usage(message, source.command);
+  }
+}
+
+/**
+ * SASL credentials as the application takes them: from the store options, or else from `MEMCACHED_USERNAME` /
+ * `MEMCACHED_PASSWORD` (see the adapter), so the tool authenticates wherever the application does.
+ */
+function saslFromEnvironment(store: NonNullable<OrmSettings['store']>, env: NodeJS.ProcessEnv): NonNullable<OrmSettings['store']> {
+  if (store.username !== undefined || store.password !== undefined) return store;
+  const { MEMCACHED_USERNAME: username, MEMCACHED_PASSWORD: password } = env;
+  return username !== undefined && password !== undefined ? { ...store, username, password } : store;
+}
+
+/**
+ * The application's secrets, from the first place that has them: the variable named by `--secrets-env`, then
+ * `XA_CACHE_SECRETS` (both comma-separated, newest first), then the config file's `secrets`. Without them the tool
+ * cannot tell the application's authenticated entries from planted ones and shows them as foreign.
+ */
+function resolveSecrets(secretsEnv: string | undefined, env: NodeJS.ProcessEnv, orm: OrmSettings, configFile: string | undefined): Pick<CliConfig, 'secrets' | 'secretsSource' | 'encryptValues'> {
+  const split = (text: string): string[] => text.split(',').map((s) => s.trim()).filter(Boolean);
+  let secrets: unknown;
+  let source: string | undefined;
+  if (secretsEnv !== undefined) {
+    source = `${secretsEnv} (named by --secrets-env)`;
+    const text = nonEmpty(env[secretsEnv]);
+    if (text === undefined) throw CliError.config(`the environment variable ${secretsEnv}, named by --secrets-env, is not set`, 'set it to the secrets, comma-separated, newest first');
+    secrets = split(text);
+  } else if (nonEmpty(env.XA_CACHE_SECRETS) !== undefined) {
+    source = 'XA_CACHE_SECRETS';
+    secrets = split(env.XA_CACHE_SECRETS as string);
+  } else if (orm.secrets !== undefined) {
+    source = `the secrets of ${configFile}`;
+    secrets = orm.secrets;
+  }
+  if (source === undefined) return { secrets: [], secretsSource: undefined, encryptValues: false };
+  // The message says what is wrong with the list, never what is in it.
+  const problem = secretsProblem(secrets);
+  if (problem) throw CliError.config(`${source} must hold ${problem}`);
+  return { secrets: secrets as string[], secretsSource: source, encryptValues: orm.encryptValues === true };
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -168,5 +241,7 @@ async function loadOrmConfig(file: string, contextName: string | undefined): Pro
     namespace: typeof cache.namespace === 'string' ? cache.namespace : undefined,
     logTable: typeof cache.logTable === 'string' ? cache.logTable : undefined,
     store: typeof cache.store === 'object' && cache.store !== null ? (cache.store as OrmSettings['store']) : undefined,
+    secrets: cache.secrets,
+    encryptValues: cache.encryptValues === true,
   };
 }

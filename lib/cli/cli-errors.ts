@@ -6,7 +6,10 @@ export const EXIT = {
   inDoubt: 1,
   /** Bad command line. */
   usage: 2,
-  /** Missing or unusable configuration (no config file, no database or memcached given, no log table). */
+  /**
+   * Missing or unusable configuration (no config file, no database or memcached given, no log table, bad secrets,
+   * memcached refusing the SASL credentials).
+   */
   config: 3,
   /** PostgreSQL or a memcached server could not be reached. */
   unreachable: 4,
@@ -54,6 +57,15 @@ export class CliError extends Error {
     return new CliError(`cannot reach memcached at ${servers.join(', ')}`, EXIT.unreachable, 'check --memcached / MEMCACHED_SERVERS / the config, and that the servers run');
   }
 
+  /** memcached answered but refused the tool: a matter of credentials, not of the network. */
+  static memcachedAuth(servers: readonly string[], why: 'required' | 'refused'): CliError {
+    const message =
+      why === 'refused'
+        ? `memcached at ${servers.join(', ')} refused the SASL credentials (authentication failed)`
+        : `memcached at ${servers.join(', ')} requires SASL authentication, and no credentials were given`;
+    return new CliError(message, EXIT.config, 'set MEMCACHED_USERNAME and MEMCACHED_PASSWORD, or store: { username, password } in the withXaCache options');
+  }
+
   static noLogTable(table: string, target: string): CliError {
     return CliError.config(
       `the transaction log table "${table}" does not exist in ${target}`,
@@ -62,12 +74,22 @@ export class CliError extends Error {
   }
 }
 
-/** A one-line description of an error from pg, node or ours. */
+const PREFIX = 'mikro-orm-xa-cache: ';
+
+/**
+ * A one-line description of an error from pg, node or ours. The library's own errors start with the tool's name,
+ * which the tool prints once in front of every message, so it is taken off here.
+ */
 export function describe(error: unknown): string {
   if (error instanceof AggregateError && error.errors.length > 0) return describe(error.errors[0]);
   if (error instanceof Error) {
     const code = (error as { code?: string }).code;
-    return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message || String(code ?? error.name);
+    return withoutPrefix(code && !error.message.includes(code) ? `${error.message} (${code})` : error.message || String(code ?? error.name));
   }
-  return String(error);
+  return withoutPrefix(String(error));
+}
+
+/** A message as the tool prints it: after the tool's name, so without it. */
+export function withoutPrefix(message: string): string {
+  return message.startsWith(PREFIX) ? message.slice(PREFIX.length) : message;
 }

@@ -3,7 +3,8 @@ import { MemcachedStore } from '../store/memcached-store.js';
 import { XaCache } from '../protocol/xa-cache.js';
 import type { SqlRunner } from '../protocol/sql-runner.js';
 import type { CliConfig } from './cli-config.js';
-import { CliError } from './cli-errors.js';
+import { CliError, describe } from './cli-errors.js';
+import { authFailure, type AuthFailure } from './memcached-auth.js';
 
 /**
  * The connections of one command: a small pg pool and a memcached store in the application's namespace, and an
@@ -30,10 +31,12 @@ export class CliSession {
     const store = new MemcachedStore({ timeoutMs: 1000, connectTimeoutMs: connectTimeoutMs, retryAfterMs: 0, ...config.store, servers: config.memcached, namespace: config.namespace });
     let cache: XaCache;
     try {
-      cache = new XaCache(store, { logTable: config.logTable, logNamespace: config.namespace });
+      // The application's secrets, so its authenticated entries read as what they are and not as foreign bytes.
+      const sealing = config.secrets.length > 0 ? { secrets: config.secrets, encryptValues: config.encryptValues } : {};
+      cache = new XaCache(store, { logTable: config.logTable, logNamespace: config.namespace, ...sealing });
     } catch (error) {
       await Promise.all([store.close(), pool.end()]);
-      throw CliError.config((error as Error).message);
+      throw CliError.config(describe(error));
     }
     const session = new CliSession(config, pool, store, cache);
     if (options.needLogTable ?? true) {
@@ -50,8 +53,11 @@ export class CliSession {
     return this.pool;
   }
 
-  /** The memcached servers that do not answer, each probed with a get of a key that maps to it. */
-  async probeMemcached(): Promise<{ reachable: string[]; unreachable: string[]; rttMs: Map<string, number> }> {
+  /**
+   * Probes each memcached server with a get of a key that maps to it: those that answer, those that do not, and
+   * those that answered by refusing authentication (not counted as unreachable).
+   */
+  async probeMemcached(): Promise<{ reachable: string[]; unreachable: string[]; authFailed: Map<string, AuthFailure>; rttMs: Map<string, number> }> {
     const keyFor = new Map<string, string>();
     for (let i = 0; keyFor.size < this.config.memcached.length && i < 10_000; i++) {
       const key = `cli-probe:${i}`;
@@ -61,18 +67,21 @@ export class CliSession {
     const rttMs = new Map<string, number>();
     const unreachable: string[] = [];
     const reachable: string[] = [];
+    const authFailed = new Map<string, AuthFailure>();
     await Promise.all(
       [...keyFor].map(async ([server, key]) => {
         const started = performance.now();
         const result = await this.store.get(key);
-        if (result.status === 'error') unreachable.push(server);
+        const refused = result.status === 'error' ? authFailure(result.error) : undefined;
+        if (refused) authFailed.set(server, refused);
+        else if (result.status === 'error') unreachable.push(server);
         else {
           reachable.push(server);
           rttMs.set(server, performance.now() - started);
         }
       }),
     );
-    return { reachable: reachable.sort(), unreachable: unreachable.sort(), rttMs };
+    return { reachable: reachable.sort(), unreachable: unreachable.sort(), authFailed, rttMs };
   }
 
   async close(): Promise<void> {

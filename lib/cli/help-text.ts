@@ -12,7 +12,12 @@ const CONNECTION = `Where to connect (each setting from the first place that has
                          host/port/user/password/dbName), the rest from the withXaCache options (resultCache.options).
   --context NAME         which config of an exported array (env MIKRO_ORM_CONTEXT_NAME; default "default")
   --no-config            do not look for a config file
-  --connect-timeout DUR  how long to wait for PostgreSQL and memcached (default 5s)
+  --secrets-env NAME     read the application's secrets (cache option secrets) from the environment variable
+                         NAME, comma-separated, newest first. Default: XA_CACHE_SECRETS, else the config file's
+                         secrets. Without them, the application's authenticated entries show as foreign.
+                         Secret values are never printed.
+  --connect-timeout DUR  how long to wait for PostgreSQL and memcached (default 5s, at most 24 days)
+  SASL credentials come from MEMCACHED_USERNAME and MEMCACHED_PASSWORD, else the config's store options.
   --json                 machine-readable output on stdout
   -h, --help             this help`;
 
@@ -20,11 +25,12 @@ const EXIT_STATUS = `Exit status:
   0  done (inspect: nothing in doubt; sweep: everything resolved)
   1  inspect: transactions are in doubt; sweep: some were left unresolved
   2  bad command line
-  3  configuration missing or unusable (no database / memcached given, config file failed, no log table)
+  3  configuration missing or unusable (no database / memcached given, config file failed, no log table,
+     bad secrets, memcached refused the SASL credentials)
   4  PostgreSQL or a memcached server could not be reached
   5  any other failure`;
 
-const DURATIONS = 'Durations: 500ms, 10s, 2m, 1h, or a number of milliseconds.';
+const DURATIONS = 'Durations: 500ms, 10s, 2m, 1h, or a number of milliseconds; --min-age=0 and --min-age 0 are alike.';
 
 const TOP = `mikro-orm-xa-cache: the operator tool of the MikroORM transactional memcached cache
 
@@ -52,7 +58,7 @@ value, …). Younger rows are normal (promotes in flight, rows awaiting lazy del
 
 Options:
   --min-age DUR          only rows at least this old (default 10s, the sweeper's default)
-  --limit N              show at most N transactions (default 100)
+  --limit N              show at most N transactions (default 100, at most 1000000)
 
 ${CONNECTION}
 
@@ -69,10 +75,10 @@ runs goes to stderr.
 
 Options:
   --min-age DUR          only rows at least this old (default 10s)
-  --batch-size N         rows per batch (default 500)
-  --limit N              list at most N resolved transactions (default 1000)
+  --batch-size N         rows per batch (default 500, at most 100000)
+  --limit N              list at most N resolved transactions (default 1000, at most 1000000)
   --watch                sweep every --interval until Ctrl-C / SIGTERM
-  --interval DUR         time between sweeps with --watch (default 30s)
+  --interval DUR         time between sweeps with --watch (default 30s, at least 100ms)
   -q, --quiet            only the summary line (with --watch: only sweeps that did something)
 
 ${CONNECTION}
@@ -91,7 +97,7 @@ Without --url, a one-off probe: each memcached server's reachability, round trip
 (memcached's own stats), and the in-doubt rows of the transaction log.
 
 Options:
-  --url URL              the application's metrics endpoint, e.g. http://127.0.0.1:9464/metrics
+  --url URL              the application's metrics endpoint (http or https), e.g. http://127.0.0.1:9464/metrics
   --min-age DUR          probe: count log rows at least this old as in doubt (default 10s)
 
 ${CONNECTION}

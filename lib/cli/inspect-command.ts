@@ -1,26 +1,22 @@
 import type { InDoubtTransaction } from '../protocol/in-doubt.js';
-import { countFlag, durationFlag, type ParsedCommand } from './cli-args.js';
+import type { CommandOptions } from './command-options.js';
 import { EXIT } from './cli-errors.js';
 import type { CliOutput } from './cli-output.js';
 import type { CliSession } from './cli-session.js';
 import { describeKeyState } from './key-state-text.js';
 import { formatAge, textTable } from './text-table.js';
 
-/** Default `--min-age`: the sweeper's own default, so what `inspect` reports is what a sweep would take. */
-export const DEFAULT_MIN_AGE_MS = 10_000;
-
 /**
  * `inspect`: the in-doubt transactions of the log, oldest first, with PostgreSQL's outcome and each key's state in
  * memcached. Exit 1 when any is in doubt, 4 when none is but a memcached server did not answer, else 0.
  */
-export async function inspectCommand(session: CliSession, parsed: ParsedCommand, io: CliOutput): Promise<number> {
-  const minAgeMs = durationFlag(parsed.values, 'min-age', DEFAULT_MIN_AGE_MS, 'inspect');
-  const limit = countFlag(parsed.values, 'limit', 100, 'inspect');
+export async function inspectCommand(session: CliSession, options: CommandOptions, io: CliOutput): Promise<number> {
+  const { minAgeMs, limit } = options;
   const probe = await session.probeMemcached();
   const [listed, totals] = await Promise.all([session.cache.listInDoubt(session.db, limit), countRows(session, minAgeMs)]);
   const inDoubt = listed.filter((tx) => tx.ageMs >= minAgeMs);
   const { config } = session;
-  if (parsed.values.json) {
+  if (options.json) {
     io.out(
       JSON.stringify(
         {
@@ -31,6 +27,8 @@ export async function inspectCommand(session: CliSession, parsed: ParsedCommand,
           namespace: config.namespace,
           logTable: config.logTable,
           database: config.dbLabel,
+          // Whether entries were read with the application's secrets (never the secrets themselves).
+          authenticated: config.secrets.length > 0,
           memcached: { servers: config.memcached, unreachable: probe.unreachable },
           transactions: inDoubt.map((tx) => ({ ...tx, ageMs: Math.round(tx.ageMs) })),
         },
@@ -46,7 +44,7 @@ export async function inspectCommand(session: CliSession, parsed: ParsedCommand,
       io.out(`Nothing in doubt (older than ${formatAge(minAgeMs)})${younger}.\n${where}`);
     } else {
       io.out(`${totals.old} transaction${totals.old > 1 ? 's' : ''} in doubt (older than ${formatAge(minAgeMs)})${younger}.\n${where}\n\n`);
-      io.out(textTable(['TRANSACTION', 'AGE', 'DATABASE', 'KEY', 'STATE'], inDoubt.flatMap(rowsOf)));
+      io.out(textTable(['TRANSACTION', 'AGE', 'DATABASE', 'KEY', 'STATE'], inDoubt.flatMap((tx) => rowsOf(tx, config.secrets.length > 0))));
       if (totals.old > inDoubt.length) io.out(`… and ${totals.old - inDoubt.length} more (raise --limit)`);
       io.out(`\n${advice(inDoubt)}`);
     }
@@ -55,11 +53,11 @@ export async function inspectCommand(session: CliSession, parsed: ParsedCommand,
   return probe.unreachable.length > 0 ? EXIT.unreachable : EXIT.ok;
 }
 
-function rowsOf(tx: InDoubtTransaction): string[][] {
+function rowsOf(tx: InDoubtTransaction, authenticated: boolean): string[][] {
   const head = [tx.txId, formatAge(tx.ageMs), tx.outcome];
   const blank = ['', '', ''];
   if (tx.keys.length === 0) return [[...head, '(no keys)', '']];
-  return tx.keys.map((key, i) => [...(i === 0 ? head : blank), key.key, describeKeyState(key, tx.txId)]);
+  return tx.keys.map((key, i) => [...(i === 0 ? head : blank), key.key, describeKeyState(key, tx.txId, authenticated)]);
 }
 
 function advice(txs: readonly InDoubtTransaction[]): string {

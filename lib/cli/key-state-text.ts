@@ -2,8 +2,11 @@ import type { InDoubtTransaction } from '../protocol/in-doubt.js';
 
 type KeyInfo = InDoubtTransaction['keys'][number];
 
-/** What a key's state in memcached means, for people. */
-export function describeKeyState(key: KeyInfo, txId: string): string {
+/**
+ * What a key's state in memcached means, for people. `authenticated` says whether the tool has the application's
+ * secrets: without them, the application's own authenticated entries cannot be told from planted bytes.
+ */
+export function describeKeyState(key: KeyInfo, txId: string, authenticated: boolean): string {
   const others = (key.holders ?? []).filter((h) => h !== txId);
   const short = others.map((h) => h.slice(0, 8)).join(', ');
   switch (key.state) {
@@ -20,7 +23,9 @@ export function describeKeyState(key: KeyInfo, txId: string): string {
     case 'absent':
       return 'gone (lock expired, evicted or promoted)';
     case 'foreign':
-      return 'foreign bytes (not written by this library)';
+      return authenticated
+        ? 'foreign bytes (not written by this library, or failed authentication with the given secrets)'
+        : "foreign or unauthenticated (give the application's secrets: XA_CACHE_SECRETS or --secrets-env)";
     case 'unavailable':
       return 'unknown: server unreachable';
   }

@@ -1,8 +1,9 @@
-import { durationFlag, parseCommandLine } from './cli-args.js';
+import { parseCommandLine } from './cli-args.js';
 import { resolveCliConfig } from './cli-config.js';
-import { CliError, EXIT, describe } from './cli-errors.js';
+import { CliError, EXIT, describe, withoutPrefix } from './cli-errors.js';
 import { processOutput, type CliOutput } from './cli-output.js';
 import { CliSession } from './cli-session.js';
+import { readCommandOptions } from './command-options.js';
 import { helpText } from './help-text.js';
 import { inspectCommand } from './inspect-command.js';
 import { statsFromUrl, statsProbe } from './stats-command.js';
@@ -16,23 +17,26 @@ export async function runCli(argv: readonly string[], io: CliOutput = processOut
       io.out(helpText(parsed?.command));
       return EXIT.ok;
     }
-    const timeoutMs = durationFlag(parsed.values, 'connect-timeout', 5000, parsed.command);
-    if (parsed.command === 'stats' && typeof parsed.values.url === 'string') return await statsFromUrl(parsed.values.url, parsed, io, timeoutMs);
+    const options = readCommandOptions(parsed);
+    if (parsed.command === 'stats' && options.url !== undefined) return await statsFromUrl(options.url, options, io);
     const config = await resolveCliConfig(parsed);
     for (const warning of config.warnings) io.err(`warning: ${warning}`);
-    const session = await CliSession.open(config, timeoutMs);
+    const session = await CliSession.open(config, options.connectTimeoutMs);
     try {
       const probe = await session.probeMemcached();
+      // Wrong credentials fail every server alike; say so rather than go on with warnings per key.
+      const [refused] = probe.authFailed.values();
+      if (refused) throw CliError.memcachedAuth([...probe.authFailed.keys()].sort(), refused);
       if (probe.reachable.length === 0) throw CliError.unreachableMemcached(probe.unreachable);
-      if (parsed.command === 'inspect') return await inspectCommand(session, parsed, io);
-      if (parsed.command === 'sweep') return await sweepCommand(session, parsed, io);
-      return await statsProbe(session, parsed, io, timeoutMs);
+      if (parsed.command === 'inspect') return await inspectCommand(session, options, io);
+      if (parsed.command === 'sweep') return await sweepCommand(session, options, io);
+      return await statsProbe(session, options, io);
     } finally {
       await session.close();
     }
   } catch (error) {
     if (error instanceof CliError) {
-      io.err(`mikro-orm-xa-cache: ${error.message}`);
+      io.err(`mikro-orm-xa-cache: ${withoutPrefix(error.message)}`);
       if (error.hint) io.err(`  ${error.hint}`);
       return error.exitCode;
     }

@@ -1,10 +1,9 @@
 import { countInDoubt, type InDoubtCounts } from '../operations/in-doubt-counts.js';
 import { parsePrometheusText, type PrometheusSample } from '../operations/prometheus-text.js';
-import { durationFlag, type ParsedCommand } from './cli-args.js';
+import type { CommandOptions } from './command-options.js';
 import { CliError, EXIT, describe } from './cli-errors.js';
 import type { CliOutput } from './cli-output.js';
 import type { CliSession } from './cli-session.js';
-import { DEFAULT_MIN_AGE_MS } from './inspect-command.js';
 import { memcachedStats, type MemcachedServerStats } from './memcached-stats.js';
 import { formatAge, formatCount, textTable } from './text-table.js';
 
@@ -12,7 +11,8 @@ import { formatAge, formatCount, textTable } from './text-table.js';
  * `stats --url`: reads a running application's counters from its metrics endpoint (`serveMetrics`, or any route
  * answering `runtime.metrics()`). Exit 4 when the endpoint cannot be read.
  */
-export async function statsFromUrl(url: string, parsed: ParsedCommand, io: CliOutput, timeoutMs: number): Promise<number> {
+export async function statsFromUrl(url: string, options: CommandOptions, io: CliOutput): Promise<number> {
+  const timeoutMs = options.connectTimeoutMs;
   let text: string;
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
@@ -26,7 +26,7 @@ export async function statsFromUrl(url: string, parsed: ParsedCommand, io: CliOu
   const value = (name: string): number => samples.filter((s) => s.name === name).reduce((sum, s) => sum + s.value, 0);
   const hits = value('xa_cache_hits_total');
   const misses = value('xa_cache_misses_total');
-  if (parsed.values.json) {
+  if (options.json) {
     io.out(JSON.stringify({ source: url, hitRatio: hits + misses > 0 ? hits / (hits + misses) : null, samples }, null, 2));
     return EXIT.ok;
   }
@@ -47,8 +47,8 @@ export async function statsFromUrl(url: string, parsed: ParsedCommand, io: CliOu
  * round trip and its own `stats` (items, memory, evictions), and the in-doubt rows of the log. Exit 4 when a
  * memcached server does not answer.
  */
-export async function statsProbe(session: CliSession, parsed: ParsedCommand, io: CliOutput, timeoutMs: number): Promise<number> {
-  const minAgeMs = durationFlag(parsed.values, 'min-age', DEFAULT_MIN_AGE_MS, 'stats');
+export async function statsProbe(session: CliSession, options: CommandOptions, io: CliOutput): Promise<number> {
+  const { minAgeMs, connectTimeoutMs: timeoutMs } = options;
   const [probe, inDoubt, young] = await Promise.all([
     session.probeMemcached(),
     countInDoubt(session.db, session.config.logTable, minAgeMs),
@@ -56,7 +56,7 @@ export async function statsProbe(session: CliSession, parsed: ParsedCommand, io:
   ]);
   const servers = await Promise.all(session.config.memcached.map((s) => memcachedStats(s, timeoutMs)));
   const { config } = session;
-  if (parsed.values.json) {
+  if (options.json) {
     io.out(
       JSON.stringify(
         {

@@ -1,10 +1,9 @@
 import type { InDoubtTransaction } from '../protocol/in-doubt.js';
 import type { SweepReport } from '../protocol/recovery-sweeper.js';
-import { countFlag, durationFlag, type ParsedCommand } from './cli-args.js';
+import type { CommandOptions } from './command-options.js';
 import { EXIT, describe } from './cli-errors.js';
 import type { CliOutput } from './cli-output.js';
 import type { CliSession } from './cli-session.js';
-import { DEFAULT_MIN_AGE_MS } from './inspect-command.js';
 import { formatAge, formatCount } from './text-table.js';
 
 /** One sweep's result, as printed and as `--json`. */
@@ -21,12 +20,8 @@ interface SweepRun {
  * `sweep`: runs the recovery sweeper once (exit 0 when nothing was left unresolved, 1 otherwise, 4 when a
  * memcached server did not answer), or with `--watch` every `--interval` until SIGINT/SIGTERM (exit 0).
  */
-export async function sweepCommand(session: CliSession, parsed: ParsedCommand, io: CliOutput): Promise<number> {
-  const v = parsed.values;
-  const minAgeMs = durationFlag(v, 'min-age', DEFAULT_MIN_AGE_MS, 'sweep');
-  const limit = countFlag(v, 'limit', 1000, 'sweep');
-  const batchSize = countFlag(v, 'batch-size', 500, 'sweep');
-  const intervalMs = durationFlag(v, 'interval', 30_000, 'sweep');
+export async function sweepCommand(session: CliSession, v: CommandOptions, io: CliOutput): Promise<number> {
+  const { minAgeMs, limit, batchSize, intervalMs } = v;
   if (!v.watch) {
     const run = await sweepOnce(session, { minAgeMs, limit, batchSize }, io, !v.json && !v.quiet);
     print(run, v, io);
@@ -95,7 +90,7 @@ async function stillLogged(session: CliSession, txs: readonly InDoubtTransaction
   return new Set((rows as Array<{ tx_id: string }>).map((r) => r.tx_id));
 }
 
-function print(run: SweepRun, v: ParsedCommand['values'], io: CliOutput, watching = false): void {
+function print(run: SweepRun, v: CommandOptions, io: CliOutput, watching = false): void {
   if (v.json) {
     io.out(JSON.stringify(run, null, watching ? undefined : 2));
     return;

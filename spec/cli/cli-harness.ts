@@ -25,7 +25,7 @@ export function emptyDir(): string {
 /** The environment without anything that would point the tool at servers. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const name of ['DATABASE_URL', 'MEMCACHED_SERVERS', 'MIKRO_ORM_CLI_CONFIG', 'MIKRO_ORM_CONTEXT_NAME', 'XA_CACHE_NAMESPACE', 'XA_CACHE_LOG_TABLE']) delete env[name];
+  for (const name of ['DATABASE_URL', 'MEMCACHED_SERVERS', 'MIKRO_ORM_CLI_CONFIG', 'MIKRO_ORM_CONTEXT_NAME', 'XA_CACHE_NAMESPACE', 'XA_CACHE_LOG_TABLE', 'XA_CACHE_SECRETS', 'MEMCACHED_USERNAME', 'MEMCACHED_PASSWORD']) delete env[name];
   return { ...env, ...extra };
 }
 
@@ -46,8 +46,9 @@ export function runTool(args: readonly string[], options: { cwd?: string; env?: 
  * Starts an application process that renames a book and SIGKILLs it in the middle of promote: a real in-doubt
  * transaction. Resolves once the process is dead.
  */
-export async function killWriterMidPromote(options: { namespace: string; logTable: string; bookId: number; title: string }): Promise<void> {
+export async function killWriterMidPromote(options: { namespace: string; logTable: string; bookId: number; title: string; secrets?: readonly string[] }): Promise<void> {
   const s = sharedServers();
-  const env = { ...cleanEnv(), MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: options.namespace, LOG_TABLE: options.logTable, BOOK_ID: String(options.bookId), TITLE: options.title };
+  const env: NodeJS.ProcessEnv = { ...cleanEnv(), MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: options.namespace, LOG_TABLE: options.logTable, BOOK_ID: String(options.bookId), TITLE: options.title };
+  if (options.secrets) env.SECRETS = options.secrets.join(',');
   await killAtReady(WRITER, env, 'promote');
 }

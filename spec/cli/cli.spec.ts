@@ -11,6 +11,7 @@ import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import { startXaCache } from '../../lib/operations/start-xa-cache.js';
 import { serveMetrics } from '../../lib/operations/metrics-server.js';
 import { CLI, cleanEnv, emptyDir, killWriterMidPromote, runTool } from './cli-harness.js';
+import { startSaslMemcached } from './sasl-memcached.js';
 
 const DIST_INDEX = new URL('../../lib/index.js', import.meta.url).href;
 
@@ -127,6 +128,115 @@ export default withXaCache({ entities: [], clientUrl: ${JSON.stringify(s.db)} },
     });
   });
 
+  describe('flag values: each bad one is a usage error naming the flag (exit 2), checked before connecting', () => {
+    /** Expects exit 2 and a first message line naming `flag`. */
+    const usage = (run: { code: number | null; stderr: string }, flag: string, what: string): void => {
+      expect(run.code, `${what}: ${run.stderr}`).to.equal(2);
+      expect(run.stderr.split('\n')[0], what).to.include(flag);
+      expect(run.stderr, what).to.match(/see: mikro-orm-xa-cache \w+ --help/);
+    };
+
+    it('a memcached server without a port, from MEMCACHED_SERVERS or --memcached', async () => {
+      const db = sharedServers().db;
+      usage(await runTool(['inspect'], { env: cleanEnv({ MEMCACHED_SERVERS: 'localhost', DATABASE_URL: db }) }), 'MEMCACHED_SERVERS', 'env');
+      usage(await runTool(['inspect', '--db', db, '--memcached', 'localhost']), '--memcached', 'flag');
+      usage(await runTool(['sweep', '--db', db, '--memcached', '127.0.0.1:11211,localhost']), '--memcached', 'second of a list');
+    });
+
+    it('an invalid namespace', async () => {
+      usage(await runTool(['inspect', ...conn, '--namespace', 'a b']), '--namespace', 'space');
+      usage(await runTool(['stats', ...conn, '--namespace', 'a:b']), '--namespace', 'colon');
+    });
+
+    it('--connect-timeout of 0, negative or not a number', async () => {
+      for (const value of ['0', '-1', '-5s', 'soon', '0.2']) usage(await runTool(['inspect', ...conn, '--connect-timeout', value]), '--connect-timeout', value);
+      usage(await runTool(['stats', '--url', 'http://127.0.0.1:1/metrics', '--connect-timeout', '0']), '--connect-timeout', 'with --url');
+    });
+
+    it('counts beyond a safe bound never reach SQL', async () => {
+      for (const value of ['100000000000000000000', '9007199254740993', '1e3', '2.5', '-3']) {
+        const run = await runTool(['inspect', ...conn, '--limit', value]);
+        usage(run, '--limit', value);
+        expect(run.stderr).to.not.include('bigint');
+      }
+      usage(await runTool(['sweep', ...conn, '--batch-size', '100000000000000000000']), '--batch-size', 'batch size');
+    });
+
+    it('a negative --min-age, written with a space or with =', async () => {
+      for (const args of [['--min-age', '-5s'], ['--min-age=-5s'], ['--min-age', '-1']]) {
+        const run = await runTool(['inspect', ...conn, ...args]);
+        usage(run, '--min-age must be a non-negative duration', args.join(' '));
+        expect(run.stderr).to.not.include('ambiguous');
+      }
+      usage(await runTool(['sweep', ...conn, '--min-age', '-5s']), '--min-age must be a non-negative duration', 'sweep');
+      // A value given with = is still taken: --min-age=0 works as --min-age 0.
+      const zero = await runTool(['inspect', ...conn, '--min-age=0']);
+      expect(zero.code, zero.stderr).to.equal(0);
+    });
+
+    it('stats --url that is not an http(s) URL', async () => {
+      usage(await runTool(['stats', '--url', 'not-a-url']), '--url', 'not a URL');
+      usage(await runTool(['stats', '--url', 'ftp://127.0.0.1/metrics']), '--url', 'ftp');
+    });
+
+    it('sweep --watch --interval below 100ms', async () => {
+      for (const value of ['0', '50ms', '-1s']) usage(await runTool(['sweep', ...conn, '--watch', '--interval', value]), '--interval', value);
+    });
+
+    it('--help (or -h) of each command prints that command\'s usage and exits 0, whatever else is on the line', async () => {
+      const lines: Record<string, string[]> = {
+        inspect: ['inspect', '--help', '--limit', '0'],
+        sweep: ['sweep', '--watch', '--interval', '0', '--help'],
+        stats: ['stats', '--url', 'not-a-url', '--bogus', '-h'],
+      };
+      for (const [command, args] of Object.entries(lines)) {
+        const run = await runTool(args);
+        expect(run.code, `${command}: ${run.stderr}`).to.equal(0);
+        expect(run.stdout.startsWith(`Usage: mikro-orm-xa-cache ${command}`), command).to.equal(true);
+        expect(run.stdout).to.include('--secrets-env NAME');
+        expect(run.stderr).to.equal('');
+      }
+    });
+
+    it('never prints the tool\'s name twice in one message', async () => {
+      const dir = emptyDir();
+      // withXaCache refuses an empty server list with its own "mikro-orm-xa-cache: " message.
+      writeFileSync(join(dir, 'bad.config.mjs'), `import { withXaCache } from '${DIST_INDEX}';\nexport default withXaCache({ entities: [] }, { servers: [] });\n`);
+      const runs = [
+        await runTool(['inspect', ...conn, '--log-table', 'bad name']),
+        await runTool(['inspect', '--config', 'bad.config.mjs'], { cwd: dir }),
+        await runTool(['inspect', ...conn, '--limit', 'x']),
+        await runTool(['inspekt']),
+      ];
+      expect(runs[0]?.code).to.equal(3);
+      expect(runs[0]?.stderr).to.include('option "logTable"');
+      expect(runs[1]?.code).to.equal(3);
+      for (const run of runs) {
+        expect(run.stderr).to.match(/^mikro-orm-xa-cache: /);
+        expect(run.stderr.match(/mikro-orm-xa-cache:/g), run.stderr).to.have.length(1);
+      }
+    });
+  });
+
+  describe('memcached with SASL', () => {
+    let sasl: { address: string; stop: () => void };
+    before(async () => {
+      sasl = await startSaslMemcached();
+    });
+    after(() => sasl?.stop());
+
+    it('reports refused credentials and missing ones as authentication failures (exit 3), not as unreachable', async () => {
+      const args = ['inspect', '--db', sharedServers().db, '--memcached', sasl.address, '--log-table', logTable, '--namespace', namespace];
+      const refused = await runTool(args, { env: cleanEnv({ MEMCACHED_USERNAME: 'app', MEMCACHED_PASSWORD: 'wrong-pa55word-xyz' }) });
+      expect(refused.code, refused.stderr).to.equal(3);
+      expect(refused.stderr).to.include(`memcached at ${sasl.address} refused the SASL credentials (authentication failed)`).and.include('MEMCACHED_USERNAME');
+      expect(refused.stderr).to.not.include('cannot reach').and.not.include('pa55word');
+      const missing = await runTool(args);
+      expect(missing.code, missing.stderr).to.equal(3);
+      expect(missing.stderr).to.include(`memcached at ${sasl.address} requires SASL authentication`).and.not.include('cannot reach');
+    });
+  });
+
   describe('against a transaction left in doubt by a killed process', () => {
     it('inspect and sweep report nothing when nothing is in doubt (exit 0)', async () => {
       const inspect = await runTool(['inspect', '--min-age', '0', ...conn]);
@@ -180,6 +290,57 @@ export default withXaCache({ entities: [], clientUrl: ${JSON.stringify(s.db)} },
       expect(JSON.parse(after.stdout)).to.include({ inDoubt: 0, younger: 0 });
       expect((await pool.query(`SELECT count(*)::int AS n FROM ${logTable}`)).rows[0].n).to.equal(0);
       for (let i = 0; i < 2; i++) expect((await b.orm.em.fork().findOneOrFail(Book, 3)).title).to.equal(title);
+    });
+
+    it("reads the application's secrets: its authenticated entries are values, not foreign bytes", async () => {
+      const secrets = [`new-${randomUUID()}`, `old-${randomUUID()}`];
+      const ns = `${namespace}s`;
+      const sealedLog = `${logTable}_s`;
+      const s = sharedServers();
+      const app = await openBookstore(s.memcachedAddresses, s.db, { namespace: ns, logTable: sealedLog, secrets });
+      try {
+        await killWriterMidPromote({ namespace: ns, logTable: sealedLog, bookId: 6, title: 'sealed', secrets });
+        // The application reads the book again: the key its promote evicted is filled with a sealed value.
+        expect((await app.orm.em.fork().findOneOrFail(Book, 6)).title).to.equal('sealed');
+        const args = ['inspect', '--min-age', '0', '--json', '--db', s.db, '--memcached', s.memcachedAddresses.join(','), '--namespace', ns, '--log-table', sealedLog];
+        type Report = { authenticated: boolean; transactions: Array<{ keys: Array<{ key: string; state: string }> }> };
+        const states = (run: { stdout: string }): string[] => (JSON.parse(run.stdout) as Report).transactions.flatMap((tx) => tx.keys.map((k) => k.state));
+
+        const withEnv = await runTool(args, { env: cleanEnv({ XA_CACHE_SECRETS: secrets.join(',') }) });
+        expect(withEnv.code, withEnv.stderr).to.equal(1);
+        expect((JSON.parse(withEnv.stdout) as Report).authenticated).to.equal(true);
+        expect(states(withEnv)).to.include('value').and.not.include('foreign');
+        expect(withEnv.stdout + withEnv.stderr).to.not.include(secrets[0]).and.not.include(secrets[1]);
+
+        const withFlag = await runTool([...args, '--secrets-env', 'APP_SECRETS'], { env: cleanEnv({ APP_SECRETS: secrets.join(', ') }) });
+        expect(states(withFlag)).to.include('value').and.not.include('foreign');
+
+        const dir = emptyDir();
+        writeFileSync(
+          join(dir, 'mikro-orm.config.mjs'),
+          `import { withXaCache } from '${DIST_INDEX}';
+export default withXaCache({ entities: [], clientUrl: ${JSON.stringify(s.db)} }, { servers: ${JSON.stringify(s.memcachedAddresses)}, namespace: '${ns}', logTable: '${sealedLog}', secrets: ${JSON.stringify(secrets)} });\n`,
+        );
+        const fromFile = await runTool(['inspect', '--min-age', '0', '--json'], { cwd: dir });
+        expect(fromFile.code, fromFile.stderr).to.equal(1);
+        expect(states(fromFile)).to.include('value').and.not.include('foreign');
+
+        const without = await runTool(args);
+        expect(without.code, without.stderr).to.equal(1);
+        expect((JSON.parse(without.stdout) as Report).authenticated).to.equal(false);
+        expect(states(without)).to.include('foreign').and.not.include('value');
+        const text = await runTool(args.filter((a) => a !== '--json'));
+        expect(text.stdout).to.include('foreign or unauthenticated').and.include('XA_CACHE_SECRETS');
+
+        const bad = await runTool(args, { env: cleanEnv({ XA_CACHE_SECRETS: 'short' }) });
+        expect(bad.code).to.equal(3);
+        expect(bad.stderr).to.include('XA_CACHE_SECRETS must hold').and.not.include('short');
+
+        const swept = await runTool(['sweep', '--min-age', '0', ...args.slice(3)], { env: cleanEnv({ XA_CACHE_SECRETS: secrets.join(',') }) });
+        expect(swept.code, swept.stderr).to.equal(0);
+      } finally {
+        await app.close();
+      }
     });
 
     it('sweep --json reports what it resolved for scripts', async () => {

@@ -19,6 +19,8 @@ const hang = async (): Promise<never> => {
 const store = await openBookstore(env('MEMCACHED_SERVERS').split(','), env('DATABASE_URL'), {
   namespace: env('NAMESPACE'),
   logTable: env('LOG_TABLE'),
+  // The application's secrets, when a test needs its entries authenticated.
+  ...(process.env.SECRETS ? { secrets: process.env.SECRETS.split(',') } : {}),
   midPromoteHook: hang,
 });
 const em = store.orm.em.fork();
