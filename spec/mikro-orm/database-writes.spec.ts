@@ -6,6 +6,7 @@ import { MikroORM, defineEntity, p, type EntityManager } from '@mikro-orm/postgr
 import { sharedServers } from '../support/global-servers.js';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import { installWriteCapture, verifyWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
+import { invalidate, invalidateAll, invalidateTable } from '../../lib/mikro-orm/invalidation.js';
 
 /**
  * G8 through writes the library does not see itself: PostgreSQL reports them (the database-side capture). Each
@@ -383,6 +384,49 @@ describe('writes PostgreSQL makes on its own are seen (database-side capture)', 
       await warm();
       await writer.em.fork().nativeUpdate(Ranked, { id: 3 }, { rank: 0 });
       expect(await rankedOrder(1)).to.deep.equal([3, 1, 2]);
+    });
+  });
+
+  describe('explicit invalidation, for what no database reports', () => {
+    // Triggers do not fire in this session: a change the capture cannot see, as from another database.
+    const unseen = (sql: string): Promise<unknown> => admin.query(`SET session_replication_role = replica; ${sql}; SET session_replication_role = origin`);
+
+    it('invalidate(em, Entity, ids): the rows and their collections, now', async () => {
+      await warm();
+      await unseen(`UPDATE dw_kid SET name = 'unseen', parent_id = 2 WHERE id = 1`);
+      expect((await kid(1))?.name).to.equal('k1'); // the cache cannot know
+      expect(await invalidate(writer.em.fork(), Kid, [1])).to.deep.equal([]);
+      expect(await kid(1)).to.deep.equal({ name: 'unseen', parent: 2 });
+      expect(await kidCount()).to.equal(3);
+      await invalidate(writer.em.fork(), Parent, [1, 2]);
+      expect(await kidIds(1)).to.deep.equal([2]);
+      expect(await kidIds(2)).to.deep.equal([1, 3]);
+    });
+
+    it('invalidateTable and invalidateAll: every row, collection and query result of the tables', async () => {
+      await warm();
+      await unseen(`UPDATE dw_kid SET name = name || '!'`);
+      await invalidateTable(writer.em.fork(), Kid);
+      expect((await kid(2))?.name).to.equal('k2!');
+      await unseen(`UPDATE dw_pet SET name = 'x'; DELETE FROM dw_parent_clubs`);
+      await invalidateAll(writer.em.fork());
+      expect((await fresh().findOneOrFail(Pet, 1)).name).to.equal('x');
+      expect(await clubMembers(1)).to.deep.equal([]);
+    });
+
+    it('inside a transaction: joins its prepare, so a rollback invalidates nothing and a commit does', async () => {
+      await warm();
+      await unseen(`UPDATE dw_kid SET name = 'later' WHERE id = 3`);
+      await writer.em
+        .fork()
+        .transactional(async (em) => {
+          await invalidate(em, Kid, [3]);
+          throw new Error('roll back');
+        })
+        .catch(() => undefined);
+      expect((await kid(3))?.name).to.equal('k3');
+      await writer.em.fork().transactional((em) => invalidate(em, Kid, [3]));
+      expect((await kid(3))?.name).to.equal('later');
     });
   });
 });
