@@ -77,6 +77,14 @@ export class XaCacheAdapter implements CacheAdapter {
     return this.options.rowTtlSeconds ?? this.xa.options.valueTtlSeconds;
   }
 
+  /** Tables (`schema.table`) this process no longer caches (their write capture is missing). */
+  readonly stoppedTables = new Set<string>();
+
+  /** Stops caching rows, collections and query results of these tables in this process. */
+  stopCaching(tables: Iterable<string>): void {
+    for (const table of tables) this.stoppedTables.add(table);
+  }
+
   /** @internal the XA connection announces itself; without it nothing would invalidate what is cached. */
   attach(): void {
     this.#attached = true;
@@ -91,6 +99,7 @@ export class XaCacheAdapter implements CacheAdapter {
     this.#assertAttached();
     const key = keys.query(name);
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
+    if (this.stoppedTables.size > 0 && asked.some((region) => this.stoppedTables.has(region.slice(2)))) return undefined;
     let read = await this.xa.reader.read(key, { regions: asked });
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).

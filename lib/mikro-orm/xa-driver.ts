@@ -61,6 +61,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const schema = this.getSchemaName(meta, opts as never);
     const table = this.#table(meta, schema);
     currentCall().query?.tables.add(table);
+    if (this.#cache().stoppedTables.has(table)) return super.find(entityName, where as never, options);
     // Inside a transaction the database answers (see docs/protocol.md, "Reads inside transactions").
     if (opts.ctx) return super.find(entityName, where as never, options);
     if (plan.kind === 'rows') return (await this.#findRows(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
@@ -179,6 +180,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const opts = (options ?? {}) as AnyOptions;
     if (!plan || ctx) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const pivotTable = this.#table(plan.pivotMeta, this.getSchemaName(plan.pivotMeta, opts as never));
+    if (this.#cache().stoppedTables.has(pivotTable)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const xa = this.#cache().xa;
     const schema = this.getSchemaName(plan.ownerMeta, opts as never);
     const ownerTable = this.#table(plan.ownerMeta, schema);

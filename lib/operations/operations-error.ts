@@ -13,6 +13,12 @@ export class OperationsError extends Error {
     return new OperationsError(`option "${option}" is ${JSON.stringify(value) ?? String(value)}; expected ${expected}`);
   }
 
+  static captureMissing(tables: readonly string[]): OperationsError {
+    return new OperationsError(
+      `the database-side write capture is missing or out of date on ${tables.join(', ')}; writes there would not reach the cache. Install it: "mikro-orm-xa-cache capture --apply" or installWriteCapture(orm) (or startXaCache(orm, { writeCapture: 'warn' }) to stop caching these tables instead)`,
+    );
+  }
+
   static stopped(): OperationsError {
     return new OperationsError('the cache runtime was stopped');
   }

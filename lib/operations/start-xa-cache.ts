@@ -1,10 +1,23 @@
 import type { MikroORM } from '@mikro-orm/core';
 import { XaPostgreSqlDriver } from '../mikro-orm/xa-driver.js';
 import { OperationsError } from './operations-error.js';
+import { OutsideChangesFollower } from './outside-changes-follower.js';
+import { verifyWriteCapture } from '../mikro-orm/write-capture-setup.js';
 import { XaCacheRuntime, type RuntimeSweepOptions } from './xa-cache-runtime.js';
 
 /** Options of {@link startXaCache}. The cache logs through MikroORM's logger (namespace `xa-cache`) unless its options gave a `logger`. */
-export type StartXaCacheOptions = RuntimeSweepOptions;
+export interface StartXaCacheOptions extends RuntimeSweepOptions {
+  /**
+   * What to do when a table lacks the database-side write capture (see `installWriteCapture`): `require`
+   * (default) rejects, naming the tables and the command that installs it; `warn` logs them and stops caching
+   * those tables in this process.
+   */
+  readonly writeCapture?: 'require' | 'warn';
+  /** Schemas of the tables of wildcard-schema entities (`schema: '*'`), for the capture check. */
+  readonly captureSchemas?: readonly string[];
+  /** Apply outside writers' captured changes every this many milliseconds (0: never). Default 1000. */
+  readonly outsideChangesIntervalMs?: number;
+}
 
 /**
  * The one call an application awaits on startup, before it serves: connects the ORM if needed (which creates the
@@ -29,7 +42,18 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
   if (!(driver instanceof XaPostgreSqlDriver)) throw OperationsError.notXaOrm(driver.constructor.name);
   const connection = driver.xaConnection;
   const cache = connection.cache.xa;
+  const missing = await verifyWriteCapture(orm, options.captureSchemas ? { schemas: options.captureSchemas } : {});
+  if (missing.length > 0) {
+    const tables = missing.map((t) => `${t.schema}.${t.table}`);
+    if ((options.writeCapture ?? 'require') === 'require') throw OperationsError.captureMissing(tables);
+    connection.cache.stopCaching(missing.map((t) => `${t.schema}.${t.logicalTable ?? t.table}`));
+    cache.options.logger?.('warn', `write capture missing on ${tables.join(', ')}: these tables are not cached; run "mikro-orm-xa-cache capture --apply" or installWriteCapture(orm)`, { tables });
+  }
   const runtime = new XaCacheRuntime(cache, await connection.sqlRunner(), options);
+  const follower = new OutsideChangesFollower(cache, await connection.sqlRunner(), options.outsideChangesIntervalMs ?? 1000);
+  await follower.runNow();
+  follower.start();
+  runtime.onStop(() => follower.stop());
   await runtime.sweepNow();
   runtime.schedule();
   return runtime;

@@ -29,6 +29,7 @@ export class XaCacheRuntime {
   #counters = { sweeps: 0, failures: 0, resolved: 0, unresolved: 0, lastSweepAt: undefined as number | undefined };
   #lastReport: SweepReport | undefined;
   #lastError: unknown;
+  readonly #onStop: Array<() => Promise<void>> = [];
 
   constructor(
     /** The protocol of the ORM (counters in `cache.stats`). */
@@ -135,9 +136,15 @@ export class XaCacheRuntime {
     );
   }
 
+  /** @internal work started with the runtime (the outside-changes follower) that stops with it */
+  onStop(stop: () => Promise<void>): void {
+    this.#onStop.push(stop);
+  }
+
   /** Stops the periodic sweeps and waits for a sweep in progress. Call it before `orm.close()`. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    await Promise.all(this.#onStop.map((stop) => stop()));
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#running?.catch(() => undefined);

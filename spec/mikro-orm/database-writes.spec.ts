@@ -7,6 +7,8 @@ import { sharedServers } from '../support/global-servers.js';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import { installWriteCapture, verifyWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 import { invalidate, invalidateAll, invalidateTable } from '../../lib/mikro-orm/invalidation.js';
+import { startXaCache } from '../../lib/operations/start-xa-cache.js';
+import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 
 /**
  * G8 through writes the library does not see itself: PostgreSQL reports them (the database-side capture). Each
@@ -170,6 +172,41 @@ describe('writes PostgreSQL makes on its own are seen (database-side capture)', 
     expect((await verifyWriteCapture(writer)).map((t) => t.table)).to.deep.equal(['dw_kid']);
     await installWriteCapture(writer);
     expect(await verifyWriteCapture(writer)).to.deep.equal([]);
+  });
+
+  it('startXaCache fails naming a table without capture, or with writeCapture: warn stops caching it', async () => {
+    await admin.query('DROP TRIGGER xa_cache_log_del ON dw_pet');
+    const error = await startXaCache(writer).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(error?.message).to.match(/public\.dw_pet/).and.match(/capture --apply/);
+    const runtime = await startXaCache(reader, { writeCapture: 'warn' });
+    try {
+      await fresh().findOne(Pet, 1);
+      await admin.query(`DELETE FROM dw_pet WHERE id = 1`); // not captured now, but the table is no longer cached
+      expect(await fresh().findOne(Pet, 1)).to.equal(null);
+      expect((await kid(1))?.name).to.equal('k1'); // other tables still cached
+    } finally {
+      await runtime.stop();
+      (reader.config.getResultCacheAdapter() as XaCacheAdapter).stoppedTables.clear();
+    }
+  });
+
+  it('startXaCache applies outside writers\' changes (psql, other programs) within its interval', async () => {
+    const runtime = await startXaCache(reader, { outsideChangesIntervalMs: 50 });
+    try {
+      await warm();
+      await admin.query(`UPDATE dw_kid SET name = 'outside' WHERE id = 2`);
+      let name: string | undefined;
+      for (let i = 0; i < 100 && name !== 'outside'; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        name = (await kid(2))?.name;
+      }
+      expect(name).to.equal('outside');
+    } finally {
+      await runtime.stop();
+    }
   });
 
   describe('1. nothing a rolled-back transaction wrote is ever served (G1)', () => {
