@@ -8,7 +8,8 @@ import { keys, regions } from './cache-keys.js';
 import { currentCall } from './call-context.js';
 import { XaConfigError } from './xa-errors.js';
 import { statementTables } from './sql-tables.js';
-import { decodeValue, encodeValue } from './value-codec.js';
+import { encodeValue } from './value-codec.js';
+import { acceptDecodable } from './payload-checks.js';
 
 /** Options of {@link XaCacheAdapter}, given as `resultCache.options` (or to `withXaCache`). */
 export interface XaCacheOptions extends ProtocolOptions {
@@ -91,20 +92,15 @@ export class XaCacheAdapter implements CacheAdapter {
     this.#assertAttached();
     const key = keys.query(name);
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
-    let read = await this.xa.reader.read(key, { regions: asked });
+    let read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).
       asked = read.storedRegions;
       this.#remember(name, asked);
       if (read.ticket) await this.xa.reader.abandon(read.ticket);
-      read = await this.xa.reader.read(key, { regions: asked });
+      read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
     }
-    if (read.status === 'hit') {
-      const decoded = decodeValue(read.payload);
-      if (decoded.ok) return decoded.value as T;
-      this.xa.stats.foreignEntries++;
-      return undefined;
-    }
+    if (read.status === 'hit') return read.value as T;
     if (read.ticket) {
       if (this.#pending.size >= MAX_PENDING_FILLS) this.#pending.clear();
       this.#pending.set(name, { ticket: read.ticket, regions: asked });

@@ -7,8 +7,9 @@ import { planLookup, type CollectionLookup, type RowLookup } from './lookup-plan
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
 import { XaPostgreSqlConnection, validateCachedEntities } from './xa-connection.js';
 import { ReadOnlyEntityError } from './xa-errors.js';
-import { decodeValue, encodeValue } from './value-codec.js';
-import { emptyOrder, fillOptions, isRow, ownerId, primaryKeysOf, project, touchesRelations, type Row } from './driver-rows.js';
+import { encodeValue } from './value-codec.js';
+import { acceptMemberIds, acceptRow } from './payload-checks.js';
+import { emptyOrder, fillOptions, ownerId, primaryKeysOf, project, touchesRelations, type Row } from './driver-rows.js';
 
 type AnyOptions = FindOptions<object, string, string, string> & Record<string, unknown>;
 
@@ -77,16 +78,13 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const xa = this.#cache().xa;
     const ids = [...new Map(plan.ids.map((id) => [pkString(id), id])).values()];
     const rowKeys = ids.map((id) => keys.row(table, pkString(id)));
-    const reads = await xa.reader.readManyWaiting(rowKeys, { regions: [regions.rows(table)] });
+    const pkOfKey = new Map(ids.map((id, i) => [rowKeys[i] as string, pkString(id)]));
+    const reads = await xa.reader.readManyWaiting(rowKeys, { regions: [regions.rows(table)], accept: acceptRow(plan.pkProp, pkOfKey) });
     const found = new Map<string, Row>();
     const missing: Array<(typeof ids)[number]> = [];
     ids.forEach((id, i) => {
       const read = reads.get(rowKeys[i] as string);
-      if (read?.status === 'hit') {
-        const decoded = decodeValue(read.payload);
-        if (decoded.ok && isRow(decoded.value)) return void found.set(pkString(id), decoded.value);
-        xa.stats.foreignEntries++;
-      }
+      if (read?.status === 'hit') return void found.set(pkString(id), read.value as Row);
       missing.push(id);
     });
     if (missing.length > 0) {
@@ -122,16 +120,12 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const ownerTable = this.#table(plan.ownerMeta, this.getSchemaName(meta, opts as never));
     const owners = [...new Map(plan.owners.map((o) => [pkString(o), o])).values()];
     const collKeys = owners.map((o) => keys.collection(ownerTable, plan.collection.name, pkString(o)));
-    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(childTable)] });
+    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(childTable)], accept: acceptMemberIds });
     const members = new Map<string, unknown[]>();
     const missing: Array<(typeof owners)[number]> = [];
     owners.forEach((owner, i) => {
       const read = reads.get(collKeys[i] as string);
-      if (read?.status === 'hit') {
-        const decoded = decodeValue(read.payload);
-        if (decoded.ok && Array.isArray(decoded.value)) return void members.set(pkString(owner), decoded.value);
-        xa.stats.foreignEntries++;
-      }
+      if (read?.status === 'hit') return void members.set(pkString(owner), read.value as unknown[]);
       missing.push(owner);
     });
     if (missing.length > 0) {
@@ -183,16 +177,12 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const targetMeta = prop.targetMeta as EntityMetadata;
     currentCall().query?.tables.add(pivotTable);
     const collKeys = owners.map((owner) => keys.collection(ownerTable, prop.name, pkString(owner[0])));
-    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(pivotTable)] });
+    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(pivotTable)], accept: acceptMemberIds });
     const members = new Map<string, unknown[]>();
     const missing: Primary<O>[][] = [];
     owners.forEach((owner, i) => {
       const read = reads.get(collKeys[i] as string);
-      if (read?.status === 'hit') {
-        const decoded = decodeValue(read.payload);
-        if (decoded.ok && Array.isArray(decoded.value)) return void members.set(Utils.getPrimaryKeyHash(owner as never), decoded.value);
-        xa.stats.foreignEntries++;
-      }
+      if (read?.status === 'hit') return void members.set(Utils.getPrimaryKeyHash(owner as never), read.value as unknown[]);
       missing.push(owner);
     });
     if (missing.length > 0) {

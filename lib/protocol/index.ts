@@ -9,7 +9,7 @@
  */
 export { XaCache } from './xa-cache.js';
 export { CacheTransaction, type CacheTransactionState, type CompletionReport } from './cache-transaction.js';
-export { CacheReader, type CacheRead, type FillTicket, type MissReason, type ReadOptions } from './cache-reader.js';
+export { CacheReader, type CacheRead, type FillTicket, type MissReason, type PayloadVerdict, type ReadOptions } from './cache-reader.js';
 export { CacheStats } from './cache-stats.js';
 export { TransactionLog, type LogRow, type DatabaseOutcome } from './transaction-log.js';
 export type { SqlRunner } from './sql-runner.js';

@@ -28,6 +28,7 @@ export class XaCache {
   readonly reader: CacheReader;
   readonly #ctx: ProtocolContext;
   readonly #doneQueue = new DoneQueue();
+  readonly #codec: EntrySealer;
 
   constructor(
     readonly store: CacheStore,
@@ -35,6 +36,18 @@ export class XaCache {
   ) {
     this.options = resolveProtocolOptions(options);
     this.log = new TransactionLog(this.options.logTable, this.options.logNamespace);
+    this.#codec = new EntrySealer(this.options.secrets, {
+      encrypt: this.options.encryptValues,
+      onRefused: (reason, key) => {
+        if (reason === 'misbound') {
+          // No secret: a copy or an accident, not proof of an attacker; counted, not logged per read.
+          this.stats.keyMismatches++;
+          return;
+        }
+        this.stats.forgedEntries++;
+        this.options.logger?.('warn', `refused a cache entry that failed authentication (${reason})`, { key });
+      },
+    });
     const base: TransitionTtls = { lock: this.options.lockTtlSeconds, forever: 0, value: () => this.options.valueTtlSeconds };
     this.#ctx = {
       store,
@@ -42,17 +55,20 @@ export class XaCache {
       stats: this.stats,
       log: this.log,
       doneQueue: this.#doneQueue,
-      codec: new EntrySealer(this.options.secrets, {
-        encrypt: this.options.encryptValues,
-        onRefused: (reason, key) => {
-          this.stats.forgedEntries++;
-          this.options.logger?.('warn', `refused a cache entry that failed authentication (${reason})`, { key });
-        },
-      }),
+      codec: this.#codec,
       ttls: (valueTtl) =>
         valueTtl && valueTtl.size > 0 ? { ...base, value: (key) => valueTtl.get(key) ?? this.options.valueTtlSeconds } : base,
     };
     this.reader = new CacheReader(this.#ctx);
+  }
+
+  /**
+   * Binds every entry to a data scope (the database's identity, see `readDataIdentity`): values written from now
+   * on name the scope with their key, and values of another scope read as foreign. The store's key prefix is the
+   * caller's to narrow to the same scope, so that databases do not even share keys.
+   */
+  scopeTo(scope: string): void {
+    this.#codec.setScope(scope);
   }
 
   /** Starts the cache side of a database transaction. */
