@@ -2,6 +2,7 @@ import type { CacheAdapter } from '@mikro-orm/core';
 import { XaCache } from '../protocol/xa-cache.js';
 import type { FillTicket } from '../protocol/cache-reader.js';
 import type { ProtocolOptions } from '../protocol/protocol-options.js';
+import type { DataIdentity } from '../protocol/data-identity.js';
 import { MemcachedStore } from '../store/memcached-store.js';
 import type { MemcachedStoreOptions } from '../store/memcached-store-options.js';
 import { keys, regions } from './cache-keys.js';
@@ -53,6 +54,7 @@ export class XaCacheAdapter implements CacheAdapter {
   readonly #pending = new Map<string, PendingFill>();
   readonly #regionsOf = new Map<string, readonly string[]>();
   #attached = false;
+  #identity: DataIdentity | undefined;
 
   constructor(options: XaCacheOptions) {
     if (options === null || typeof options !== 'object') throw XaConfigError.missingOptions();
@@ -78,6 +80,27 @@ export class XaCacheAdapter implements CacheAdapter {
     return this.options.rowTtlSeconds ?? this.xa.options.valueTtlSeconds;
   }
 
+  /**
+   * The identity of the database the cache serves (`<system identifier>.<database>`), known once the primary
+   * connection connected; until then every read goes to the database (MikroORM connects lazily, at the first
+   * query, which may come after the first cache lookup).
+   */
+  get identity(): DataIdentity | undefined {
+    return this.#identity;
+  }
+
+  /**
+   * @internal the connection, at connect: scopes every key (the store's prefix, and what entries are bound and
+   * authenticated for) to the database's identity, so databases sharing memcached and a namespace never meet.
+   */
+  bindIdentity(identity: DataIdentity): void {
+    if (identity === this.#identity) return;
+    this.#store.scopeTo(identity);
+    this.xa.scopeTo(identity);
+    this.#pending.clear(); // leases taken in another scope must not be filled in this one
+    this.#identity = identity;
+  }
+
   /** @internal the XA connection announces itself; without it nothing would invalidate what is cached. */
   attach(): void {
     this.#attached = true;
@@ -90,6 +113,7 @@ export class XaCacheAdapter implements CacheAdapter {
   /** @inheritDoc */
   async get<T = unknown>(name: string): Promise<T | undefined> {
     this.#assertAttached();
+    if (this.#identity === undefined) return undefined; // not connected yet: the database answers, nothing is stored
     const key = keys.query(name);
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
     let read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });

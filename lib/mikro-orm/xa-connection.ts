@@ -11,6 +11,7 @@ import { XaConfigError } from './xa-errors.js';
 import { ormProtocolLogger } from './orm-protocol-logger.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
 import { entityCacheOf } from './entity-marker.js';
+import { DATA_IDENTITY_COLUMNS, dataIdentityOf } from '../protocol/data-identity.js';
 
 type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
 type BeginOptions = NonNullable<Parameters<PostgreSqlConnection['begin']>[0]>;
@@ -56,8 +57,9 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     } catch (error) {
       throw XaConfigError.logTable(adapter.xa.log.table, error);
     }
-    const { rows } = await pool.query("SELECT current_setting('default_transaction_isolation') AS level");
+    const { rows } = await pool.query(`SELECT current_setting('default_transaction_isolation') AS level, ${DATA_IDENTITY_COLUMNS} FROM pg_control_system()`);
     this.#defaultIsolation = (rows[0] as { level: IsolationLevel }).level;
+    adapter.bindIdentity(dataIdentityOf(rows[0] as object)); // keys name this cluster and database (G14)
   }
 
   override async close(force?: boolean): Promise<void> {

@@ -51,7 +51,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
 
   override async find<T extends object, P extends string = never, F extends string = never, E extends string = never>(entityName: EntityName<T>, where: FilterQuery<T>, options: FindOptions<T, P, F, E> = {} as FindOptions<T, P, F, E>): Promise<EntityData<T>[]> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
-    if (!entityCacheOf(meta)) return super.find(entityName, where as never, options);
+    // Before the first connect the database's identity is unknown, and with it which keys are this database's.
+    if (!entityCacheOf(meta) || this.#cache().identity === undefined) return super.find(entityName, where as never, options);
     const opts = options as unknown as AnyOptions;
     const joined = this.joinedProps(meta, this.autoJoinOneToOneOwner(meta, (opts.populate ?? []) as never[], opts.fields as never), opts as never).length;
     const plan = planLookup(meta, where, opts, joined);
@@ -170,7 +171,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const opts = (options ?? {}) as AnyOptions;
     const scope = this.xaConnection.scopeOf(ctx);
     const pivotTable = plan ? this.#table(plan.pivotMeta, this.getSchemaName(plan.pivotMeta, opts as never)) : '';
-    if (!plan || (ctx && (!scope || scope.mustBypass(pivotTable)))) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
+    if (!plan || this.#cache().identity === undefined || (ctx && (!scope || scope.mustBypass(pivotTable)))) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const xa = this.#cache().xa;
     const schema = this.getSchemaName(plan.ownerMeta, opts as never);
     const ownerTable = this.#table(plan.ownerMeta, schema);

@@ -20,3 +20,4 @@ export { ProtocolConfigError, CachePrepareError, ProtocolStateError } from './pr
 export type { Entry, ValueEntry, LockEntry, LeaseEntry, GenerationEntry, ForeignEntry, DecodedEntry } from './entry.js';
 export { encodeEntry, decodeEntry } from './entry-codec.js';
 export { regionKey } from './protocol-context.js';
+export { readDataIdentity, dataIdentityOf, DATA_IDENTITY_COLUMNS, type DataIdentity } from './data-identity.js';
