@@ -11,6 +11,7 @@ import { XaConfigError } from './xa-errors.js';
 import { statementTables } from './sql-tables.js';
 import { encodeValue } from './value-codec.js';
 import { acceptDecodable } from './payload-checks.js';
+import { SearchPathGuard } from './search-path-guard.js';
 
 /** Options of {@link XaCacheAdapter}, given as `resultCache.options` (or to `withXaCache`). */
 export interface XaCacheOptions extends ProtocolOptions {
@@ -50,6 +51,8 @@ export class XaCacheAdapter implements CacheAdapter {
   /** The protocol, shared by the driver, the connection and the subscriber. */
   readonly xa: XaCache;
   readonly options: Readonly<XaCacheOptions>;
+  /** Which calls may use the cache given what `search_path` makes of unqualified table names. */
+  readonly searchPath: SearchPathGuard;
   readonly #store: MemcachedStore;
   readonly #pending = new Map<string, PendingFill>();
   readonly #regionsOf = new Map<string, readonly string[]>();
@@ -68,6 +71,7 @@ export class XaCacheAdapter implements CacheAdapter {
     this.#store = new MemcachedStore({ ...saslFromEnvironment(options.store), servers: options.servers, namespace: options.namespace });
     const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, ...protocol } = options;
     this.xa = new XaCache(this.#store, { logNamespace: options.namespace ?? 'xa', ...protocol });
+    this.searchPath = new SearchPathGuard(this.defaultSchema, this.xa.stats, () => this.xa.options.logger);
   }
 
   /** The schema of unqualified tables. */
@@ -114,6 +118,7 @@ export class XaCacheAdapter implements CacheAdapter {
   async get<T = unknown>(name: string): Promise<T | undefined> {
     this.#assertAttached();
     if (this.#identity === undefined) return undefined; // not connected yet: the database answers, nothing is stored
+    if (!this.searchPath.allowsResults()) return undefined;
     const key = keys.query(name);
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
     let read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });

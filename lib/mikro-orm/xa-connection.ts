@@ -59,6 +59,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     }
     const { rows } = await pool.query(`SELECT current_setting('default_transaction_isolation') AS level, ${DATA_IDENTITY_COLUMNS} FROM pg_control_system()`);
     this.#defaultIsolation = (rows[0] as { level: IsolationLevel }).level;
+    await adapter.searchPath.resolve(pool, this.metadata?.getAll().values() ?? [], this.config.getSchema()); // before reads may hit
     adapter.bindIdentity(dataIdentityOf(rows[0] as object)); // keys name this cluster and database (G14)
   }
 
@@ -170,6 +171,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     let analysis = this.#analysis.get(sql);
     if (!analysis) {
       analysis = statementTables(sql, this.cache.defaultSchema);
+      this.cache.searchPath.observe(sql); // a changed search_path makes unqualified names ambiguous
       if (this.#analysis.size >= ANALYSIS_CACHE_SIZE) this.#analysis.clear();
       this.#analysis.set(sql, analysis);
     }

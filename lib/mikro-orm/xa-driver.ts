@@ -60,6 +60,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const schema = this.getSchemaName(meta, opts as never);
     const table = this.#table(meta, schema);
     currentCall().query?.tables.add(table);
+    if (!this.#cache().searchPath.allows(schema, meta, ...(plan.kind === 'collection' ? [plan.ownerMeta] : []))) return super.find(entityName, where as never, options);
     const scope = this.xaConnection.scopeOf(opts.ctx as never);
     if (opts.ctx && (!scope || scope.mustBypass(table))) return super.find(entityName, where as never, options);
     if (plan.kind === 'rows') return (await this.#findRows(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
@@ -174,6 +175,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     if (!plan || this.#cache().identity === undefined || (ctx && (!scope || scope.mustBypass(pivotTable)))) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const xa = this.#cache().xa;
     const schema = this.getSchemaName(plan.ownerMeta, opts as never);
+    if (!this.#cache().searchPath.allows(schema, plan.ownerMeta, plan.pivotMeta)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const ownerTable = this.#table(plan.ownerMeta, schema);
     const targetMeta = prop.targetMeta as EntityMetadata;
     currentCall().query?.tables.add(pivotTable);

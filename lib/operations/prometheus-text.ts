@@ -37,6 +37,7 @@ const COUNTERS: Record<string, string> = {
   forgedEntries: 'Entries refused because their authentication failed (forged, copied from another key, undecryptable).',
   keyMismatches: 'Entries not written for the key they were read under (copied, or naming other data): misses.',
   undecodablePayloads: 'Values whose payload did not decode: misses, replaced by the next fill.',
+  searchPathBypasses: 'Reads sent to the database because the schema of their unqualified tables was not known (search_path).',
   staleResults: 'Values found under a region generation that is no longer current.',
   prepares: 'Write transactions prepared (keys locked, log row written).',
   promotes: 'Committed transactions promoted.',

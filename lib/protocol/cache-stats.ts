@@ -27,6 +27,11 @@ export class CacheStats {
   keyMismatches = 0;
   /** Values with a valid envelope whose payload the reader could not decode: misses, replaced by the next fill. */
   undecodablePayloads = 0;
+  /**
+   * Reads of the MikroORM layer sent to the database because the schema their unqualified tables resolve to is not
+   * known (`search_path` changed by a statement, or resolving elsewhere than the default schema at connect).
+   */
+  searchPathBypasses = 0;
   /** Values found but read under a region generation that is no longer current. */
   staleResults = 0;
   /** Transactions prepared, promoted, released. */
