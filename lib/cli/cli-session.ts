@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { MemcachedStore } from '../store/memcached-store.js';
 import { XaCache } from '../protocol/xa-cache.js';
+import { readDataIdentity } from '../protocol/data-identity.js';
 import type { SqlRunner } from '../protocol/sql-runner.js';
 import type { CliConfig } from './cli-config.js';
 import { CliError, describe } from './cli-errors.js';
@@ -37,6 +38,16 @@ export class CliSession {
     } catch (error) {
       await Promise.all([store.close(), pool.end()]);
       throw CliError.config(describe(error));
+    }
+    // The application's keys are scoped to its database's identity (see data-identity.ts): so are ours, or the
+    // sweeper would miss every key and the inspector read every value as foreign.
+    try {
+      const identity = await readDataIdentity(pool);
+      store.scopeTo(identity);
+      cache.scopeTo(identity);
+    } catch (error) {
+      await Promise.all([store.close(), pool.end()]);
+      throw CliError.unreachableDatabase(config.dbLabel, error);
     }
     const session = new CliSession(config, pool, store, cache);
     if (options.needLogTable ?? true) {

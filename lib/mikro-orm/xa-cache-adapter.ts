@@ -2,13 +2,16 @@ import type { CacheAdapter } from '@mikro-orm/core';
 import { XaCache } from '../protocol/xa-cache.js';
 import type { FillTicket } from '../protocol/cache-reader.js';
 import type { ProtocolOptions } from '../protocol/protocol-options.js';
+import type { DataIdentity } from '../protocol/data-identity.js';
 import { MemcachedStore } from '../store/memcached-store.js';
 import type { MemcachedStoreOptions } from '../store/memcached-store-options.js';
 import { keys, regions } from './cache-keys.js';
 import { currentCall } from './call-context.js';
 import { XaConfigError } from './xa-errors.js';
 import { statementTables } from './sql-tables.js';
-import { decodeValue, encodeValue } from './value-codec.js';
+import { encodeValue } from './value-codec.js';
+import { acceptDecodable } from './payload-checks.js';
+import { SearchPathGuard } from './search-path-guard.js';
 
 /** Options of {@link XaCacheAdapter}, given as `resultCache.options` (or to `withXaCache`). */
 export interface XaCacheOptions extends ProtocolOptions {
@@ -48,10 +51,13 @@ export class XaCacheAdapter implements CacheAdapter {
   /** The protocol, shared by the driver, the connection and the subscriber. */
   readonly xa: XaCache;
   readonly options: Readonly<XaCacheOptions>;
+  /** Which calls may use the cache given what `search_path` makes of unqualified table names. */
+  readonly searchPath: SearchPathGuard;
   readonly #store: MemcachedStore;
   readonly #pending = new Map<string, PendingFill>();
   readonly #regionsOf = new Map<string, readonly string[]>();
   #attached = false;
+  #identity: DataIdentity | undefined;
 
   constructor(options: XaCacheOptions) {
     if (options === null || typeof options !== 'object') throw XaConfigError.missingOptions();
@@ -65,6 +71,7 @@ export class XaCacheAdapter implements CacheAdapter {
     this.#store = new MemcachedStore({ ...saslFromEnvironment(options.store), servers: options.servers, namespace: options.namespace });
     const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, ...protocol } = options;
     this.xa = new XaCache(this.#store, { logNamespace: options.namespace ?? 'xa', ...protocol });
+    this.searchPath = new SearchPathGuard(this.defaultSchema, this.xa.stats, () => this.xa.options.logger);
   }
 
   /** The schema of unqualified tables. */
@@ -85,6 +92,27 @@ export class XaCacheAdapter implements CacheAdapter {
     for (const table of tables) this.stoppedTables.add(table);
   }
 
+  /**
+   * The identity of the database the cache serves (`<system identifier>.<database>`), known once the primary
+   * connection connected; until then every read goes to the database (MikroORM connects lazily, at the first
+   * query, which may come after the first cache lookup).
+   */
+  get identity(): DataIdentity | undefined {
+    return this.#identity;
+  }
+
+  /**
+   * @internal the connection, at connect: scopes every key (the store's prefix, and what entries are bound and
+   * authenticated for) to the database's identity, so databases sharing memcached and a namespace never meet.
+   */
+  bindIdentity(identity: DataIdentity): void {
+    if (identity === this.#identity) return;
+    this.#store.scopeTo(identity);
+    this.xa.scopeTo(identity);
+    this.#pending.clear(); // leases taken in another scope must not be filled in this one
+    this.#identity = identity;
+  }
+
   /** @internal the XA connection announces itself; without it nothing would invalidate what is cached. */
   attach(): void {
     this.#attached = true;
@@ -97,23 +125,20 @@ export class XaCacheAdapter implements CacheAdapter {
   /** @inheritDoc */
   async get<T = unknown>(name: string): Promise<T | undefined> {
     this.#assertAttached();
+    if (this.#identity === undefined) return undefined; // not connected yet: the database answers, nothing is stored
+    if (!this.searchPath.allowsResults()) return undefined;
     const key = keys.query(name);
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
     if (this.stoppedTables.size > 0 && asked.some((region) => this.stoppedTables.has(region.slice(2)))) return undefined;
-    let read = await this.xa.reader.read(key, { regions: asked });
+    let read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).
       asked = read.storedRegions;
       this.#remember(name, asked);
       if (read.ticket) await this.xa.reader.abandon(read.ticket);
-      read = await this.xa.reader.read(key, { regions: asked });
+      read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
     }
-    if (read.status === 'hit') {
-      const decoded = decodeValue(read.payload);
-      if (decoded.ok) return decoded.value as T;
-      this.xa.stats.foreignEntries++;
-      return undefined;
-    }
+    if (read.status === 'hit') return read.value as T;
     if (read.ticket) {
       if (this.#pending.size >= MAX_PENDING_FILLS) this.#pending.clear();
       this.#pending.set(name, { ticket: read.ticket, regions: asked });

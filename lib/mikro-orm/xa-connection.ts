@@ -12,6 +12,7 @@ import { XaConfigError } from './xa-errors.js';
 import { ormProtocolLogger } from './orm-protocol-logger.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
 import { entityCacheOf } from './entity-marker.js';
+import { DATA_IDENTITY_COLUMNS, dataIdentityOf } from '../protocol/data-identity.js';
 
 type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
 type BeginOptions = NonNullable<Parameters<PostgreSqlConnection['begin']>[0]>;
@@ -60,8 +61,10 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     } catch (error) {
       throw XaConfigError.logTable(adapter.xa.log.table, error);
     }
-    const { rows } = await pool.query("SELECT current_setting('default_transaction_isolation') AS level");
+    const { rows } = await pool.query(`SELECT current_setting('default_transaction_isolation') AS level, ${DATA_IDENTITY_COLUMNS} FROM pg_control_system()`);
     this.#defaultIsolation = (rows[0] as { level: IsolationLevel }).level;
+    await adapter.searchPath.resolve(pool, this.metadata?.getAll().values() ?? [], this.config.getSchema()); // before reads may hit
+    adapter.bindIdentity(dataIdentityOf(rows[0] as object)); // keys name this cluster and database (G14)
   }
 
   override async close(force?: boolean): Promise<void> {
@@ -187,6 +190,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     let analysis = this.#analysis.get(sql);
     if (!analysis) {
       analysis = statementTables(sql, this.cache.defaultSchema);
+      this.cache.searchPath.observe(sql); // a changed search_path makes unqualified names ambiguous
       if (this.#analysis.size >= ANALYSIS_CACHE_SIZE) this.#analysis.clear();
       this.#analysis.set(sql, analysis);
     }

@@ -8,8 +8,9 @@ import { planLookup, type CollectionLookup, type RowLookup } from './lookup-plan
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
 import { XaPostgreSqlConnection, validateCachedEntities } from './xa-connection.js';
 import { ReadOnlyEntityError } from './xa-errors.js';
-import { decodeValue, encodeValue } from './value-codec.js';
-import { emptyOrder, fillOptions, isRow, ownerId, primaryKeysOf, project, touchesRelations, type Row } from './driver-rows.js';
+import { encodeValue } from './value-codec.js';
+import { acceptMemberIds, acceptRow } from './payload-checks.js';
+import { emptyOrder, fillOptions, ownerId, primaryKeysOf, project, touchesRelations, type Row } from './driver-rows.js';
 
 type AnyOptions = FindOptions<object, string, string, string> & Record<string, unknown>;
 
@@ -53,7 +54,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
 
   override async find<T extends object, P extends string = never, F extends string = never, E extends string = never>(entityName: EntityName<T>, where: FilterQuery<T>, options: FindOptions<T, P, F, E> = {} as FindOptions<T, P, F, E>): Promise<EntityData<T>[]> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
-    if (!entityCacheOf(meta)) return super.find(entityName, where as never, options);
+    // Before the first connect the database's identity is unknown, and with it which keys are this database's.
+    if (!entityCacheOf(meta) || this.#cache().identity === undefined) return super.find(entityName, where as never, options);
     const opts = options as unknown as AnyOptions;
     const joined = this.joinedProps(meta, this.autoJoinOneToOneOwner(meta, (opts.populate ?? []) as never[], opts.fields as never), opts as never).length;
     const plan = planLookup(meta, where, opts, joined);
@@ -62,6 +64,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const table = this.#table(meta, schema);
     currentCall().query?.tables.add(table);
     if (this.#cache().stoppedTables.has(table)) return super.find(entityName, where as never, options);
+    if (!this.#cache().searchPath.allows(schema, meta, ...(plan.kind === 'collection' ? [plan.ownerMeta] : []))) return super.find(entityName, where as never, options);
     // Inside a transaction the database answers (see docs/protocol.md, "Reads inside transactions").
     if (opts.ctx) return super.find(entityName, where as never, options);
     if (plan.kind === 'rows') return (await this.#findRows(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
@@ -81,16 +84,13 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const xa = this.#cache().xa;
     const ids = [...new Map(plan.ids.map((id) => [pkString(id), id])).values()];
     const rowKeys = ids.map((id) => keys.row(table, pkString(id)));
-    const reads = await xa.reader.readManyWaiting(rowKeys, { regions: [regions.rows(table)] });
+    const pkOfKey = new Map(ids.map((id, i) => [rowKeys[i] as string, pkString(id)]));
+    const reads = await xa.reader.readManyWaiting(rowKeys, { regions: [regions.rows(table)], accept: acceptRow(plan.pkProp, pkOfKey) });
     const found = new Map<string, Row>();
     const missing: Array<(typeof ids)[number]> = [];
     ids.forEach((id, i) => {
       const read = reads.get(rowKeys[i] as string);
-      if (read?.status === 'hit') {
-        const decoded = decodeValue(read.payload);
-        if (decoded.ok && isRow(decoded.value)) return void found.set(pkString(id), decoded.value);
-        xa.stats.foreignEntries++;
-      }
+      if (read?.status === 'hit') return void found.set(pkString(id), read.value as Row);
       missing.push(id);
     });
     if (missing.length > 0) {
@@ -126,16 +126,12 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const ownerTable = this.#table(plan.ownerMeta, this.getSchemaName(meta, opts as never));
     const owners = [...new Map(plan.owners.map((o) => [pkString(o), o])).values()];
     const collKeys = owners.map((o) => keys.collection(ownerTable, plan.collection.name, pkString(o)));
-    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(childTable)] });
+    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(childTable)], accept: acceptMemberIds });
     const members = new Map<string, unknown[]>();
     const missing: Array<(typeof owners)[number]> = [];
     owners.forEach((owner, i) => {
       const read = reads.get(collKeys[i] as string);
-      if (read?.status === 'hit') {
-        const decoded = decodeValue(read.payload);
-        if (decoded.ok && Array.isArray(decoded.value)) return void members.set(pkString(owner), decoded.value);
-        xa.stats.foreignEntries++;
-      }
+      if (read?.status === 'hit') return void members.set(pkString(owner), read.value as unknown[]);
       missing.push(owner);
     });
     if (missing.length > 0) {
@@ -178,25 +174,22 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
   ): Promise<Dictionary<T[]>> {
     const plan = this.#pivotPlan(prop, where, orderBy, options as AnyOptions | undefined, owners);
     const opts = (options ?? {}) as AnyOptions;
-    if (!plan || ctx) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
+    if (!plan || ctx || this.#cache().identity === undefined) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const pivotTable = this.#table(plan.pivotMeta, this.getSchemaName(plan.pivotMeta, opts as never));
     if (this.#cache().stoppedTables.has(pivotTable)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const xa = this.#cache().xa;
     const schema = this.getSchemaName(plan.ownerMeta, opts as never);
+    if (!this.#cache().searchPath.allows(schema, plan.ownerMeta, plan.pivotMeta)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const ownerTable = this.#table(plan.ownerMeta, schema);
     const targetMeta = prop.targetMeta as EntityMetadata;
     currentCall().query?.tables.add(pivotTable);
     const collKeys = owners.map((owner) => keys.collection(ownerTable, prop.name, pkString(owner[0])));
-    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(pivotTable)] });
+    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(pivotTable)], accept: acceptMemberIds });
     const members = new Map<string, unknown[]>();
     const missing: Primary<O>[][] = [];
     owners.forEach((owner, i) => {
       const read = reads.get(collKeys[i] as string);
-      if (read?.status === 'hit') {
-        const decoded = decodeValue(read.payload);
-        if (decoded.ok && Array.isArray(decoded.value)) return void members.set(Utils.getPrimaryKeyHash(owner as never), decoded.value);
-        xa.stats.foreignEntries++;
-      }
+      if (read?.status === 'hit') return void members.set(Utils.getPrimaryKeyHash(owner as never), read.value as unknown[]);
       missing.push(owner);
     });
     if (missing.length > 0) {

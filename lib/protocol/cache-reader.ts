@@ -21,9 +21,20 @@ export interface FillTicket {
   readonly label?: string;
 }
 
+/**
+ * What a reader makes of a cached payload (see {@link ReadOptions.accept}): the decoded value, or why it cannot
+ * be used: `undecodable` (the bytes do not decode), `misbound` (it decodes to data its key does not name).
+ */
+export type PayloadVerdict = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly reason: 'undecodable' | 'misbound' };
+
 /** The outcome of reading one key. */
 export type CacheRead =
-  | { readonly status: 'hit'; readonly payload: Buffer }
+  | {
+      readonly status: 'hit';
+      readonly payload: Buffer;
+      /** The payload as decoded by {@link ReadOptions.accept}, when one was given. */
+      readonly value?: unknown;
+    }
   | {
       readonly status: 'miss';
       readonly reason: MissReason;
@@ -40,6 +51,13 @@ export interface ReadOptions {
   readonly lease?: boolean;
   /** The label these reads are counted under in `stats.region()`; default: derived from `regions`. */
   readonly label?: string;
+  /**
+   * Decodes and checks a current value's payload before it counts as a hit. A payload refused here is a miss
+   * (counted in `undecodablePayloads` or `keyMismatches`) on which the reader takes a lease like on foreign bytes,
+   * so the caller's fill replaces it; without this, a value whose payload the caller cannot use would be a hit on
+   * every read and never be replaced.
+   */
+  readonly accept?: (payload: Buffer, key: string) => PayloadVerdict;
 }
 
 const NO_REGIONS: readonly string[] = [];
@@ -104,14 +122,21 @@ export class CacheReader {
       if (entry === undefined) reason = 'absent';
       else if (entry.kind === 'value') {
         if (regionProblem === undefined && regionOps.length === 0 && sameGenerations(entry.generations, generations)) {
-          stats.hits++;
-          perRegion.hits++;
-          reads.set(key, { status: 'hit', payload: entry.payload });
-          continue;
+          const verdict = options.accept?.(entry.payload, key);
+          if (verdict === undefined || verdict.ok) {
+            stats.hits++;
+            perRegion.hits++;
+            reads.set(key, verdict ? { status: 'hit', payload: entry.payload, value: verdict.value } : { status: 'hit', payload: entry.payload });
+            continue;
+          }
+          if (verdict.reason === 'undecodable') stats.undecodablePayloads++;
+          else stats.keyMismatches++;
+          reason = 'foreign';
+        } else {
+          stats.staleResults++;
+          reason = 'stale';
+          if (!sameRegions(entry.generations, regions)) storedRegions.set(key, [...entry.generations.keys()]);
         }
-        stats.staleResults++;
-        reason = 'stale';
-        if (!sameRegions(entry.generations, regions)) storedRegions.set(key, [...entry.generations.keys()]);
       } else if (entry.kind === 'lock') {
         if (lockHolders(entry).length > 0) {
           stats.lockBypasses++;

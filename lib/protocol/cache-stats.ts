@@ -19,6 +19,19 @@ export class CacheStats {
   foreignEntries = 0;
   /** Entries refused because their authentication failed (forged, copied from another key, or undecryptable). */
   forgedEntries = 0;
+  /**
+   * Entries that were not written for the key they were read under: a value bound to another key or database
+   * (copied), or whose payload names other data than its key (a row of another primary key). Misses, replaced by
+   * the next fill. Also counted in `foreignEntries` when the envelope itself named another key.
+   */
+  keyMismatches = 0;
+  /** Values with a valid envelope whose payload the reader could not decode: misses, replaced by the next fill. */
+  undecodablePayloads = 0;
+  /**
+   * Reads of the MikroORM layer sent to the database because the schema their unqualified tables resolve to is not
+   * known (`search_path` changed by a statement, or resolving elsewhere than the default schema at connect).
+   */
+  searchPathBypasses = 0;
   /** Values found but read under a region generation that is no longer current. */
   staleResults = 0;
   /** Transactions prepared, promoted, released. */

@@ -1,12 +1,14 @@
+import { hash } from 'node:crypto';
 import type { DecodedEntry, Entry, GenerationEntry, LockEntry, LockRecord, ValueEntry } from './entry.js';
 
 /**
  * Binary envelope of every entry:
  *
  * ```
- * 0..1  magic "XA"          3  kind (1 value, 2 lock, 3 lease, 4 generation)
+ * 0..1  magic "XA"          3  kind (1 unbound value, 2 lock, 3 lease, 4 generation, 5 bound value)
  * 2     format version (1)  4… body, by kind:
  *   value:      u16 n, n × (u16 len, region utf-8, 16-byte generation), u32 payload length, payload
+ *   bound value: 8-byte key tag (SHA-256 of the key it was written for, truncated), then a value's body
  *   lock:       u8 flags (bit 1 prior present), [16-byte prior], then records to the end, 17 bytes each:
  *               '+' or '-' and a 16-byte transaction id (appended by joiners and leavers, see LockEntry)
  *   lease:      16-byte token
@@ -17,6 +19,12 @@ import type { DecodedEntry, Entry, GenerationEntry, LockEntry, LockRecord, Value
  * truncated or hostile bytes decode as `foreign`, never as data, and never make the decoder allocate more than
  * the buffer it was given. Every kind but a lock has an exact length: lock records appended (memcached APPEND)
  * to a key that meanwhile stopped holding a lock leave bytes no other kind accepts, so it reads as foreign.
+ *
+ * Values are *bound* to their key: the key tag names the key the value was written for, so bytes copied under
+ * another key (by hand, by a bug, across namespaces) decode as foreign there instead of serving another row. The
+ * protocol writes only bound values; kind 1 is still decoded when no key is given (tools, tests) and is foreign
+ * when one is. Without secrets the tag stops copies and accidents, not an attacker (who can compute it); with
+ * secrets the HMAC covers the key as well.
  */
 const MAGIC0 = 0x58; // 'X'
 const MAGIC1 = 0x41; // 'A'
@@ -25,6 +33,8 @@ const KIND_VALUE = 1;
 const KIND_LOCK = 2;
 const KIND_LEASE = 3;
 const KIND_GENERATION = 4;
+const KIND_BOUND_VALUE = 5;
+const KEY_TAG_BYTES = 8;
 const HEADER = 4;
 const ID_BYTES = 16;
 const FLAG_PRIOR = 2;
@@ -32,14 +42,21 @@ const RECORD_BYTES = 1 + ID_BYTES;
 const JOIN = 0x2b; // '+'
 const LEAVE = 0x2d; // '-'
 
-/** The most records one lock may carry; more means something is badly wrong (or hostile). */
-export const MAX_LOCK_RECORDS = 4096;
+/**
+ * The most records one lock may carry (17 KiB); a longer one reads as foreign and is replaced by the next fill or
+ * prepare. Legitimate locks stay far below: a join past 64 records rewrites the lock with only its holders, so a
+ * lock grows past 64 only by the joins and leaves of transactions running at the same moment.
+ */
+export const MAX_LOCK_RECORDS = 1024;
 
-/** Encodes an entry into its envelope. */
-export function encodeEntry(entry: Entry): Buffer {
+/**
+ * Encodes an entry into its envelope. With `key`, a value is bound to it (see the format above): only
+ * {@link decodeEntry} with the same key accepts it.
+ */
+export function encodeEntry(entry: Entry, key?: string): Buffer {
   switch (entry.kind) {
     case 'value':
-      return encodeValue(entry);
+      return encodeValue(entry, key === undefined ? undefined : keyTag(key));
     case 'lock':
       return encodeLock(entry);
     case 'lease':
@@ -59,18 +76,25 @@ function withHeader(kind: number, body: Buffer): Buffer {
   return out;
 }
 
-function encodeValue(entry: ValueEntry): Buffer {
+/** The first bytes of the key's SHA-256: what a bound value names its key by. */
+function keyTag(key: string): Buffer {
+  return hash('sha256', key, 'buffer').subarray(0, KEY_TAG_BYTES);
+}
+
+function encodeValue(entry: ValueEntry, tag: Buffer | undefined): Buffer {
   const regions = [...entry.generations];
   const names = regions.map(([name]) => Buffer.from(name, 'utf8'));
-  let size = HEADER + 2 + 4 + entry.payload.length;
+  const head = HEADER + (tag ? KEY_TAG_BYTES : 0);
+  let size = head + 2 + 4 + entry.payload.length;
   for (const name of names) size += 2 + name.length + ID_BYTES;
   const out = Buffer.allocUnsafe(size);
   out[0] = MAGIC0;
   out[1] = MAGIC1;
   out[2] = VERSION;
-  out[3] = KIND_VALUE;
-  out.writeUInt16BE(regions.length, HEADER);
-  let at = HEADER + 2;
+  out[3] = tag ? KIND_BOUND_VALUE : KIND_VALUE;
+  tag?.copy(out, HEADER);
+  out.writeUInt16BE(regions.length, head);
+  let at = head + 2;
   regions.forEach(([, generation], i) => {
     const name = names[i] as Buffer;
     out.writeUInt16BE(name.length, at);
@@ -110,13 +134,21 @@ export function encodeLockRecords(records: readonly LockRecord[]): Buffer {
   return out;
 }
 
-/** Decodes an envelope; anything that is not a well-formed entry of this format is `foreign`. */
-export function decodeEntry(bytes: Buffer): DecodedEntry {
+/**
+ * Decodes an envelope; anything that is not a well-formed entry of this format is `foreign`. With `key`, a value
+ * must be bound to that key: an unbound value, or one bound to another key, is foreign with reason
+ * {@link KEY_MISMATCH}. Without `key` (tools, tests), values are decoded whatever they are bound to.
+ */
+export function decodeEntry(bytes: Buffer, key?: string): DecodedEntry {
   if (bytes.length < HEADER || bytes[0] !== MAGIC0 || bytes[1] !== MAGIC1) return foreign('no magic');
   if (bytes[2] !== VERSION) return foreign(`format version ${bytes[2]}`);
   switch (bytes[3]) {
     case KIND_VALUE:
-      return decodeValue(bytes);
+      return key === undefined ? decodeValue(bytes, HEADER) : foreign(KEY_MISMATCH);
+    case KIND_BOUND_VALUE:
+      if (bytes.length < HEADER + KEY_TAG_BYTES) return foreign('truncated value');
+      if (key !== undefined && !keyTag(key).equals(bytes.subarray(HEADER, HEADER + KEY_TAG_BYTES))) return foreign(KEY_MISMATCH);
+      return decodeValue(bytes, HEADER + KEY_TAG_BYTES);
     case KIND_LOCK:
       return decodeLock(bytes);
     case KIND_LEASE:
@@ -128,10 +160,13 @@ export function decodeEntry(bytes: Buffer): DecodedEntry {
   }
 }
 
-function decodeValue(bytes: Buffer): DecodedEntry {
-  if (bytes.length < HEADER + 2) return foreign('truncated value');
-  const count = bytes.readUInt16BE(HEADER);
-  let at = HEADER + 2;
+/** The reason of a value that was not written for the key it was read under. */
+export const KEY_MISMATCH = 'written for another key';
+
+function decodeValue(bytes: Buffer, start: number): DecodedEntry {
+  if (bytes.length < start + 2) return foreign('truncated value');
+  const count = bytes.readUInt16BE(start);
+  let at = start + 2;
   const generations = new Map<string, string>();
   for (let i = 0; i < count; i++) {
     if (at + 2 > bytes.length) return foreign('truncated region');

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { DecodedEntry, Entry } from './entry.js';
-import { decodeEntry, encodeEntry } from './entry-codec.js';
+import { decodeEntry, encodeEntry, KEY_MISMATCH } from './entry-codec.js';
 
 /**
  * How entries become bytes under a key and back. {@link EntrySealer} is the one implementation: with no secret it
@@ -17,8 +17,11 @@ const NONCE_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 const MIN_SECRET_BYTES = 16;
 
-/** Why sealed bytes were refused. */
-export type SealFailure = 'forged' | 'undecryptable';
+/**
+ * Why bytes were refused: `forged` (authentication failed: planted, or copied from another key), `undecryptable`,
+ * or `misbound` (a value written for another key, caught by its key tag when no secret is set).
+ */
+export type SealFailure = 'forged' | 'undecryptable' | 'misbound';
 
 /**
  * Values and region generations — the entries a reader would trust — carry an HMAC-SHA-256 over the key and the
@@ -35,6 +38,7 @@ export class EntrySealer implements EntryCodec {
   readonly #encKeys: Buffer[];
   readonly #encrypt: boolean;
   readonly #onRefused: ((reason: SealFailure, key: string) => void) | undefined;
+  #scope = '';
 
   constructor(secrets: readonly string[] = [], options: { encrypt?: boolean; onRefused?: (reason: SealFailure, key: string) => void } = {}) {
     this.#macKeys = secrets.map((s) => derive(s, 'mikro-orm-xa-cache mac'));
@@ -48,27 +52,46 @@ export class EntrySealer implements EntryCodec {
     return this.#macKeys.length > 0;
   }
 
-  encode(key: string, entry: Entry): Buffer {
-    if (!this.sealed || (entry.kind !== 'value' && entry.kind !== 'generation')) return encodeEntry(entry);
-    const body = entry.kind === 'value' && this.#encrypt ? encodeEntry({ ...entry, payload: this.#seal(key, entry.payload) }) : encodeEntry(entry);
+  /**
+   * The data every key of this codec names (a database's identity): from now on values are bound to, and
+   * authenticated for, the scope and the key together, so an entry copied from another database's namespace under
+   * the same key is refused like one copied from another key. Set once, before the first read.
+   */
+  setScope(scope: string): void {
+    this.#scope = scope;
+  }
+
+  /** What entries are bound to: the key within the scope (a newline cannot occur in a scope). */
+  #bound(key: string): string {
+    return this.#scope === '' ? key : `${this.#scope}\n${key}`;
+  }
+
+  encode(logicalKey: string, entry: Entry): Buffer {
+    const key = this.#bound(logicalKey);
+    if (!this.sealed || (entry.kind !== 'value' && entry.kind !== 'generation')) return encodeEntry(entry, key);
+    const body = entry.kind === 'value' && this.#encrypt ? encodeEntry({ ...entry, payload: this.#seal(key, entry.payload) }, key) : encodeEntry(entry, key);
     return Buffer.concat([body, mac(this.#macKeys[0] as Buffer, key, body)]);
   }
 
-  decode(key: string, bytes: Buffer): DecodedEntry {
-    if (!this.sealed) return decodeEntry(bytes);
+  decode(logicalKey: string, bytes: Buffer): DecodedEntry {
+    const key = this.#bound(logicalKey);
+    if (!this.sealed) {
+      const entry = decodeEntry(bytes, key);
+      return entry.kind === 'foreign' && entry.reason === KEY_MISMATCH ? this.#refuse('misbound', logicalKey) : entry;
+    }
     const plain = decodeEntry(bytes);
     // Locks and leases are plain; a value or generation without a valid tag decodes as foreign here, since the
     // tag makes it longer than its exact length.
     if (plain.kind === 'lock' || plain.kind === 'lease') return plain;
-    if (bytes.length <= TAG_BYTES) return this.#refuse('forged', key);
+    if (bytes.length <= TAG_BYTES) return this.#refuse('forged', logicalKey);
     const body = bytes.subarray(0, bytes.length - TAG_BYTES);
     const tag = bytes.subarray(bytes.length - TAG_BYTES);
-    if (!this.#macKeys.some((k) => timingSafeEqual(mac(k, key, body), tag))) return this.#refuse('forged', key);
-    const entry = decodeEntry(body);
-    if (entry.kind !== 'value' && entry.kind !== 'generation') return this.#refuse('forged', key);
+    if (!this.#macKeys.some((k) => timingSafeEqual(mac(k, key, body), tag))) return this.#refuse('forged', logicalKey);
+    const entry = decodeEntry(body, key);
+    if (entry.kind !== 'value' && entry.kind !== 'generation') return this.#refuse('forged', logicalKey);
     if (entry.kind !== 'value' || !this.#encrypt) return entry;
     const payload = this.#open(key, entry.payload);
-    return payload ? { ...entry, payload } : this.#refuse('undecryptable', key);
+    return payload ? { ...entry, payload } : this.#refuse('undecryptable', logicalKey);
   }
 
   #seal(key: string, payload: Buffer): Buffer {

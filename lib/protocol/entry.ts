@@ -61,12 +61,21 @@ export interface ForeignEntry {
 /** What decoding can produce. */
 export type DecodedEntry = Entry | ForeignEntry;
 
-/** The transactions holding a lock now: joined and not left, in joining order. */
+/**
+ * The transactions holding a lock now: joined and not left, in joining order. Linear in the records (sets, not
+ * list scans), since a lock's records come from memcached and may be planted: reading one must cost no more
+ * than its length.
+ */
 export function lockHolders(lock: LockEntry): string[] {
   const left = new Set<string>();
   for (const r of lock.records) if (r.op === '-') left.add(r.txId);
+  const seen = new Set<string>();
   const holders: string[] = [];
-  for (const r of lock.records) if (r.op === '+' && !left.has(r.txId) && !holders.includes(r.txId)) holders.push(r.txId);
+  for (const r of lock.records) {
+    if (r.op !== '+' || left.has(r.txId) || seen.has(r.txId)) continue;
+    seen.add(r.txId);
+    holders.push(r.txId);
+  }
   return holders;
 }
 

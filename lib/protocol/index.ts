@@ -9,7 +9,7 @@
  */
 export { XaCache } from './xa-cache.js';
 export { CacheTransaction, type CacheTransactionState, type CompletionReport } from './cache-transaction.js';
-export { CacheReader, type CacheRead, type FillTicket, type MissReason, type ReadOptions } from './cache-reader.js';
+export { CacheReader, type CacheRead, type FillTicket, type MissReason, type PayloadVerdict, type ReadOptions } from './cache-reader.js';
 export { CacheStats } from './cache-stats.js';
 export { TransactionLog, type LogRow, type DatabaseOutcome } from './transaction-log.js';
 export type { SqlRunner } from './sql-runner.js';
@@ -21,3 +21,4 @@ export type { Entry, ValueEntry, LockEntry, LeaseEntry, GenerationEntry, Foreign
 export { encodeEntry, decodeEntry } from './entry-codec.js';
 export { regionKey } from './protocol-context.js';
 export { WriteCapture, CAPTURE_VERSION, MAX_CAPTURED_ROWS, type CapturedChange, type CapturedKeys, type CaptureDeriver, type CaptureTarget } from './write-capture.js';
+export { readDataIdentity, dataIdentityOf, DATA_IDENTITY_COLUMNS, type DataIdentity } from './data-identity.js';

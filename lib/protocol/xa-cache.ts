@@ -32,6 +32,7 @@ export class XaCache {
   readonly #ctx: ProtocolContext;
   #deriver: CaptureDeriver | undefined;
   readonly #doneQueue = new DoneQueue();
+  readonly #codec: EntrySealer;
 
   constructor(
     readonly store: CacheStore,
@@ -40,6 +41,18 @@ export class XaCache {
     this.options = resolveProtocolOptions(options);
     this.log = new TransactionLog(this.options.logTable, this.options.logNamespace);
     this.capture = new WriteCapture(this.options.logTable);
+    this.#codec = new EntrySealer(this.options.secrets, {
+      encrypt: this.options.encryptValues,
+      onRefused: (reason, key) => {
+        if (reason === 'misbound') {
+          // No secret: a copy or an accident, not proof of an attacker; counted, not logged per read.
+          this.stats.keyMismatches++;
+          return;
+        }
+        this.stats.forgedEntries++;
+        this.options.logger?.('warn', `refused a cache entry that failed authentication (${reason})`, { key });
+      },
+    });
     const base: TransitionTtls = { lock: this.options.lockTtlSeconds, forever: 0, value: () => this.options.valueTtlSeconds };
     this.#ctx = {
       store,
@@ -47,13 +60,7 @@ export class XaCache {
       stats: this.stats,
       log: this.log,
       doneQueue: this.#doneQueue,
-      codec: new EntrySealer(this.options.secrets, {
-        encrypt: this.options.encryptValues,
-        onRefused: (reason, key) => {
-          this.stats.forgedEntries++;
-          this.options.logger?.('warn', `refused a cache entry that failed authentication (${reason})`, { key });
-        },
-      }),
+      codec: this.#codec,
       capture: () => (this.#deriver && !this.options.unsafeTestSwitches.skipCapture ? { capture: this.capture, derive: this.#deriver } : undefined),
       ttls: (valueTtl) =>
         valueTtl && valueTtl.size > 0 ? { ...base, value: (key) => valueTtl.get(key) ?? this.options.valueTtlSeconds } : base,
@@ -68,6 +75,15 @@ export class XaCache {
    */
   useCapture(derive: CaptureDeriver): void {
     this.#deriver = derive;
+  }
+
+  /**
+   * Binds every entry to a data scope (the database's identity, see `readDataIdentity`): values written from now
+   * on name the scope with their key, and values of another scope read as foreign. The store's key prefix is the
+   * caller's to narrow to the same scope, so that databases do not even share keys.
+   */
+  scopeTo(scope: string): void {
+    this.#codec.setScope(scope);
   }
 
   /** Starts the cache side of a database transaction. */

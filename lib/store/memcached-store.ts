@@ -34,7 +34,7 @@ export class MemcachedStore implements CacheStore {
   readonly maxValueBytes: number;
   readonly #options: ResolvedStoreOptions;
   readonly #ring: KetamaRing;
-  readonly #keys: KeyBuilder;
+  #keys: KeyBuilder;
   readonly #connections: readonly MemcachedConnection[];
   #closed = false;
 
@@ -84,6 +84,17 @@ export class MemcachedStore implements CacheStore {
   /** @inheritDoc */
   serverFor(key: string): string {
     return this.#ring.serverFor(this.#keys.build(key, false));
+  }
+
+  /**
+   * Narrows every key to one scope within the namespace: keys become `namespace/scope:key`. The MikroORM layer
+   * scopes to the database's identity once it knows it (at connect), before its first cache operation; scoping
+   * again (a reconnect to other data) simply leaves the old scope's keys to expire.
+   */
+  scopeTo(scope: string): void {
+    const namespace = `${this.#options.namespace}/${scope}`;
+    if (!/^[\x21-\x39\x3b-\x7e]{1,160}$/.test(namespace)) throw new RangeError(`scope ${JSON.stringify(scope)} must be printable ASCII without spaces or ":"`);
+    this.#keys = new KeyBuilder(namespace, this.counters);
   }
 
   /** The memcached key a logical key is stored under (namespaced, hashed if needed), for operators and tests. */

@@ -120,6 +120,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   await orm.connect();
   const adapter = orm.config.getResultCacheAdapter() as XaCacheAdapter;
   const raw = new MemcachedStore({ servers: addresses, namespace, timeoutMs: 500, retryAfterMs: 50 });
+  if (adapter.identity) raw.scopeTo(adapter.identity); // the application's keys are scoped to its database
   const keys = libraryKeys();
 
   const records: OpRecord[] = [];

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { decodeEntry, encodeEntry, encodeLockRecords } from '../../lib/protocol/entry-codec.js';
-import type { Entry } from '../../lib/protocol/entry.js';
+import { decodeEntry, encodeEntry, encodeLockRecords, KEY_MISMATCH, MAX_LOCK_RECORDS } from '../../lib/protocol/entry-codec.js';
+import { lockHolders, type Entry, type LockRecord } from '../../lib/protocol/entry.js';
+import { EntrySealer } from '../../lib/protocol/entry-sealer.js';
 
 describe('entry codec', () => {
   const samples: Entry[] = [
@@ -72,5 +73,53 @@ describe('entry codec', () => {
     const bad = Buffer.from(bytes);
     bad[5] = 0x3f;
     expect(decodeEntry(bad).kind).to.equal('foreign');
+  });
+
+  describe('values bound to their key', () => {
+    const value: Entry = { kind: 'value', generations: new Map([['rows:public.item', randomUUID()]]), payload: Buffer.from('row 21') };
+
+    it('decode under the key they were written for, and as foreign under any other', () => {
+      const bytes = encodeEntry(value, 'e:public.item:21');
+      expect(decodeEntry(bytes, 'e:public.item:21')).to.deep.equal(value);
+      expect(decodeEntry(bytes, 'e:public.item:1')).to.deep.equal({ kind: 'foreign', reason: KEY_MISMATCH });
+      expect(decodeEntry(bytes), 'tools without a key still read it').to.deep.equal(value);
+    });
+
+    it('refuse an unbound value under a key', () => {
+      expect(decodeEntry(encodeEntry(value), 'e:public.item:1')).to.deep.equal({ kind: 'foreign', reason: KEY_MISMATCH });
+    });
+
+    it('are refused across scopes (databases) under the same key, with and without secrets', () => {
+      for (const secrets of [[], [randomBytes(32).toString('base64')]]) {
+        const refused: string[] = [];
+        const a = new EntrySealer(secrets, { onRefused: (reason) => refused.push(reason) });
+        const b = new EntrySealer(secrets, { onRefused: (reason) => refused.push(reason) });
+        a.setScope('7000000000000000001.app');
+        b.setScope('7000000000000000002.app');
+        const bytes = a.encode('e:public.item:1', value);
+        expect(a.decode('e:public.item:1', bytes)).to.deep.equal(value);
+        expect(b.decode('e:public.item:1', bytes).kind).to.equal('foreign');
+        expect(refused).to.deep.equal([secrets.length ? 'forged' : 'misbound']);
+      }
+    });
+  });
+
+  describe('lock size', () => {
+    const lockBytes = (count: number): Buffer => {
+      const records: LockRecord[] = Array.from({ length: count }, () => ({ op: '+', txId: randomUUID() }));
+      return Buffer.concat([encodeEntry({ kind: 'lock', records: records.slice(0, 1), prior: undefined }), encodeLockRecords(records.slice(1))]);
+    };
+
+    it(`decodes a lock of ${MAX_LOCK_RECORDS} records, and a longer one as foreign`, () => {
+      const decoded = decodeEntry(lockBytes(MAX_LOCK_RECORDS));
+      expect(decoded.kind === 'lock' && lockHolders(decoded).length).to.equal(MAX_LOCK_RECORDS);
+      expect(decodeEntry(lockBytes(MAX_LOCK_RECORDS + 1))).to.deep.equal({ kind: 'foreign', reason: 'lock records' });
+    });
+
+    it('computes holders of repeated joins and leaves once each, in joining order', () => {
+      const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+      const records: LockRecord[] = [{ op: '+', txId: a }, { op: '+', txId: b }, { op: '+', txId: a }, { op: '+', txId: c }, { op: '-', txId: b }, { op: '+', txId: b }];
+      expect(lockHolders({ kind: 'lock', records, prior: undefined })).to.deep.equal([a, c]);
+    });
   });
 });

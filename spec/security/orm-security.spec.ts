@@ -39,7 +39,7 @@ describe('secret fields never enter the cache', () => {
     await orm.em.fork().find(Account, {}, { cache: 60_000, populate: ['passwordHash'] });
     await orm.em.fork().find(Account, {}, { cache: 60_000 });
     const bytes = [];
-    for (const server of sharedServers().memcachedAddresses) bytes.push(...(await dumpMemcached(server, `${namespace}:`)).values());
+    for (const server of sharedServers().memcachedAddresses) bytes.push(...(await dumpMemcached(server, `${namespace}/`)).values());
     expect(bytes.length, 'something was cached').to.be.greaterThan(0);
     expect(bytes.some((b) => b.includes(Buffer.from('very-secret-hash')))).to.equal(false);
     expect(bytes.some((b) => b.includes(Buffer.from('ada@example.org')))).to.equal(true);
