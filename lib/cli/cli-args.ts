@@ -2,8 +2,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CliError } from './cli-errors.js';
 
 /** The commands of the tool. */
-export type CommandName = 'inspect' | 'sweep' | 'stats';
-export const COMMANDS: readonly CommandName[] = ['inspect', 'sweep', 'stats'];
+export type CommandName = 'inspect' | 'sweep' | 'stats' | 'capture' | 'invalidate';
+export const COMMANDS: readonly CommandName[] = ['inspect', 'sweep', 'stats', 'capture', 'invalidate'];
 
 type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -26,12 +26,15 @@ const COMMAND_OPTIONS: Record<CommandName, OptionSpec> = {
   inspect: { 'min-age': { type: 'string' }, limit: { type: 'string' } },
   sweep: { 'min-age': { type: 'string' }, limit: { type: 'string' }, 'batch-size': { type: 'string' }, watch: { type: 'boolean' }, interval: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   stats: { url: { type: 'string' }, 'min-age': { type: 'string' } },
+  capture: { apply: { type: 'boolean' }, drop: { type: 'boolean' }, schema: { type: 'string', multiple: true }, table: { type: 'string', multiple: true } },
+  // --table is taken as a list so that a second one is refused rather than silently replacing the first.
+  invalidate: { table: { type: 'string', multiple: true }, id: { type: 'string', multiple: true }, key: { type: 'string', multiple: true } },
 };
 
 /** A parsed command line. */
 export interface ParsedCommand {
   readonly command: CommandName;
-  readonly values: Readonly<Record<string, string | boolean | undefined>>;
+  readonly values: Readonly<Record<string, string | boolean | string[] | undefined>>;
 }
 
 /** Parses `argv` (without node and the script), or throws a usage {@link CliError}; undefined means top-level help. */
@@ -51,7 +54,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedCommand | undef
   try {
     const { values, positionals } = parseArgs({ args: joinNegativeValues(rest, options), options, strict: true, allowPositionals: true });
     if (positionals.length > 0) throw CliError.usage(`unexpected argument "${positionals[0]}"`, first);
-    return { command: first, values: values as Record<string, string | boolean | undefined> };
+    return { command: first, values: values as Record<string, string | boolean | string[] | undefined> };
   } catch (error) {
     if (error instanceof CliError) throw error;
     throw CliError.usage(((error as Error).message.split('\n')[0] ?? '').replace(/\. To specify.*$/, ''), first);

@@ -13,6 +13,7 @@ export interface CliConfig {
   readonly pg: PoolConfig;
   /** `host:port/database`, for messages (never the password). */
   readonly dbLabel: string;
+  /** Empty only for `capture`, which needs no memcached. */
   readonly memcached: readonly string[];
   readonly namespace: string;
   readonly logTable: string;
@@ -82,21 +83,25 @@ export async function resolveCliConfig(parsed: ParsedCommand, env: NodeJS.Proces
           orm = await loadOrmConfig(found, str('context') ?? nonEmpty(env.MIKRO_ORM_CONTEXT_NAME));
           configFile = found;
         } catch (error) {
-          if (!(dbGiven && memcachedGiven)) throw error;
+          if (!(dbGiven && (memcachedGiven || parsed.command === 'capture'))) throw error;
           warnings.push(`skipped ${found}: ${error instanceof CliError ? error.message : describe(error)}`);
         }
       }
     }
   }
 
-  const memcachedList = memcachedGiven ? memcachedGiven.split(',').map((s) => s.trim()).filter(Boolean) : orm.servers;
-  if (!memcachedList || memcachedList.length === 0) throw CliError.noMemcached();
+  const memcachedList = (memcachedGiven ? memcachedGiven.split(',').map((s) => s.trim()).filter(Boolean) : orm.servers) ?? [];
+  // `capture` only talks to PostgreSQL: it is run where memcached may not be reachable (a migration job).
+  const needsMemcached = parsed.command !== 'capture';
+  if (needsMemcached && memcachedList.length === 0) throw CliError.noMemcached();
   const namespace = str('namespace') ?? nonEmpty(env.XA_CACHE_NAMESPACE) ?? orm.namespace ?? 'xa';
-  checkStoreSettings(memcachedList, namespace, {
-    servers: str('memcached') ? '--memcached' : memcachedGiven ? 'MEMCACHED_SERVERS' : `the servers of ${configFile}`,
-    namespace: str('namespace') ? '--namespace' : nonEmpty(env.XA_CACHE_NAMESPACE) ? 'XA_CACHE_NAMESPACE' : `the namespace of ${configFile}`,
-    command: parsed.command,
-  });
+  if (memcachedList.length > 0) {
+    checkStoreSettings(memcachedList, namespace, {
+      servers: str('memcached') ? '--memcached' : memcachedGiven ? 'MEMCACHED_SERVERS' : `the servers of ${configFile}`,
+      namespace: str('namespace') ? '--namespace' : nonEmpty(env.XA_CACHE_NAMESPACE) ? 'XA_CACHE_NAMESPACE' : `the namespace of ${configFile}`,
+      command: parsed.command,
+    });
+  }
   let pg: PoolConfig;
   let dbLabel: string;
   if (dbGiven) {

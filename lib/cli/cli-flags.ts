@@ -1,7 +1,7 @@
 import { CliError } from './cli-errors.js';
 
 /** Parsed flag values, as `util.parseArgs` returns them. */
-export type FlagValues = Readonly<Record<string, string | boolean | undefined>>;
+export type FlagValues = Readonly<Record<string, string | boolean | string[] | undefined>>;
 
 /**
  * Node runs a timer of more than 2^31 - 1 ms at once, so no duration may exceed it (the memcached store refuses
@@ -57,4 +57,38 @@ export function urlFlag(values: FlagValues, name: string, command: string): stri
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw CliError.usage(`--${name} must be an http:// or https:// URL, got ${text}`, command);
   return text;
+}
+
+/** `schema.table`, as the catalog spells the names (case-sensitive, unquoted). */
+export interface TableName {
+  readonly schema: string;
+  readonly table: string;
+}
+
+/**
+ * Whitespace and control characters: memcached keys cannot carry them, and a name or id with them is a pasting
+ * mistake far more often than a real name.
+ */
+const UNPRINTABLE = /[\s\p{Cc}]/u;
+
+/** The values of a flag that may be given several times (none: an empty list), each non-empty and printable. */
+export function listFlag(values: FlagValues, name: string, command: string): string[] {
+  const raw = values[name];
+  const list = raw === undefined ? [] : Array.isArray(raw) ? raw : [String(raw)];
+  for (const text of list) {
+    if (text === '' || UNPRINTABLE.test(text)) throw CliError.usage(`--${name} ${JSON.stringify(text)} must be non-empty, without spaces or control characters`, command);
+  }
+  return list;
+}
+
+/**
+ * `--table SCHEMA.TABLE` values. The schema is required: cache keys and triggers name tables with their schema,
+ * and guessing it from a `search_path` the tool does not share with the application would name another table.
+ */
+export function tableFlag(values: FlagValues, name: string, command: string): TableName[] {
+  return listFlag(values, name, command).map((text) => {
+    const match = /^([^.]+)\.([^.]+)$/.exec(text);
+    if (!match) throw CliError.usage(`--${name} ${text} must be SCHEMA.TABLE, e.g. public.book`, command);
+    return { schema: match[1] as string, table: match[2] as string };
+  });
 }

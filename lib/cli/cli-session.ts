@@ -1,10 +1,11 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { MemcachedStore } from '../store/memcached-store.js';
 import { XaCache } from '../protocol/xa-cache.js';
 import { readDataIdentity } from '../protocol/data-identity.js';
 import type { SqlRunner } from '../protocol/sql-runner.js';
 import type { CliConfig } from './cli-config.js';
 import { CliError, describe } from './cli-errors.js';
+import { openDatabase } from './cli-database.js';
 import { authFailure, type AuthFailure } from './memcached-auth.js';
 
 /**
@@ -21,14 +22,7 @@ export class CliSession {
 
   /** Opens and checks the database (reachable, log table present); memcached is checked by {@link probeMemcached}. */
   static async open(config: CliConfig, connectTimeoutMs: number, options: { needLogTable?: boolean } = {}): Promise<CliSession> {
-    const pool = new pg.Pool({ ...config.pg, max: 4, connectionTimeoutMillis: connectTimeoutMs, application_name: 'mikro-orm-xa-cache cli' });
-    pool.on('error', () => undefined); // an idle client dropped by the server; the next query reports it
-    try {
-      await pool.query('SELECT 1');
-    } catch (error) {
-      await pool.end().catch(() => undefined);
-      throw CliError.unreachableDatabase(config.dbLabel, error);
-    }
+    const pool = await openDatabase(config, connectTimeoutMs);
     const store = new MemcachedStore({ timeoutMs: 1000, connectTimeoutMs: connectTimeoutMs, retryAfterMs: 0, ...config.store, servers: config.memcached, namespace: config.namespace });
     let cache: XaCache;
     try {

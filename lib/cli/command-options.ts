@@ -1,5 +1,6 @@
 import type { ParsedCommand } from './cli-args.js';
-import { countFlag, durationFlag, urlFlag } from './cli-flags.js';
+import { CliError } from './cli-errors.js';
+import { countFlag, durationFlag, listFlag, tableFlag, urlFlag, type TableName } from './cli-flags.js';
 
 /** Default `--min-age`: the sweeper's own default, so what `inspect` reports is what a sweep would take. */
 export const DEFAULT_MIN_AGE_MS = 10_000;
@@ -26,6 +27,18 @@ export interface CommandOptions {
   readonly watch: boolean;
   readonly quiet: boolean;
   readonly json: boolean;
+  /** `capture`: run the DDL instead of printing it. */
+  readonly apply: boolean;
+  /** `capture`: remove the triggers instead of installing them. */
+  readonly drop: boolean;
+  /** `capture`: schemas whose tables are captured (default `public` when no `--table` is given). */
+  readonly schemas: readonly string[];
+  /** `capture`: the tables to capture; `invalidate`: the table whose entries are invalidated (one). */
+  readonly tables: readonly TableName[];
+  /** `invalidate`: primary keys of rows of the `--table`. */
+  readonly ids: readonly string[];
+  /** `invalidate`: raw item keys (`r:<region>` names a region). */
+  readonly keys: readonly string[];
 }
 
 /**
@@ -44,5 +57,29 @@ export function readCommandOptions(parsed: ParsedCommand): CommandOptions {
     watch: values.watch === true,
     quiet: values.quiet === true,
     json: values.json === true,
+    apply: values.apply === true,
+    drop: values.drop === true,
+    ...targets(parsed),
   };
+}
+
+/** The tables, ids and keys a `capture` or `invalidate` acts on, with the combinations each command allows. */
+function targets(parsed: ParsedCommand): Pick<CommandOptions, 'schemas' | 'tables' | 'ids' | 'keys'> {
+  const { values, command } = parsed;
+  const schemas = listFlag(values, 'schema', command);
+  const tables = tableFlag(values, 'table', command);
+  const ids = listFlag(values, 'id', command);
+  const keys = listFlag(values, 'key', command);
+  if (command === 'capture') {
+    // Both would leave unclear whether the tables are added to the schemas or replace them.
+    if (schemas.length > 0 && tables.length > 0) throw CliError.usage('give --schema or --table, not both', command);
+    return { schemas: tables.length === 0 && schemas.length === 0 ? ['public'] : [...new Set(schemas)], tables, ids, keys };
+  }
+  if (command === 'invalidate') {
+    if (tables.length === 0 && keys.length === 0) throw CliError.usage('say what to invalidate: --table SCHEMA.TABLE [--id ID …] or --key KEY …', command);
+    if (tables.length > 0 && keys.length > 0) throw CliError.usage('give --table (with --id) or --key, not both', command);
+    if (tables.length > 1) throw CliError.usage('give one --table (its rows are named with --id)', command);
+    if (ids.length > 0 && tables.length === 0) throw CliError.usage('--id needs --table SCHEMA.TABLE: a row key names its table', command);
+  }
+  return { schemas, tables, ids: [...new Set(ids)], keys: [...new Set(keys)] };
 }

@@ -22,7 +22,7 @@ const CONNECTION = `Where to connect (each setting from the first place that has
   -h, --help             this help`;
 
 const EXIT_STATUS = `Exit status:
-  0  done (inspect: nothing in doubt; sweep: everything resolved)
+  0  done (inspect: nothing in doubt; sweep: everything resolved; invalidate: every key reached)
   1  inspect: transactions are in doubt; sweep: some were left unresolved
   2  bad command line
   3  configuration missing or unusable (no database / memcached given, config file failed, no log table,
@@ -40,6 +40,8 @@ Commands:
   inspect   list in-doubt transactions: age, database outcome, each key's state in memcached
   sweep     resolve in-doubt transactions now (the recovery sweeper), once or --watch
   stats     counters of a running application (--url), or a one-off probe of memcached and the log
+  capture   print or apply the DDL of the database-side write capture (triggers on the tables)
+  invalidate  evict rows or renew tables' regions now, for changes no database reports (a restore, …)
 
 Run mikro-orm-xa-cache <command> --help for its options.
 
@@ -106,6 +108,51 @@ ${DURATIONS}
 
 Exit status: 0 read, 4 the endpoint, PostgreSQL or a memcached server could not be reached, 2/3/5 as for every
 command.`,
+  capture: `Usage: mikro-orm-xa-cache capture [--apply] [--drop] [--schema NAME ...] [--table SCHEMA.TABLE ...] [options]
+
+Prints the DDL of the database-side write capture, as one psql-ready transaction: the change table
+(<log table>_changes), the capture function, and statement triggers on each table, so that every write
+(raw SQL, other programs, cascades, COPY, TRUNCATE) is reported to the cache. With --apply, runs it in one
+transaction instead, under the advisory lock installWriteCapture takes. Idempotent: run it again after adding
+tables or partitions. With metadata at hand, installWriteCapture(orm) picks exactly the entities' tables;
+this command picks them from the catalog:
+
+  --schema NAME          every table and partitioned table of the schema, with each partition (tagged with
+                         its root table), except the cache's own tables; repeatable (default: public)
+  --table SCHEMA.TABLE   exactly this table (with its partitions, if partitioned); repeatable. Names as the
+                         catalog spells them (case-sensitive, unquoted). Not together with --schema.
+  --apply                run the DDL (one transaction) instead of printing it
+  --drop                 the DDL that removes the triggers from the tables (the change table stays)
+
+Needs PostgreSQL only: no memcached, and the log table need not exist yet. The capture objects are named after
+--log-table. --json prints the tables and the statements.
+
+${CONNECTION}
+
+Exit status: 0 done, 3 a --table that does not exist, 4 PostgreSQL could not be reached, 2/5 as for every
+command.`,
+  invalidate: `Usage: mikro-orm-xa-cache invalidate (--table SCHEMA.TABLE [--id ID ...] | --key KEY ...) [options]
+
+Invalidates cache entries now, for a change that no database the application uses can report: data restored
+from a backup, a table filled by another database, a fix made while the capture was off. It is what the
+application does for outside writes: values and leases are deleted, region generations renewed, and locks of
+running transactions marked so their holders write nothing over it.
+
+  --table SCHEMA.TABLE   alone: renews the table's regions (t: query results, rows: its rows,
+                         coll: collections kept in it): everything cached from the table misses once
+  --id ID                with --table: evicts the row key e:SCHEMA.TABLE:ID of each (repeatable), and still
+                         renews the table's query and collection regions (results and collections holding the
+                         row cannot be named). ID as the key prints it: 42, a uuid, or JSON for composite keys
+  --key KEY              evicts a raw item key as inspect shows it (repeatable); r:REGION renews a region
+
+Give the application's secrets (--secrets-env, XA_CACHE_SECRETS or the config) when it has them: without
+them its entries read as foreign and are deleted outright, the locks of running transactions included (which
+are otherwise only marked). --json prints the keys and regions and those not reached.
+
+${CONNECTION}
+
+Exit status: 0 every key reached, 4 a key's memcached server (or PostgreSQL) could not be reached (run it again),
+2/3/5 as for every command.`,
 };
 
 /** The help of a command, or of the tool. */

@@ -3,6 +3,9 @@ import { resolveCliConfig } from './cli-config.js';
 import { CliError, EXIT, describe, withoutPrefix } from './cli-errors.js';
 import { processOutput, type CliOutput } from './cli-output.js';
 import { CliSession } from './cli-session.js';
+import { captureCommand } from './capture-command.js';
+import { openDatabase } from './cli-database.js';
+import { invalidateCommand } from './invalidate-command.js';
 import { readCommandOptions } from './command-options.js';
 import { helpText } from './help-text.js';
 import { inspectCommand } from './inspect-command.js';
@@ -21,7 +24,17 @@ export async function runCli(argv: readonly string[], io: CliOutput = processOut
     if (parsed.command === 'stats' && options.url !== undefined) return await statsFromUrl(options.url, options, io);
     const config = await resolveCliConfig(parsed);
     for (const warning of config.warnings) io.err(`warning: ${warning}`);
-    const session = await CliSession.open(config, options.connectTimeoutMs);
+    if (parsed.command === 'capture') {
+      // DDL only: no memcached, and no log table needed (the change table is created next to where it will be).
+      const pool = await openDatabase(config, options.connectTimeoutMs);
+      try {
+        return await captureCommand(pool, config, options, io);
+      } finally {
+        await pool.end();
+      }
+    }
+    // invalidate writes to memcached only: it works before the application ever created its log table.
+    const session = await CliSession.open(config, options.connectTimeoutMs, { needLogTable: parsed.command !== 'invalidate' });
     try {
       const probe = await session.probeMemcached();
       // Wrong credentials fail every server alike; say so rather than go on with warnings per key.
@@ -30,6 +43,7 @@ export async function runCli(argv: readonly string[], io: CliOutput = processOut
       if (probe.reachable.length === 0) throw CliError.unreachableMemcached(probe.unreachable);
       if (parsed.command === 'inspect') return await inspectCommand(session, options, io);
       if (parsed.command === 'sweep') return await sweepCommand(session, options, io);
+      if (parsed.command === 'invalidate') return await invalidateCommand(session, options, io);
       return await statsProbe(session, options, io);
     } finally {
       await session.close();

@@ -10,6 +10,7 @@ import { Book, openBookstore, seedBookstore, type Bookstore } from '../support/b
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import { startXaCache } from '../../lib/operations/start-xa-cache.js';
 import { serveMetrics } from '../../lib/operations/metrics-server.js';
+import { MemcachedStore } from '../../lib/store/memcached-store.js';
 import { CLI, cleanEnv, emptyDir, killWriterMidPromote, runTool } from './cli-harness.js';
 import { startSaslMemcached } from './sasl-memcached.js';
 
@@ -43,7 +44,7 @@ describe('the operator tool (mikro-orm-xa-cache)', function () {
       const top = await runTool(['--help']);
       expect(top.code).to.equal(0);
       expect(top.stdout).to.match(/Usage: mikro-orm-xa-cache <command>/).and.match(/inspect/).and.match(/Exit status/);
-      for (const command of ['inspect', 'sweep', 'stats']) {
+      for (const command of ['inspect', 'sweep', 'stats', 'capture', 'invalidate']) {
         const run = await runTool([command, '--help']);
         expect(run.code, command).to.equal(0);
         expect(run.stdout).to.include(`Usage: mikro-orm-xa-cache ${command}`);
@@ -397,6 +398,150 @@ export default withXaCache({ entities: [], clientUrl: ${JSON.stringify(s.db)} },
       } finally {
         await server.close();
         await runtime.stop();
+      }
+    });
+  });
+
+  describe('capture', () => {
+    // A schema of its own: the shared database's public schema belongs to the bookstore of every suite.
+    const schema = `cap_${namespace}`;
+    const capLog = `${schema}.cap_log`;
+    const changes = `${capLog}_changes`;
+    /** The database only: capture needs no memcached. */
+    let dbOnly: string[];
+    const captured = async (table: string): Promise<number> =>
+      (await pool.query(`SELECT count(*)::int AS n FROM ${changes} WHERE schema_name = $1 AND table_name = $2`, [schema, table])).rows[0].n as number;
+
+    before(async () => {
+      dbOnly = ['--db', sharedServers().db, '--log-table', capLog];
+      await pool.query(`CREATE SCHEMA ${schema}`);
+      await pool.query(`CREATE TABLE ${schema}.widget (id int PRIMARY KEY, name text)`);
+      await pool.query(`CREATE TABLE ${schema}.event (id int, at date NOT NULL) PARTITION BY RANGE (at)`);
+      await pool.query(`CREATE TABLE ${schema}.event_2026 PARTITION OF ${schema}.event FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+      // Stands for the log table the application would create: the cache's own tables are never captured.
+      await pool.query(`CREATE TABLE ${capLog} (tx_id uuid)`);
+    });
+    after(async () => {
+      await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    });
+
+    it('prints the DDL for every table of a schema, partitions tagged with their root, without memcached or applying it', async () => {
+      const run = await runTool(['capture', '--schema', schema, ...dbOnly]);
+      expect(run.code, run.stderr).to.equal(0);
+      expect(run.stdout).to.include(`CREATE TABLE IF NOT EXISTS ${changes}`).and.include('BEGIN;').and.include('COMMIT;');
+      expect(run.stdout).to.include(`CREATE TRIGGER "cap_log_ins" AFTER INSERT ON "${schema}"."widget" REFERENCING NEW TABLE AS xa_new`);
+      expect(run.stdout).to.include(`ON "${schema}"."event" `).and.include(`ON "${schema}"."event_2026" `).and.include(`${capLog}_capture('event')`);
+      expect(run.stdout).to.not.include(`ON "${schema}"."cap_log"`);
+      expect((await pool.query('SELECT to_regclass($1) AS t', [changes])).rows[0].t).to.equal(null);
+      const json = JSON.parse((await runTool(['capture', '--json', '--table', `${schema}.event`, ...dbOnly])).stdout) as { applied: boolean; tables: Array<{ table: string; logicalTable?: string }> };
+      expect(json.applied).to.equal(false);
+      expect(json.tables).to.deep.equal([
+        { schema, table: 'event' },
+        { schema, table: 'event_2026', logicalTable: 'event' },
+      ]);
+    });
+
+    it('--apply installs it: a write by a plain pg client is recorded; --drop --apply removes it', async () => {
+      const run = await runTool(['capture', '--apply', '--schema', schema, ...dbOnly]);
+      expect(run.code, run.stderr).to.equal(0);
+      expect(run.stdout).to.include(`Installed the write capture (change table ${changes}) on 3 tables`).and.include(`${schema}.event_2026 (partition of event)`);
+      await pool.query(`INSERT INTO ${schema}.widget VALUES (1, 'one')`);
+      await pool.query(`INSERT INTO ${schema}.event_2026 VALUES (1, '2026-05-01')`);
+      expect(await captured('widget')).to.equal(1);
+      expect(await captured('event')).to.equal(1);
+      const row = (await pool.query(`SELECT op, new_rows FROM ${changes} WHERE table_name = 'widget'`)).rows[0] as { op: string; new_rows: unknown };
+      expect(row).to.deep.equal({ op: 'INSERT', new_rows: [{ id: 1, name: 'one' }] });
+      // Run again: idempotent, and the change table it created is still left out.
+      const again = await runTool(['capture', '--apply', '--json', '--schema', schema, ...dbOnly]);
+      expect(again.code, again.stderr).to.equal(0);
+      expect((JSON.parse(again.stdout) as { tables: Array<{ table: string }> }).tables.map((t) => t.table)).to.deep.equal(['event', 'event_2026', 'widget']);
+
+      const drop = await runTool(['capture', '--drop', '--apply', '--table', `${schema}.widget`, ...dbOnly]);
+      expect(drop.code, drop.stderr).to.equal(0);
+      expect(drop.stdout).to.include('Removed the write capture from 1 table');
+      await pool.query(`UPDATE ${schema}.widget SET name = 'uno'`);
+      await pool.query(`UPDATE ${schema}.event SET id = 2`);
+      expect(await captured('widget')).to.equal(1);
+      expect(await captured('event')).to.equal(2);
+    });
+
+    it('refuses tables that do not exist (exit 3) and the cache\'s own tables (exit 2)', async () => {
+      const missing = await runTool(['capture', '--table', `${schema}.nope`, ...dbOnly]);
+      expect(missing.code).to.equal(3);
+      expect(missing.stderr).to.include(`no table ${schema}.nope`);
+      const own = await runTool(['capture', '--table', capLog, ...dbOnly]);
+      expect(own.code).to.equal(2);
+      expect(own.stderr).to.include("the cache's own table");
+    });
+  });
+
+  describe('invalidate', () => {
+    let store: MemcachedStore;
+    before(() => {
+      store = new MemcachedStore({ servers: sharedServers().memcachedAddresses, namespace });
+    });
+    after(async () => {
+      await store.close();
+    });
+
+    it('--table --id evicts the row an ORM cached: the next read is a miss, then a hit again', async () => {
+      const stats = b.cache().xa.stats;
+      await b.orm.em.fork().findOneOrFail(Book, 1);
+      expect((await store.get('e:public.book:1')).status).to.equal('hit');
+      const hits = stats.hits;
+      await b.orm.em.fork().findOneOrFail(Book, 1);
+      expect(stats.hits).to.be.greaterThan(hits);
+
+      const run = await runTool(['invalidate', '--table', 'public.book', '--id', '1', '--json', ...conn]);
+      expect(run.code, run.stderr).to.equal(0);
+      expect(JSON.parse(run.stdout)).to.deep.equal({ namespace, keys: ['e:public.book:1'], regions: ['t:public.book', 'coll:public.book'], unreached: [] });
+      expect((await store.get('e:public.book:1')).status).to.equal('not_found');
+
+      const misses = stats.misses;
+      expect((await b.orm.em.fork().findOneOrFail(Book, 1)).title).to.equal('Book 1');
+      expect(stats.misses).to.be.greaterThan(misses);
+      expect((await store.get('e:public.book:1')).status).to.equal('hit');
+    });
+
+    it('--table alone renews the table\'s regions; --key evicts raw keys (r:REGION a region)', async () => {
+      const table = await runTool(['invalidate', '--table', 'public.book', ...conn]);
+      expect(table.code, table.stderr).to.equal(0);
+      expect(table.stdout).to.include('Invalidated 0 items and renewed 3 regions').and.include('r:rows:public.book  renewed');
+      await b.orm.em.fork().findOneOrFail(Book, 2);
+      expect((await store.get('e:public.book:2')).status).to.equal('hit');
+      const keys = await runTool(['invalidate', '--key', 'e:public.book:2', '--key', 'r:t:public.author', '--json', ...conn]);
+      expect(keys.code, keys.stderr).to.equal(0);
+      expect(JSON.parse(keys.stdout)).to.deep.include({ keys: ['e:public.book:2'], regions: ['t:public.author'], unreached: [] });
+      expect((await store.get('e:public.book:2')).status).to.equal('not_found');
+    });
+
+    it('exits 4 and names the keys it could not reach', async () => {
+      const s = sharedServers();
+      const args = ['invalidate', '--json', '--db', s.db, '--memcached', `${s.memcachedAddresses[0]},127.0.0.1:1`, '--namespace', namespace];
+      for (let i = 0; i < 16; i++) args.push('--key', `cli-unreached:${i}`);
+      const run = await runTool(args);
+      expect(run.code, run.stderr).to.equal(4);
+      const report = JSON.parse(run.stdout) as { keys: string[]; unreached: string[] };
+      expect(report.unreached.length).to.be.greaterThan(0).and.lessThan(16);
+    });
+
+    it('bad command lines are usage errors (exit 2), for capture as for invalidate', async () => {
+      const lines = [
+        ['capture', '--table', 'nodot'],
+        ['capture', '--schema', 'public', '--table', 'public.book'],
+        ['capture', '--id', '1'],
+        ['invalidate'],
+        ['invalidate', '--id', '1'],
+        ['invalidate', '--table', 'public.book', '--key', 'x'],
+        ['invalidate', '--table', 'public.book', '--table', 'public.author'],
+        ['invalidate', '--key', 'a b'],
+        ['invalidate', '--table', 'book'],
+        ['invalidate', '--key', 'x', '--apply'],
+      ];
+      for (const args of lines) {
+        const run = await runTool([...args, ...conn]);
+        expect(run.code, `${args.join(' ')}: ${run.stderr}`).to.equal(2);
+        expect(run.stderr, args.join(' ')).to.match(new RegExp(`see: mikro-orm-xa-cache ${args[0]} --help`));
       }
     });
   });
