@@ -7,7 +7,10 @@ import { currentCall } from './call-context.js';
 import { statementTables, type StatementTables } from './sql-tables.js';
 import { TransactionScope, type IsolationLevel } from './transaction-scope.js';
 import { XaCacheAdapter } from './xa-cache-adapter.js';
-import { XaConfigError } from './xa-errors.js';
+import { CommitOutcomeError, XaConfigError, type CommitOutcome } from './xa-errors.js';
+import { endFailedTransaction, releasingDialect } from './releasing-dialect.js';
+import { rejectedByServer } from './connection-loss.js';
+import { settledOutcome } from './commit-outcome.js';
 import { ormProtocolLogger } from './orm-protocol-logger.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
 import { entityCacheOf } from './entity-marker.js';
@@ -41,6 +44,12 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     if (!(adapter instanceof XaCacheAdapter)) throw XaConfigError.adapterMissing(adapter?.constructor?.name ?? String(adapter));
     // One adapter per ORM for its whole life (MikroORM builds it once): asked on every read, so kept here.
     return (this.#adapter = adapter);
+  }
+
+  /** MikroORM's dialect, with a driver that gives connections back after a failed COMMIT/ROLLBACK (see {@link releasingDialect}). */
+  override createKyselyDialect(overrides: Dictionary): ReturnType<PostgreSqlConnection['createKyselyDialect']> {
+    // Typed as MikroORM's PostgresDialect, which has private members; kysely only uses the Dialect interface.
+    return releasingDialect(super.createKyselyDialect(overrides)) as ReturnType<PostgreSqlConnection['createKyselyDialect']>;
   }
 
   override async connect(options?: { skipOnConnect?: boolean }): Promise<void> {
@@ -116,8 +125,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     try {
       await ctx.commit().execute();
     } catch (error) {
-      if (tx) await this.#settleUnknown(tx);
-      throw error;
+      throw await this.#commitFailed(ctx, tx, error);
     }
     this.logQuery(this.platform.getCommitTransactionSQL(), loggerContext);
     if (tx) await this.#promote(tx);
@@ -126,6 +134,8 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
 
   override async rollback(ctx: Trx, eventBroadcaster?: TransactionEventBroadcaster, loggerContext?: LogContext): Promise<void> {
     const scope = this.#scopes.get(ctx);
+    // A failed COMMIT already rolled back to give the connection back; kysely refuses a second rollback.
+    if (!('savepointName' in ctx) && (ctx.isRolledBack || ctx.isCommitted)) return;
     try {
       await super.rollback(ctx, eventBroadcaster, loggerContext);
     } finally {
@@ -183,16 +193,29 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     }
   }
 
-  /** COMMIT failed: ask PostgreSQL from another connection whether it committed, and finish accordingly. */
-  async #settleUnknown(tx: CacheTransaction): Promise<void> {
+  /**
+   * COMMIT failed: give the connection back (kysely keeps it after a failed COMMIT), ask PostgreSQL whether the
+   * transaction committed, finish the cache side accordingly, and return the error to throw: the server's own
+   * answer when it rejected the COMMIT, else a {@link CommitOutcomeError} saying what became of the transaction.
+   */
+  async #commitFailed(ctx: Trx, tx: CacheTransaction | undefined, error: unknown): Promise<unknown> {
+    await endFailedTransaction(ctx);
+    const outcome = tx ? await this.#settleUnknown(tx) : 'unknown';
+    return rejectedByServer(error) ? error : new CommitOutcomeError(outcome, error, tx?.id);
+  }
+
+  /** Asks PostgreSQL from another connection whether the transaction committed, and promotes or releases. */
+  async #settleUnknown(tx: CacheTransaction): Promise<CommitOutcome> {
+    let outcome: CommitOutcome = 'unknown';
     try {
-      const outcome = tx.xid ? await this.cache.xa.log.outcome(await this.sqlRunner(), tx.xid) : 'unknown';
+      outcome = tx.xid ? await settledOutcome(this.cache.xa, await this.sqlRunner(), tx.xid) : 'unknown';
       if (outcome === 'committed') await tx.promote();
       else if (outcome === 'aborted') await tx.release();
-      // in progress / unknown: locks expire; if it committed, its log row is there for the sweeper.
+      // unknown: locks expire; if it committed, its log row is there for the sweeper.
     } catch (error) {
       this.#log('warn', `could not settle ${tx.id} after a failed COMMIT`, error);
     }
+    return outcome;
   }
 }
 
