@@ -9,7 +9,9 @@ export type StartXaCacheOptions = RuntimeSweepOptions;
 /**
  * The one call an application awaits on startup, before it serves: connects the ORM if needed (which creates the
  * log table if absent), runs the recovery sweeper once, so in-doubt entries left by processes that died are
- * resolved now rather than when their locks expire, and then sweeps every `sweepIntervalMs` if given.
+ * resolved now rather than when their locks expire (their rows are swept at any age once the writer's database
+ * session is gone), and then sweeps every `sweepIntervalMs` if given. Without an interval, one follow-up sweep
+ * runs `minAgeMs` later if rows were left, so none found at startup stays in the log.
  *
  * ```ts
  * const orm = await MikroORM.init(withXaCache(config, { servers }));
@@ -32,5 +34,6 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
   const runtime = new XaCacheRuntime(cache, await connection.sqlRunner(), options);
   await runtime.sweepNow();
   runtime.schedule();
+  if ((options.sweepIntervalMs ?? 0) === 0) await runtime.scheduleFollowUp();
   return runtime;
 }
