@@ -11,6 +11,7 @@ import { CommitOutcomeError, XaConfigError, type CommitOutcome } from './xa-erro
 import { endFailedTransaction, releasingDialect } from './releasing-dialect.js';
 import { rejectedByServer } from './connection-loss.js';
 import { settledOutcome } from './commit-outcome.js';
+import { IdleLogFlush } from './idle-log-flush.js';
 import { ormProtocolLogger } from './orm-protocol-logger.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
 import { entityCacheOf } from './entity-marker.js';
@@ -36,6 +37,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   readonly #analysis = new Map<string, StatementTables>();
   #defaultIsolation: IsolationLevel | undefined;
   #adapter: XaCacheAdapter | undefined;
+  #idleFlush: IdleLogFlush | undefined;
 
   /** The adapter that owns the protocol; a clear error when the ORM was not configured with it. */
   get cache(): XaCacheAdapter {
@@ -60,6 +62,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     // The cache logs where the ORM logs, unless the application gave it a logger of its own.
     (adapter.xa.options as { logger: ProtocolLogger | undefined }).logger ??= ormProtocolLogger(this.logger);
     const pool = await this.sqlRunner();
+    this.#idleFlush ??= new IdleLogFlush(adapter.xa, () => this.sqlRunner(), (error) => this.#log('warn', 'could not delete promoted log rows; retrying', error));
     try {
       await adapter.xa.ensureLogTable(pool);
     } catch (error) {
@@ -71,6 +74,8 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
 
   override async close(force?: boolean): Promise<void> {
     if (this.type === 'write' && this.connected) {
+      await this.#idleFlush?.close();
+      this.#idleFlush = undefined;
       try {
         await this.cache.xa.flushLogDeletes(await this.sqlRunner());
       } catch (error) {
@@ -187,6 +192,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   async #promote(tx: CacheTransaction): Promise<void> {
     try {
       await tx.promote();
+      this.#idleFlush?.poke();
     } catch (error) {
       // The data is committed; the caller must not see an error. Locks expire and the sweeper finishes the job.
       this.#log('warn', `promote of ${tx.id} failed; left to lock expiry and the sweeper`, error);
@@ -209,7 +215,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     let outcome: CommitOutcome = 'unknown';
     try {
       outcome = tx.xid ? await settledOutcome(this.cache.xa, await this.sqlRunner(), tx.xid) : 'unknown';
-      if (outcome === 'committed') await tx.promote();
+      if (outcome === 'committed') await this.#promote(tx);
       else if (outcome === 'aborted') await tx.release();
       // unknown: locks expire; if it committed, its log row is there for the sweeper.
     } catch (error) {
