@@ -126,6 +126,9 @@ describe('PostgreSQL faults', function () {
     const problems: string[] = [];
     let stop = false;
     let committedKnown = 0;
+    let restartedAt = 0;
+    let restartMs = 0;
+    const okAfterRestart: number[] = [];
     const writer = async (w: number): Promise<void> => {
       const id = 4 + w; // each writer owns a book: only it changes that row
       for (let seq = 0; !stop; seq++) {
@@ -141,6 +144,7 @@ describe('PostgreSQL faults', function () {
                 ? store.orm.em.fork().nativeUpdate(Book, { id }, { title }) as Promise<unknown>
                 : store.orm.em.fork().transactional((em) => em.nativeUpdate(Book, { id }, { title })),
           );
+          if (restartedAt > 0 && okAfterRestart[w] === undefined) okAfterRestart[w] = performance.now() - restartedAt;
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
           if (/still pending/.test(message)) {
@@ -185,7 +189,12 @@ describe('PostgreSQL faults', function () {
     let kills = 0;
     for (let i = 0; i < 100; i++) {
       if (i % 10 === 5) void cutter.cutNextCommit(); // one COMMIT in ten cut right after the server committed it
-      if (i === 50) await servers.postgres!.restart();
+      if (i === 50) {
+        const started = performance.now();
+        await servers.postgres!.restart();
+        restartMs = performance.now() - started;
+        restartedAt = performance.now();
+      }
       await sleep(Math.random() * 60);
       await terminate(i % 7 === 0);
       kills++;
@@ -205,6 +214,6 @@ describe('PostgreSQL faults', function () {
       expect((await store.orm.em.fork().findOneOrFail(Book, 4 + w)).title).to.equal(`final-${w}`);
     }
     await expectPoolHealthy();
-    console.log(`      errors met: ${JSON.stringify(Object.fromEntries(errors))}; known outcomes checked: ${committedKnown}`); // eslint-disable-line no-console
+    console.log(`      errors met: ${JSON.stringify(Object.fromEntries(errors))}; known outcomes checked: ${committedKnown}; pg_ctl restart took ${Math.round(restartMs)} ms, first success per writer after it: ${okAfterRestart.map((ms) => Math.round(ms)).join(', ')} ms`); // eslint-disable-line no-console
   });
 });
