@@ -23,7 +23,7 @@ export const CONNECTION_OPTIONS: OptionSpec = {
 };
 
 const COMMAND_OPTIONS: Record<CommandName, OptionSpec> = {
-  inspect: { 'min-age': { type: 'string' }, limit: { type: 'string' } },
+  inspect: { 'min-age': { type: 'string' }, limit: { type: 'string' }, 'scan-locks': { type: 'boolean' } },
   sweep: { 'min-age': { type: 'string' }, limit: { type: 'string' }, 'batch-size': { type: 'string' }, watch: { type: 'boolean' }, interval: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
   stats: { url: { type: 'string' }, 'min-age': { type: 'string' } },
   capture: { apply: { type: 'boolean' }, drop: { type: 'boolean' }, schema: { type: 'string', multiple: true }, table: { type: 'string', multiple: true } },

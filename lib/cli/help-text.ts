@@ -61,12 +61,15 @@ value, …). Younger rows are normal (promotes in flight, rows awaiting lazy del
 Options:
   --min-age DUR          only rows at least this old (default 10s, the sweeper's default)
   --limit N              show at most N transactions (default 100, at most 1000000)
+  --scan-locks           also list keys locked by transactions that never committed (killed before
+                         COMMIT): they have no log row, so only memcached shows them. Walks every item
+                         of each server (lru_crawler metadump); locks younger than --min-age are left out
 
 ${CONNECTION}
 
 ${DURATIONS}
 
-Exit status: 0 nothing in doubt, 1 transactions in doubt, 4 nothing in doubt but a memcached server did not
+Exit status: 0 nothing in doubt, 1 transactions in doubt (or, with --scan-locks, such locks), 4 nothing in doubt but a memcached server did not
 answer (or PostgreSQL could not be reached), 2/3/5 as for every command.`,
   sweep: `Usage: mikro-orm-xa-cache sweep [options]
 

@@ -5,6 +5,7 @@ import type { CliOutput } from './cli-output.js';
 import type { CliSession } from './cli-session.js';
 import { describeKeyState } from './key-state-text.js';
 import { formatAge, textTable } from './text-table.js';
+import { scanOrphanLocks, type LockScan } from './lock-scan.js';
 
 /**
  * `inspect`: the in-doubt transactions of the log, oldest first, with PostgreSQL's outcome and each key's state in
@@ -15,6 +16,7 @@ export async function inspectCommand(session: CliSession, options: CommandOption
   const probe = await session.probeMemcached();
   const [listed, totals] = await Promise.all([session.cache.listInDoubt(session.db, limit), countRows(session, minAgeMs)]);
   const inDoubt = listed.filter((tx) => tx.ageMs >= minAgeMs);
+  const scan = parsed.values['scan-locks'] ? await scanOrphanLocks(session, minAgeMs / 1000, 2000) : undefined;
   const { config } = session;
   if (options.json) {
     io.out(
@@ -31,6 +33,7 @@ export async function inspectCommand(session: CliSession, options: CommandOption
           authenticated: config.secrets.length > 0,
           memcached: { servers: config.memcached, unreachable: probe.unreachable },
           transactions: inDoubt.map((tx) => ({ ...tx, ageMs: Math.round(tx.ageMs) })),
+          ...(scan && { orphanLocks: scan.locks, hashedKeysNotScanned: scan.hashedSkipped, scanFailed: scan.failed }),
         },
         null,
         2,
@@ -48,8 +51,9 @@ export async function inspectCommand(session: CliSession, options: CommandOption
       if (totals.old > inDoubt.length) io.out(`… and ${totals.old - inDoubt.length} more (raise --limit)`);
       io.out(`\n${advice(inDoubt)}`);
     }
+    if (scan) io.out(`\n${scanText(scan)}`);
   }
-  if (totals.old > 0) return EXIT.inDoubt;
+  if (totals.old > 0 || (scan && scan.locks.length > 0)) return EXIT.inDoubt;
   return probe.unreachable.length > 0 ? EXIT.unreachable : EXIT.ok;
 }
 
@@ -76,4 +80,16 @@ async function countRows(session: CliSession, minAgeMs: number): Promise<{ old: 
     [minAgeMs],
   );
   return rows[0] as { old: number; young: number };
+}
+
+/** The `--scan-locks` section: locks of transactions with no log row. */
+function scanText(scan: LockScan): string {
+  const lines: string[] = [];
+  for (const server of scan.failed) lines.push(`warning: memcached ${server} did not answer the lock scan`);
+  if (scan.hashedSkipped > 0) lines.push(`note: ${scan.hashedSkipped} hashed (long) keys could not be scanned`);
+  if (scan.locks.length === 0) return [...lines, 'No key is locked by a transaction missing from the log.'].join('\n');
+  lines.push(`${scan.locks.length} key${scan.locks.length > 1 ? 's' : ''} locked by transactions missing from the log (they never committed: killed before COMMIT, or a rollback`);
+  lines.push('that could not reach memcached). Readers miss these keys, never read stale values; the locks expire by themselves:\n');
+  lines.push(textTable(['KEY', 'HOLDERS', 'AGE', 'EXPIRES IN'], scan.locks.map((l) => [l.key, l.holders.join(' '), `${l.ageSeconds}s`, `${l.expiresInSeconds}s`])));
+  return lines.join('\n');
 }

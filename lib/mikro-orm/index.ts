@@ -12,7 +12,7 @@ export { XaPostgreSqlConnection } from './xa-connection.js';
 export { XaEntityManager } from './xa-entity-manager.js';
 export { XaSubscriber } from './xa-subscriber.js';
 export { Cacheable, entityCacheOf, type EntityCacheSettings, type ResolvedEntityCache } from './entity-marker.js';
-export { XaConfigError, ReadOnlyEntityError } from './xa-errors.js';
+export { XaConfigError, ReadOnlyEntityError, CommitOutcomeError, type CommitOutcome } from './xa-errors.js';
 export { statementTables, type StatementTables } from './sql-tables.js';
 export { invalidate, invalidateTable, invalidateAll } from './invalidation.js';
 export { installWriteCapture, verifyWriteCapture, writeCaptureDdl, captureTargets, type WriteCaptureOptions } from './write-capture-setup.js';

@@ -8,7 +8,11 @@ import { currentCall } from './call-context.js';
 import { statementTables, type StatementTables } from './sql-tables.js';
 import { TransactionScope, type IsolationLevel } from './transaction-scope.js';
 import { XaCacheAdapter } from './xa-cache-adapter.js';
-import { XaConfigError } from './xa-errors.js';
+import { CommitOutcomeError, XaConfigError, type CommitOutcome } from './xa-errors.js';
+import { endFailedTransaction, releasingDialect } from './releasing-dialect.js';
+import { rejectedByServer } from './connection-loss.js';
+import { settledOutcome } from './commit-outcome.js';
+import { IdleLogFlush } from './idle-log-flush.js';
 import { ormProtocolLogger } from './orm-protocol-logger.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
 import { entityCacheOf } from './entity-marker.js';
@@ -37,6 +41,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   #adapter: XaCacheAdapter | undefined;
   #plainClient: unknown;
   #client: unknown;
+  #idleFlush: IdleLogFlush | undefined;
 
   /** The adapter that owns the protocol; a clear error when the ORM was not configured with it. */
   get cache(): XaCacheAdapter {
@@ -47,6 +52,12 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     return (this.#adapter = adapter);
   }
 
+  /** MikroORM's dialect, with a driver that gives connections back after a failed COMMIT/ROLLBACK (see {@link releasingDialect}). */
+  override createKyselyDialect(overrides: Dictionary): ReturnType<PostgreSqlConnection['createKyselyDialect']> {
+    // Typed as MikroORM's PostgresDialect, which has private members; kysely only uses the Dialect interface.
+    return releasingDialect(super.createKyselyDialect(overrides)) as ReturnType<PostgreSqlConnection['createKyselyDialect']>;
+  }
+
   override async connect(options?: { skipOnConnect?: boolean }): Promise<void> {
     await super.connect(options);
     if (this.type !== 'write') return;
@@ -55,6 +66,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     // The cache logs where the ORM logs, unless the application gave it a logger of its own.
     (adapter.xa.options as { logger: ProtocolLogger | undefined }).logger ??= ormProtocolLogger(this.logger);
     const pool = await this.sqlRunner();
+    this.#idleFlush ??= new IdleLogFlush(adapter.xa, () => this.sqlRunner(), (error) => this.#log('warn', 'could not delete promoted log rows; retrying', error));
     try {
       await adapter.xa.ensureLogTable(pool);
       await adapter.xa.capture.ensureBase(pool);
@@ -69,6 +81,8 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
 
   override async close(force?: boolean): Promise<void> {
     if (this.type === 'write' && this.connected) {
+      await this.#idleFlush?.close();
+      this.#idleFlush = undefined;
       try {
         await this.cache.xa.flushLogDeletes(await this.sqlRunner());
       } catch (error) {
@@ -139,8 +153,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     try {
       await ctx.commit().execute();
     } catch (error) {
-      await this.#settleUnknown(tx);
-      throw error;
+      throw await this.#commitFailed(ctx, tx, error);
     }
     this.logQuery(this.platform.getCommitTransactionSQL(), loggerContext);
     await this.#promote(tx);
@@ -149,6 +162,8 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
 
   override async rollback(ctx: Trx, eventBroadcaster?: TransactionEventBroadcaster, loggerContext?: LogContext): Promise<void> {
     const scope = this.#scopes.get(ctx);
+    // A failed COMMIT already rolled back to give the connection back; kysely refuses a second rollback.
+    if (!('savepointName' in ctx) && (ctx.isRolledBack || ctx.isCommitted)) return;
     try {
       await super.rollback(ctx, eventBroadcaster, loggerContext);
     } finally {
@@ -200,22 +215,36 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   async #promote(tx: CacheTransaction): Promise<void> {
     try {
       await tx.promote();
+      this.#idleFlush?.poke();
     } catch (error) {
       // The data is committed; the caller must not see an error. Locks expire and the sweeper finishes the job.
       this.#log('warn', `promote of ${tx.id} failed; left to lock expiry and the sweeper`, error);
     }
   }
 
-  /** COMMIT failed: ask PostgreSQL from another connection whether it committed, and finish accordingly. */
-  async #settleUnknown(tx: CacheTransaction): Promise<void> {
+  /**
+   * COMMIT failed: give the connection back (kysely keeps it after a failed COMMIT), ask PostgreSQL whether the
+   * transaction committed, finish the cache side accordingly, and return the error to throw: the server's own
+   * answer when it rejected the COMMIT, else a {@link CommitOutcomeError} saying what became of the transaction.
+   */
+  async #commitFailed(ctx: Trx, tx: CacheTransaction | undefined, error: unknown): Promise<unknown> {
+    await endFailedTransaction(ctx);
+    const outcome = tx ? await this.#settleUnknown(tx) : 'unknown';
+    return rejectedByServer(error) ? error : new CommitOutcomeError(outcome, error, tx?.id);
+  }
+
+  /** Asks PostgreSQL from another connection whether the transaction committed, and promotes or releases. */
+  async #settleUnknown(tx: CacheTransaction): Promise<CommitOutcome> {
+    let outcome: CommitOutcome = 'unknown';
     try {
-      const outcome = tx.xid ? await this.cache.xa.log.outcome(await this.sqlRunner(), tx.xid) : 'unknown';
-      if (outcome === 'committed') await tx.promote();
+      outcome = tx.xid ? await settledOutcome(this.cache.xa, await this.sqlRunner(), tx.xid) : 'unknown';
+      if (outcome === 'committed') await this.#promote(tx);
       else if (outcome === 'aborted') await tx.release();
-      // in progress / unknown: locks expire; if it committed, its log row is there for the sweeper.
+      // unknown: locks expire; if it committed, its log row is there for the sweeper.
     } catch (error) {
       this.#log('warn', `could not settle ${tx.id} after a failed COMMIT`, error);
     }
+    return outcome;
   }
 }
 

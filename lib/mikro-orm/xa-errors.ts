@@ -53,3 +53,33 @@ export class ReadOnlyEntityError extends Error {
     this.name = new.target.name;
   }
 }
+
+/** What PostgreSQL says became of a transaction whose COMMIT lost its connection. */
+export type CommitOutcome = 'committed' | 'aborted' | 'unknown';
+
+/**
+ * COMMIT did not return normally (the connection was lost, or the client gave up), so the application cannot
+ * tell from the call whether its transaction committed. The library asked PostgreSQL from another connection
+ * (`pg_xact_status`) and finished the cache side accordingly; {@link outcome} is that answer:
+ *
+ * - `committed`: the data is committed and the cache was promoted: treat the call as successful (do not retry a
+ *   non-idempotent transaction);
+ * - `aborted`: nothing was committed; retrying is safe;
+ * - `unknown`: PostgreSQL could not be asked (it is down or restarting). Its cache keys stay locked until
+ *   `lockTtlSeconds` or the next sweep; check the data before retrying.
+ *
+ * `cause` is the error COMMIT failed with.
+ */
+export class CommitOutcomeError extends Error {
+  constructor(
+    readonly outcome: CommitOutcome,
+    cause: unknown,
+    /** The cache transaction id (as in the log and `inspect`), when the transaction wrote cached tables. */
+    readonly txId?: string,
+  ) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    const said = outcome === 'unknown' ? 'its outcome could not be determined' : `PostgreSQL says it ${outcome === 'committed' ? 'committed' : 'was rolled back'}`;
+    super(`mikro-orm-xa-cache: COMMIT failed (${reason}); ${said}`, { cause });
+    this.name = new.target.name;
+  }
+}

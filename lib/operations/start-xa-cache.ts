@@ -22,7 +22,9 @@ export interface StartXaCacheOptions extends RuntimeSweepOptions {
 /**
  * The one call an application awaits on startup, before it serves: connects the ORM if needed (which creates the
  * log table if absent), runs the recovery sweeper once, so in-doubt entries left by processes that died are
- * resolved now rather than when their locks expire, and then sweeps every `sweepIntervalMs` if given.
+ * resolved now rather than when their locks expire (their rows are swept at any age once the writer's database
+ * session is gone), and then sweeps every `sweepIntervalMs` if given. Without an interval, one follow-up sweep
+ * runs `minAgeMs` later if rows were left, so none found at startup stays in the log.
  *
  * ```ts
  * const orm = await MikroORM.init(withXaCache(config, { servers }));
@@ -56,5 +58,6 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
   runtime.onStop(() => follower.stop());
   await runtime.sweepNow();
   runtime.schedule();
+  if ((options.sweepIntervalMs ?? 0) === 0) await runtime.scheduleFollowUp();
   return runtime;
 }

@@ -24,6 +24,7 @@ const DEFAULT_MIN_AGE_MS = 10_000;
 export class XaCacheRuntime {
   readonly #options: RuntimeSweepOptions;
   #timer: NodeJS.Timeout | undefined;
+  #followUp: NodeJS.Timeout | undefined;
   #running: Promise<SweepReport> | undefined;
   #stopped = false;
   #counters = { sweeps: 0, failures: 0, resolved: 0, unresolved: 0, lastSweepAt: undefined as number | undefined };
@@ -114,6 +115,21 @@ export class XaCacheRuntime {
     tick();
   }
 
+  /**
+   * After the startup sweep: if log rows were left (too young to sweep, and their writer's database session
+   * still open), sweeps once more when they have all reached {@link minAgeMs}, so that with the default options
+   * (no periodic sweeps) no row found at startup outlives `minAgeMs` plus one sweep. Rows of a process that died
+   * are normally swept at startup already: their session is gone. The timer does not keep the process alive.
+   */
+  async scheduleFollowUp(): Promise<void> {
+    if (this.#stopped || this.#followUp) return;
+    if ((await this.cache.log.count(this.db)) === 0) return;
+    this.#followUp = setTimeout(() => {
+      this.sweepNow().catch(() => undefined);
+    }, this.minAgeMs);
+    this.#followUp.unref();
+  }
+
   /** Counts the in-doubt rows of the log (older than {@link minAgeMs}). */
   inDoubt(): Promise<InDoubtCounts> {
     return countInDoubt(this.db, this.cache.log.table, this.minAgeMs);
@@ -146,6 +162,7 @@ export class XaCacheRuntime {
     this.#stopped = true;
     await Promise.all(this.#onStop.map((stop) => stop()));
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#followUp) clearTimeout(this.#followUp);
     this.#timer = undefined;
     await this.#running?.catch(() => undefined);
   }

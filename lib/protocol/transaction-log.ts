@@ -51,11 +51,13 @@ export class TransactionLog {
   xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
   keys text[] NOT NULL,
   regions text[] NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  claimed_until timestamptz
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  claimed_until timestamptz,
+  backend_pid int DEFAULT pg_backend_pid()
 )`,
       // Tables created before the namespace column existed gain it.
       `ALTER TABLE ${this.#table} ADD COLUMN IF NOT EXISTS namespace text NOT NULL DEFAULT ''`,
+      ...ownerColumns(this.#table),
       `CREATE INDEX IF NOT EXISTS ${index} ON ${this.#table} (namespace, created_at)`,
     ];
   }
@@ -98,15 +100,17 @@ export class TransactionLog {
   }
 
   /**
-   * Claims up to `limit` rows older than `minAgeMs` for `claimMs`, skipping rows another sweeper holds, in one
-   * autocommit statement. A sweeper that dies loses its claim when it expires.
+   * Claims up to `limit` rows for `claimMs`, skipping rows another sweeper holds, in one autocommit statement. A
+   * sweeper that dies loses its claim when it expires. A row is claimed when it is older than `minAgeMs`, or at
+   * any age when the database session that wrote it has ended ({@link ownerGone}).
    */
   async claim(db: SqlRunner, limit: number, minAgeMs: number, claimMs: number): Promise<LogRow[]> {
     const { rows } = await db.query(
       `UPDATE ${this.#table} AS l SET claimed_until = now() + make_interval(secs => $3::float8 / 1000)
         WHERE l.tx_id IN (
           SELECT tx_id FROM ${this.#table}
-           WHERE namespace = $4 AND created_at <= now() - make_interval(secs => $2::float8 / 1000)
+           WHERE namespace = $4
+             AND (created_at <= now() - make_interval(secs => $2::float8 / 1000) OR ${ownerGone('backend_pid')})
              AND (claimed_until IS NULL OR claimed_until < now())
            ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)
         RETURNING l.tx_id::text AS tx_id, l.xid::text AS xid, l.keys, l.regions,
@@ -157,4 +161,29 @@ function toLogRow(raw: object): LogRow {
 
 function toOutcome(status: string | null): DatabaseOutcome {
   return status === 'committed' || status === 'aborted' || status === 'in progress' ? status : 'unknown';
+}
+
+/**
+ * Columns added after the first release, for tables created before: who wrote the row (the backend's pid), and
+ * ages measured from the row's insert (just before COMMIT) rather than from the transaction's start. Added
+ * without a default first, then given one, so adding them never rewrites the table.
+ */
+function ownerColumns(table: string): string[] {
+  return [
+    `ALTER TABLE ${table} ALTER COLUMN created_at SET DEFAULT clock_timestamp()`,
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS backend_pid int`,
+    `ALTER TABLE ${table} ALTER COLUMN backend_pid SET DEFAULT pg_backend_pid()`,
+  ];
+}
+
+/**
+ * SQL: the session that inserted a log row is gone. A row is visible only once its transaction committed, so
+ * its owner then either promotes (still connected) or died, and a process that dies loses its sessions. The age
+ * rule of the sweeper exists only so as not to race a live owner's promote; a row whose session is gone need not
+ * wait. (Racing a live owner anyway, e.g. one whose connection was lost after COMMIT, is safe: promote without a
+ * value is idempotent; it only costs the owner's value writes.) Unknown owners (rows from before the column, a
+ * pooler in front of PostgreSQL keeping sessions, a reused pid) fall back to the age rule.
+ */
+function ownerGone(column: string): string {
+  return `(${column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = ${column}))`;
 }

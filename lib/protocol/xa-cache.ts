@@ -14,6 +14,7 @@ import type { SqlRunner } from './sql-runner.js';
 import { TransactionLog } from './transaction-log.js';
 import { EntrySealer } from './entry-sealer.js';
 import { WriteCapture, type CaptureDeriver } from './write-capture.js';
+import { lockHolders } from './entry.js';
 
 /**
  * The transactional cache: one per process (or per ORM), over one {@link CacheStore} and one PostgreSQL log table.
@@ -162,6 +163,23 @@ export class XaCache {
   /** Lists in-doubt transactions with their keys' states. */
   listInDoubt(db: SqlRunner, limit?: number): Promise<InDoubtTransaction[]> {
     return listInDoubt(this.#ctx, db, limit);
+  }
+
+  /**
+   * The holders of the locks among `keys` (logical keys), read now in one round trip per server; keys that are
+   * not locks, or locks without holders, are left out. For the operator tool's scan of locks left by transactions
+   * that never committed.
+   */
+  async lockHolders(keys: readonly string[]): Promise<Map<string, string[]>> {
+    const fetched = await this.store.getMulti([...keys]);
+    const holders = new Map<string, string[]>();
+    for (const [key, item] of fetched.items) {
+      const entry = this.#ctx.codec.decode(key, item.value);
+      if (entry.kind !== 'lock') continue;
+      const held = lockHolders(entry);
+      if (held.length > 0) holders.set(key, held);
+    }
+    return holders;
   }
 
   /** How many promoted transactions wait for their log rows to be deleted. */

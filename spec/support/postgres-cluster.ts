@@ -1,7 +1,11 @@
 import { chownSync, mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import pg from 'pg';
+
+const execFileAsync = promisify(execFile);
 import { freePort } from './free-port.js';
 import { isRoot, requireBinary, runAsPostgres } from './binaries.js';
 import { onProcessExit } from './exit-cleanup.js';
@@ -67,6 +71,19 @@ export class PostgresCluster {
       // already gone
     }
     rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  /**
+   * `pg_ctl stop -m fast` then `pg_ctl start` on the same port and data: every connection is closed (a fast
+   * shutdown rolls back open transactions), committed data stays. Resolves when it accepts connections again.
+   */
+  async restart(): Promise<void> {
+    if (this.#stopped) throw new Error('the cluster is stopped');
+    // Asynchronously, unlike start/stop: the clients in this process keep running through the restart.
+    const pgCtl = requireBinary('pg_ctl');
+    const run = (args: string[]): Promise<unknown> =>
+      isRoot() ? execFileAsync('runuser', ['-u', 'postgres', '--', pgCtl, ...args], { cwd: '/tmp' }) : execFileAsync(pgCtl, args);
+    await run(['restart', '-D', join(this.dataDir, 'data'), '-m', 'fast', '-w', '-t', '60', '-l', join(this.dataDir, 'server.log')]);
   }
 
   /** Stops the server and removes its files. */
