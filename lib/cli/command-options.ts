@@ -27,6 +27,8 @@ export interface CommandOptions {
   readonly watch: boolean;
   readonly quiet: boolean;
   readonly json: boolean;
+  /** `inspect --scan-locks`: also list locks of transactions with no log row. */
+  readonly scanLocks: boolean;
   /** `capture`: run the DDL instead of printing it. */
   readonly apply: boolean;
   /** `capture`: remove the triggers instead of installing them. */
@@ -57,6 +59,7 @@ export function readCommandOptions(parsed: ParsedCommand): CommandOptions {
     watch: values.watch === true,
     quiet: values.quiet === true,
     json: values.json === true,
+    scanLocks: values['scan-locks'] === true,
     apply: values.apply === true,
     drop: values.drop === true,
     ...targets(parsed),

@@ -16,7 +16,7 @@ export async function inspectCommand(session: CliSession, options: CommandOption
   const probe = await session.probeMemcached();
   const [listed, totals] = await Promise.all([session.cache.listInDoubt(session.db, limit), countRows(session, minAgeMs)]);
   const inDoubt = listed.filter((tx) => tx.ageMs >= minAgeMs);
-  const scan = parsed.values['scan-locks'] ? await scanOrphanLocks(session, minAgeMs / 1000, 2000) : undefined;
+  const scan = options.scanLocks ? await scanOrphanLocks(session, minAgeMs / 1000, 2000) : undefined;
   const { config } = session;
   if (options.json) {
     io.out(
