@@ -72,6 +72,7 @@ describe('consistency checker: catches each safeguard switched off', function ()
         durationMs: 8_000,
         faults: [],
         switches: { skipCapture: true },
+        logFile: `.tmp/consistency/spec-skipCapture-${seed}.json`,
         print: () => undefined,
       });
       show(report);
