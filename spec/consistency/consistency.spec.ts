@@ -61,6 +61,27 @@ describe('consistency checker: catches each safeguard switched off', function ()
     expect(found, 'stale reads found').to.be.greaterThan(0);
   });
 
+  it('captured changes ignored by prepare (skipCapture): stale reads (G2/G3) after writes only the database reports', async () => {
+    // Triggers, cascades, functions and Kysely writes change cached rows that no statement names; without the
+    // capture their keys are neither locked nor evicted, and reads keep serving the old rows.
+    let found = 0;
+    for (const seed of [7, 17, 27]) {
+      const report = await runConsistency({
+        databaseUrl: sharedServers().db,
+        seed,
+        durationMs: 8_000,
+        faults: [],
+        switches: { skipCapture: true },
+        logFile: `.tmp/consistency/spec-skipCapture-${seed}.json`,
+        print: () => undefined,
+      });
+      show(report);
+      found += report.byGuarantee.G2 ?? 0;
+      if (found > 0) break;
+    }
+    expect(found, 'stale reads found').to.be.greaterThan(0);
+  });
+
   it('a durable log skipped (skipLog): in-doubt keys the sweeper cannot resolve after a crash after COMMIT (G6)', async () => {
     const report = await runConsistency({
       databaseUrl: sharedServers().db,

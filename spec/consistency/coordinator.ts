@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
+import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import type { UnsafeTestSwitches } from '../../lib/protocol/protocol-options.js';
 import { MemcachedStore } from '../../lib/store/memcached-store.js';
@@ -109,7 +110,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   const proxies = await Promise.all(Array.from({ length: workerCount }, () => PartitionProxy.start(addresses[0]!)));
   const pool = new pg.Pool({ connectionString: dbUrl.toString(), max: 4 });
   await createConsistencySchema(pool);
-  await pool.query(`DROP TABLE IF EXISTS ${LOG_TABLE}`);
+  await pool.query(`DROP TABLE IF EXISTS ${LOG_TABLE}, ${LOG_TABLE}_changes`);
 
   const orm = await MikroORM.init(
     withXaCache(
@@ -118,6 +119,8 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
     ),
   );
   await orm.connect();
+  // The schema is made by SQL (dropped and re-created each run): install the write capture on its tables now.
+  await installWriteCapture(orm);
   const adapter = orm.config.getResultCacheAdapter() as XaCacheAdapter;
   const raw = new MemcachedStore({ servers: addresses, namespace, timeoutMs: 500, retryAfterMs: 50 });
   if (adapter.identity) raw.scopeTo(adapter.identity); // the application's keys are scoped to its database

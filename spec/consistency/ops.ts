@@ -2,10 +2,14 @@
  * Operations of the consistency checker, what a worker answers, and the seeded generator that picks them.
  * Everything here is plain data: it crosses the IPC channel and is written to the run's log.
  */
-import { GROUPS, ITEMS } from './schema.js';
+import { GROUPS, ITEMS, tagOf } from './schema.js';
 
-/** How a write reaches the database. */
-export type WriteVia = 'flush' | 'nativeUpdate' | 'execute';
+/**
+ * How a write reaches the database: the unit of work, `nativeUpdate`, raw `em.execute`, and ways only the
+ * database reports: `em.getKysely()` in the transaction, an insert into `c_touch` whose trigger updates the item,
+ * `SELECT c_set_item(...)` (a function with a side effect).
+ */
+export type WriteVia = 'flush' | 'nativeUpdate' | 'execute' | 'kysely' | 'trigger' | 'function';
 
 export type Op =
   | { kind: 'read'; id: number }
@@ -13,7 +17,13 @@ export type Op =
   | { kind: 'group'; g: number }
   | { kind: 'count'; g: number }
   | { kind: 'query'; g: number }
-  | { kind: 'update'; ids: number[]; via: WriteVia }
+  | { kind: 'update'; ids: number[]; via: WriteVia; rollback?: boolean }
+  /** `em.nativeDelete(CTag, tag)`: the database deletes the tag's items (ON DELETE CASCADE); the tag is re-created. */
+  | { kind: 'cascade'; tag: number; rollback: boolean }
+  /** One autocommitted `insertInto('c_kwrite')` through `em.getKysely()` outside a transaction: its trigger writes the item and the history. */
+  | { kind: 'kyselyOutside'; id: number }
+  /** A transaction made REPEATABLE READ by `SET TRANSACTION` sent through `em.execute`, that reads (checked against its snapshot) and writes. */
+  | { kind: 'rrWrite'; ids: number[]; rollback: boolean }
   | { kind: 'move'; id: number; to: number }
   | { kind: 'insert'; id: number; g: number }
   | { kind: 'delete'; id: number }
@@ -83,11 +93,16 @@ export function nextOp(rng: Rng): Op {
   if (r < 0.35) return { kind: 'group', g };
   if (r < 0.4) return { kind: 'count', g };
   if (r < 0.45) return { kind: 'query', g };
-  if (r < 0.58) return { kind: 'update', ids: rng.distinct(rng.int(1, 2), 1, ITEMS), via: rng.pick(['flush', 'flush', 'nativeUpdate', 'execute'] as const) };
-  if (r < 0.66) return { kind: 'move', id, to: g };
-  if (r < 0.71) return { kind: 'insert', id, g };
-  if (r < 0.75) return { kind: 'delete', id };
-  if (r < 0.87) return { kind: 'multi', ids: rng.distinct(rng.int(2, 3), 1, ITEMS), moveId: rng.next() < 0.5 ? id : null, to: g, rollback: rng.next() < 0.3 };
+  if (r < 0.53) return { kind: 'update', ids: rng.distinct(rng.int(1, 2), 1, ITEMS), via: rng.pick(['flush', 'flush', 'nativeUpdate', 'execute'] as const) };
+  // Writes only the database reports, a quarter of them rolled back.
+  if (r < 0.61) return { kind: 'update', ids: rng.distinct(rng.int(1, 2), 1, ITEMS), via: rng.pick(['kysely', 'trigger', 'function'] as const), rollback: rng.next() < 0.25 };
+  if (r < 0.63) return { kind: 'cascade', tag: tagOf(id), rollback: rng.next() < 0.25 };
+  if (r < 0.65) return { kind: 'kyselyOutside', id };
+  if (r < 0.67) return { kind: 'rrWrite', ids: rng.distinct(rng.int(1, 2), 1, ITEMS), rollback: rng.next() < 0.25 };
+  if (r < 0.72) return { kind: 'move', id, to: g };
+  if (r < 0.77) return { kind: 'insert', id, g };
+  if (r < 0.80) return { kind: 'delete', id };
+  if (r < 0.89) return { kind: 'multi', ids: rng.distinct(rng.int(2, 3), 1, ITEMS), moveId: rng.next() < 0.5 ? id : null, to: g, rollback: rng.next() < 0.3 };
   if (r < 0.93) {
     const [outer, inner] = rng.distinct(2, 1, ITEMS) as [number, number];
     return rng.next() < 0.5 ? { kind: 'savepoint', outer, inner } : { kind: 'savepoint', outer: inner, inner: outer };

@@ -12,6 +12,15 @@
  * - `c_history` (raw, not cached): one row per committed transaction: its token, its `pg_current_xact_id()` and
  *   the states it produced. A transaction that rolled back (or whose outcome the client never learned and which
  *   did not commit) has no row.
+ *
+ * Writes only the database reports (the library hears of them through its write capture alone):
+ * - `c_tag` (an entity, not cached): the parent of items `2t-1` and `2t` through `c_item.tag_id`, a generated
+ *   column with `ON DELETE CASCADE`: `em.nativeDelete(CTag, ...)` deletes the cached items.
+ * - `c_touch` (raw, not cached): its `AFTER INSERT` trigger sets a cached item's version and token.
+ * - `c_set_item(id, version, token)`: a function with a side effect (it updates the item).
+ * - `c_kwrite` (raw, not cached): its `AFTER INSERT` trigger is a whole writer — it locks the item's slot, bumps
+ *   the version, updates the item and records the history row — so one autocommitted insert (through Kysely,
+ *   outside any transaction) is a recorded write.
  */
 import { defineEntity, p } from '@mikro-orm/postgresql';
 import type pg from 'pg';
@@ -40,7 +49,20 @@ export const CItem = defineEntity({
   },
 });
 
-export const consistencyEntities = [CGroup, CItem];
+/** The parent of items `2t-1` and `2t` (ON DELETE CASCADE): not cached, deleted with `nativeDelete`. */
+export const CTag = defineEntity({
+  name: 'CTag',
+  tableName: 'c_tag',
+  properties: {
+    id: p.integer().primary().autoincrement(false),
+  },
+});
+
+export const consistencyEntities = [CGroup, CItem, CTag];
+
+/** The tag (cascade parent) of an item, and the items of a tag. */
+export const tagOf = (id: number): number => Math.floor((id + 1) / 2);
+export const tagItems = (t: number): number[] => [2 * t - 1, 2 * t].filter((id) => id <= ITEMS);
 
 /** Hot set: item ids 1..ITEMS (about two thirds exist at the start), groups 1..GROUPS. */
 export const ITEMS = 12;
@@ -68,13 +90,43 @@ export interface CommittedTx {
 /** Creates (or recreates) the tables and seeds them. Seeding is itself recorded in the history (token `seed`). */
 export async function createConsistencySchema(pool: pg.Pool | pg.Client): Promise<void> {
   await pool.query(`
-    DROP TABLE IF EXISTS c_item, c_group, c_slot, c_history CASCADE;
+    DROP TABLE IF EXISTS c_item, c_group, c_slot, c_history, c_tag, c_touch, c_kwrite CASCADE;
     CREATE TABLE c_group (id int PRIMARY KEY, version int NOT NULL, token text NOT NULL);
-    CREATE TABLE c_item (id int PRIMARY KEY, version int NOT NULL, token text NOT NULL, grp_id int NOT NULL REFERENCES c_group (id));
+    CREATE TABLE c_tag (id int PRIMARY KEY);
+    CREATE TABLE c_item (id int PRIMARY KEY, version int NOT NULL, token text NOT NULL, grp_id int NOT NULL REFERENCES c_group (id),
+      tag_id int GENERATED ALWAYS AS ((id + 1) / 2) STORED REFERENCES c_tag (id) ON DELETE CASCADE);
     CREATE INDEX c_item_grp ON c_item (grp_id);
     CREATE TABLE c_slot (id int PRIMARY KEY, version int NOT NULL);
     CREATE TABLE c_history (token text PRIMARY KEY, xid text NOT NULL, states jsonb NOT NULL);
+    CREATE TABLE c_touch (id bigserial PRIMARY KEY, item_id int NOT NULL, version int NOT NULL, token text NOT NULL);
+    CREATE OR REPLACE FUNCTION c_touch_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      UPDATE c_item SET version = NEW.version, token = NEW.token WHERE id = NEW.item_id;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER c_touch_apply AFTER INSERT ON c_touch FOR EACH ROW EXECUTE FUNCTION c_touch_apply();
+    CREATE OR REPLACE FUNCTION c_set_item(p_id int, p_version int, p_token text) RETURNS int LANGUAGE plpgsql AS $$
+    DECLARE n int;
+    BEGIN
+      UPDATE c_item SET version = p_version, token = p_token WHERE id = p_id;
+      GET DIAGNOSTICS n = ROW_COUNT;
+      RETURN n;
+    END $$;
+    CREATE TABLE c_kwrite (id bigserial PRIMARY KEY, item_id int NOT NULL, token text NOT NULL);
+    CREATE OR REPLACE FUNCTION c_kwrite_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE v int; n int;
+    BEGIN
+      -- Each statement takes a new snapshot (READ COMMITTED): the item is read after its slot is locked.
+      UPDATE c_slot SET version = version + 1 WHERE id = NEW.item_id RETURNING version INTO v;
+      UPDATE c_item SET version = v, token = NEW.token WHERE id = NEW.item_id;
+      GET DIAGNOSTICS n = ROW_COUNT;
+      INSERT INTO c_history (token, xid, states) VALUES (NEW.token, pg_current_xact_id()::text,
+        jsonb_build_array(jsonb_build_object('key', 'i:' || NEW.item_id, 'version', v, 'token', CASE WHEN n > 0 THEN NEW.token END)));
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER c_kwrite_apply AFTER INSERT ON c_kwrite FOR EACH ROW EXECUTE FUNCTION c_kwrite_apply();
   `);
+  for (let t = 1; t <= tagOf(ITEMS); t++) await pool.query('INSERT INTO c_tag (id) VALUES ($1)', [t]);
   const states: KeyState[] = [];
   const members = new Map<number, number[]>();
   await pool.query('BEGIN');

@@ -14,8 +14,9 @@ import { randomUUID } from 'node:crypto';
 import { IsolationLevel, MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import type { UnsafeTestSwitches } from '../../lib/protocol/protocol-options.js';
-import { CGroup, CItem, consistencyEntities, groupSlot, type KeyState } from './schema.js';
-import type { Observation, Op, OpResult, PhaseMode } from './ops.js';
+import type { Kysely } from 'kysely';
+import { CGroup, CItem, CTag, consistencyEntities, groupSlot, tagItems, tagOf, type KeyState } from './schema.js';
+import type { Observation, Op, OpResult, PhaseMode, WriteVia } from './ops.js';
 
 const env = (name: string): string => {
   const value = process.env[name];
@@ -134,9 +135,13 @@ async function record(em: EntityManager, token: string, states: KeyState[]): Pro
 interface ItemChange {
   id: number;
   action: 'update' | 'move' | 'insert' | 'delete';
-  via?: 'flush' | 'nativeUpdate' | 'execute';
+  /** For deletes, `cascade`: the database deletes the item when its tag is deleted. */
+  via?: WriteVia | 'cascade';
   to?: number;
 }
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const kysely = (em: EntityManager): Kysely<any> => em.getKysely() as unknown as Kysely<any>;
 
 async function applyChanges(em: EntityManager, token: string, changes: ItemChange[], obs: Observation[]): Promise<KeyState[]> {
   const ids = changes.map((c) => c.id);
@@ -160,7 +165,9 @@ async function applyChanges(em: EntityManager, token: string, changes: ItemChang
     const version = slot.version + 1;
     await bump(em, change.id, version);
     if (change.action === 'delete' || (!exists && change.action !== 'insert' && change.action !== 'move')) {
-      if (exists) {
+      if (exists && change.via === 'cascade') {
+        touched.add(slot.grp!);
+      } else if (exists) {
         const item = await em.findOneOrFail(CItem, change.id);
         obs.push(itemObs(change.id, item));
         em.remove(item);
@@ -177,6 +184,12 @@ async function applyChanges(em: EntityManager, token: string, changes: ItemChang
       await em.nativeUpdate(CItem, { id: change.id }, { version, token });
     } else if (change.via === 'execute') {
       await em.execute('UPDATE c_item SET version = ?, token = ? WHERE id = ?', [version, token, change.id]);
+    } else if (change.via === 'kysely') {
+      await kysely(em).updateTable('c_item').set({ version, token }).where('id', '=', change.id).execute();
+    } else if (change.via === 'trigger') {
+      await em.execute('INSERT INTO c_touch (item_id, version, token) VALUES (?, ?, ?)', [change.id, version, token]);
+    } else if (change.via === 'function') {
+      await em.execute('SELECT c_set_item(?, ?, ?) AS n', [change.id, version, token]);
     } else {
       // Loaded before this transaction wrote the table: may come from the cache (a checked read).
       const item = await em.findOneOrFail(CItem, change.id);
@@ -192,6 +205,12 @@ async function applyChanges(em: EntityManager, token: string, changes: ItemChang
     states.push({ key: `i:${change.id}`, version, token });
   }
   await em.flush();
+  // Cascades: delete the tags (the database deletes their items), then re-create them so items can come back.
+  const tags = [...new Set(changes.filter((c) => c.via === 'cascade').map((c) => tagOf(c.id)))].sort((a, b) => a - b);
+  if (tags.length > 0) {
+    await em.nativeDelete(CTag, { id: tags });
+    await em.execute(`INSERT INTO c_tag (id) VALUES ${tags.map(() => '(?)').join(', ')}`, tags);
+  }
   for (const g of [...touched].sort((a, b) => a - b)) {
     const version = slots.get(groupSlot(g))!.version + 1;
     await bump(em, groupSlot(g), version);
@@ -271,6 +290,33 @@ async function run(op: Op, tokens: string[]): Promise<OpResult> {
       );
       return { ok: true, obs, rr: { snapshot, obs: rrObs } };
     }
+    case 'kyselyOutside': {
+      // One autocommitted statement: its trigger locks the slot, writes the item and records the history row.
+      const token = tokens[0] ?? randomUUID();
+      await kysely(em).insertInto('c_kwrite').values({ item_id: op.id, token }).execute();
+      return { ok: true, obs, token };
+    }
+    case 'rrWrite': {
+      const token = tokens[0] ?? randomUUID();
+      let snapshot = '';
+      const rrObs: Observation[] = [];
+      try {
+        await em.transactional(async (tx) => {
+          await tx.execute('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+          snapshot = (await tx.execute<Array<{ s: string }>>('SELECT pg_current_snapshot()::text AS s'))[0]!.s;
+          for (const id of op.ids) rrObs.push(itemObs(id, await tx.findOne(CItem, id)));
+          tx.clear();
+          // Writing a row changed since the snapshot fails (could not serialize): an allowed error.
+          const states = await applyChanges(tx, token, op.ids.map((id) => ({ id, action: 'update', via: 'flush' })), []);
+          await record(tx, token, states);
+          if (op.rollback) throw new Rollback('rollback');
+        });
+      } catch (error) {
+        if (!(error instanceof Rollback)) throw error;
+        return { ok: true, obs, rr: { snapshot, obs: rrObs }, rolledBack: [token] };
+      }
+      return { ok: true, obs, rr: { snapshot, obs: rrObs }, token };
+    }
     case 'savepoint': {
       const token = tokens[0] ?? randomUUID();
       const inner = tokens[1] ?? randomUUID();
@@ -302,6 +348,8 @@ async function run(op: Op, tokens: string[]): Promise<OpResult> {
       const changes: ItemChange[] =
         op.kind === 'update'
           ? op.ids.map((id) => ({ id, action: 'update', via: op.via }))
+          : op.kind === 'cascade'
+            ? tagItems(op.tag).map((id) => ({ id, action: 'delete', via: 'cascade' }))
           : op.kind === 'move'
             ? [{ id: op.id, action: 'move', via: 'flush', to: op.to }]
             : op.kind === 'insert'
@@ -310,7 +358,7 @@ async function run(op: Op, tokens: string[]): Promise<OpResult> {
                 ? [{ id: op.id, action: 'delete' }]
                 : op.ids.map((id) => (id === op.moveId ? { id, action: 'move', via: 'flush', to: op.to } : { id, action: 'update', via: 'flush' }));
       let ownWriteFailures: string[] = [];
-      const rollback = op.kind === 'multi' && op.rollback;
+      const rollback = (op.kind === 'multi' || op.kind === 'update' || op.kind === 'cascade') && op.rollback === true;
       try {
         await em.transactional(async (tx) => {
           const states = await applyChanges(tx, token, changes, obs);
