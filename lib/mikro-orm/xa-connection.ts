@@ -15,6 +15,7 @@ import { settledOutcome } from './commit-outcome.js';
 import { IdleLogFlush } from './idle-log-flush.js';
 import { ormProtocolLogger } from './orm-protocol-logger.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
+import { uniqueKeysOf } from './unique-keys.js';
 import { entityCacheOf } from './entity-marker.js';
 import { DATA_IDENTITY_COLUMNS, dataIdentityOf } from '../protocol/data-identity.js';
 
@@ -263,6 +264,7 @@ export function validateCachedEntities(all: Iterable<EntityMetadata>): void {
       if (!prop) throw XaConfigError.entity(meta.className, `secretFields names "${field}", which is not a property`);
       if (!prop.lazy) throw XaConfigError.entity(meta.className, `secret field "${field}" must be lazy (e.g. p.string().lazy()), so that the rows MikroORM loads by default, which are what the cache keeps, leave it out`);
     }
+    uniqueKeysOf(meta);
   }
 }
 

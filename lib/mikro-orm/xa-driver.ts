@@ -4,12 +4,13 @@ import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
 import { captureDeriver } from './captured-keys.js';
 import { currentCall, withCall, type CallContext } from './call-context.js';
 import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
-import { planLookup, type CollectionLookup, type RowLookup } from './lookup-plan.js';
+import { planLookup, type CollectionLookup, type RowLookup, type UniqueLookup } from './lookup-plan.js';
+import { rowValues } from './unique-keys.js';
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
 import { XaPostgreSqlConnection, validateCachedEntities } from './xa-connection.js';
 import { ReadOnlyEntityError } from './xa-errors.js';
 import { encodeValue } from './value-codec.js';
-import { acceptMemberIds, acceptRow } from './payload-checks.js';
+import { acceptKeyValue, acceptMemberIds, acceptRow } from './payload-checks.js';
 import { emptyOrder, fillOptions, ownerId, primaryKeysOf, project, touchesRelations, type Row } from './driver-rows.js';
 
 type AnyOptions = FindOptions<object, string, string, string> & Record<string, unknown>;
@@ -68,11 +69,12 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     // Inside a transaction the database answers (see docs/protocol.md, "Reads inside transactions").
     if (opts.ctx) return super.find(entityName, where as never, options);
     if (plan.kind === 'rows') return (await this.#findRows(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
+    if (plan.kind === 'unique') return (await this.#findByUnique(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
     return (await this.#findCollection(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
   }
 
   /** A refresh asked by the user reads the database; a reference being initialised (also sent as refresh) may hit. */
-  #referenceOrNoRefresh(meta: EntityMetadata, plan: RowLookup | CollectionLookup, opts: AnyOptions): boolean {
+  #referenceOrNoRefresh(meta: EntityMetadata, plan: RowLookup | CollectionLookup | UniqueLookup, opts: AnyOptions): boolean {
     if (!opts.refresh) return true;
     if (plan.kind !== 'rows' || plan.ids.length !== 1) return false;
     const em = opts.em as { getUnitOfWork(useContext?: boolean): { getById(name: unknown, id: unknown, schema?: string): object | undefined } } | undefined;
@@ -116,6 +118,71 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     for (const id of plan.ids) {
       const row = found.get(pkString(id));
       if (row) rows.push(project(row, opts.fields as string[] | undefined, plan.pkProp, meta));
+      if (opts.limit === 1 && rows.length === 1) break;
+    }
+    return rows;
+  }
+
+  /**
+   * Rows by the values of a declared unique key: one multi-get of the index entries (value → primary key), then the
+   * rows through the row cache (a second multi-get). A row is served only if it still holds the values asked for:
+   * an index entry read just before a commit that moved the value may name a row that no longer has it, and then
+   * the database answers for that value. Misses read the rows by value from the primary and fill the index
+   * entries under the leases the multi-get took; values no row holds are not cached.
+   */
+  async #findByUnique(entityName: EntityName<object>, meta: EntityMetadata, table: string, plan: UniqueLookup, opts: AnyOptions): Promise<Row[]> {
+    const xa = this.#cache().xa;
+    const { key, pkProp } = plan;
+    const indexKeyOf = (values: readonly string[]): string => keys.unique(table, key.columns, values);
+    const tuples = [...new Map(plan.tuples.map((t) => [indexKeyOf(t.map(pkString)), t])).entries()];
+    const reads = await xa.reader.readManyWaiting(
+      tuples.map(([k]) => k),
+      { regions: [regions.rows(table)], accept: acceptKeyValue },
+    );
+    const pks = new Map<string, unknown>();
+    for (const [indexKey] of tuples) {
+      const read = reads.get(indexKey);
+      if (read?.status === 'hit') pks.set(indexKey, read.value);
+    }
+    const byPk = new Map<string, Row>();
+    if (pks.size > 0) {
+      const rows = (await this.find(entityName, { [pkProp]: { $in: [...new Set(pks.values())] } } as never, { ctx: opts.ctx, schema: opts.schema, em: opts.em } as never)) as Row[];
+      for (const row of rows) byPk.set(pkString(row[pkProp]), row);
+    }
+    const found = new Map<string, Row>();
+    const missing: Array<readonly unknown[]> = [];
+    for (const [indexKey, tuple] of tuples) {
+      const pk = pks.get(indexKey);
+      const row = pk === undefined ? undefined : byPk.get(pkString(pk));
+      const values = row ? rowValues(key, row) : undefined;
+      if (row && values && indexKeyOf(values) === indexKey) found.set(indexKey, row);
+      else missing.push(tuple);
+    }
+    if (missing.length > 0) {
+      const where = key.props.length === 1 ? { [key.props[0] as string]: { $in: missing.map((t) => t[0]) } } : { $or: missing.map((t) => Object.fromEntries(key.props.map((p, i) => [p, t[i]]))) };
+      const loaded = (await super.find(entityName, where as never, fillOptions(opts) as never)) as Row[];
+      const ttl = plan.cache.ttlSeconds ?? this.#cache().rowTtlSeconds;
+      const fills: Promise<unknown>[] = [];
+      for (const row of loaded) {
+        const values = rowValues(key, row);
+        if (!values) continue;
+        const indexKey = indexKeyOf(values);
+        found.set(indexKey, row);
+        const read = reads.get(indexKey);
+        if (read?.status === 'miss' && read.ticket) fills.push(xa.reader.fill(read.ticket, encodeValue(row[pkProp]), ttl));
+      }
+      // A value no row holds is not cached: an insert of it then needs no invalidation of a negative entry.
+      for (const tuple of missing) {
+        const indexKey = indexKeyOf(tuple.map(pkString));
+        const read = reads.get(indexKey);
+        if (!found.has(indexKey) && read?.status === 'miss' && read.ticket) fills.push(xa.reader.abandon(read.ticket));
+      }
+      await Promise.all(fills);
+    }
+    const rows: Row[] = [];
+    for (const [indexKey] of tuples) {
+      const row = found.get(indexKey);
+      if (row) rows.push(project(row, opts.fields as string[] | undefined, pkProp, meta));
       if (opts.limit === 1 && rows.length === 1) break;
     }
     return rows;
