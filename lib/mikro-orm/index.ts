@@ -16,3 +16,4 @@ export { XaConfigError, ReadOnlyEntityError, CommitOutcomeError, type CommitOutc
 export { statementTables, type StatementTables } from './sql-tables.js';
 export { invalidate, invalidateTable, invalidateAll } from './invalidation.js';
 export { installWriteCapture, verifyWriteCapture, writeCaptureDdl, captureTargets, type WriteCaptureOptions } from './write-capture-setup.js';
+export { unbackedUniqueKeys, verifyUniqueKeys, type UnbackedUniqueKey } from './unique-key-catalog.js';
