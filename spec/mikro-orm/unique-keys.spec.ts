@@ -8,6 +8,7 @@ import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js'
 import { startXaCache } from '../../lib/operations/start-xa-cache.js';
 import { XaConfigError } from '../../lib/mikro-orm/xa-errors.js';
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
+import { Member } from './decorated-entities.js';
 import { keys, regions } from '../../lib/mikro-orm/cache-keys.js';
 import { decodeValue, encodeValue } from '../../lib/mikro-orm/value-codec.js';
 
@@ -265,6 +266,29 @@ describe('lookups by unique keys (xaCache.uniqueKeys)', function () {
       await writer.em.fork().execute('TRUNCATE uk_user CASCADE');
       expect(await owner('a@x')).to.equal(null);
     });
+  });
+
+  it('the decorator form: @Cacheable({ uniqueKeys })', async () => {
+    const sql: string[] = [];
+    const orm = await MikroORM.init(
+      withXaCache(
+        { entities: [Member], clientUrl: sharedServers().db, onQuery: (q: string) => (sql.push(q), q) },
+        { servers: sharedServers().memcachedAddresses, namespace: `ukd${randomUUID().slice(0, 8)}`, logTable: 'xa_cache_log' },
+      ),
+    );
+    try {
+      await orm.schema.refresh();
+      await installWriteCapture(orm);
+      await orm.em.fork().insert(Member, { id: 1, handle: 'ann' });
+      const find = async (): Promise<number | undefined> => (await orm.em.fork().findOne(Member, { handle: 'ann' }))?.id;
+      await find();
+      await find();
+      sql.length = 0;
+      expect(await find()).to.equal(1);
+      expect(sql).to.deep.equal([]);
+    } finally {
+      await orm.close(true);
+    }
   });
 
   describe('startup checks', () => {
