@@ -1,6 +1,7 @@
 import { helper, ReferenceKind, type EntityMetadata, type EntityProperty, type EventSubscriber, type FlushEventArgs, type TransactionEventArgs, type UnitOfWork, type ChangeSet, type AnyEntity } from '@mikro-orm/core';
 import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
 import { entityCacheOf } from './entity-marker.js';
+import { uniqueKeysOf } from './unique-keys.js';
 import type { TransactionScope } from './transaction-scope.js';
 import type { XaPostgreSqlDriver } from './xa-driver.js';
 import { ReadOnlyEntityError } from './xa-errors.js';
@@ -59,6 +60,7 @@ export class XaSubscriber implements EventSubscriber {
       const ownerTable = qualifiedTable(ownerMeta, cs.schema, defaultSchema);
       for (const owner of owners) if (owner !== undefined && owner !== null) found.keys.add(keys.collection(ownerTable, collection.name, pkString(owner)));
     }
+    this.#uniqueEntries(cs, original, defaultSchema, found);
     if (cs.type === 'delete' || cs.type === 'delete_early') {
       for (const child of cascadedChildren(meta, all)) {
         const table = qualifiedTable(child, cs.schema, defaultSchema);
@@ -68,6 +70,30 @@ export class XaSubscriber implements EventSubscriber {
       }
       for (const prop of Object.values(meta.properties)) {
         if (prop.kind === ReferenceKind.MANY_TO_MANY && prop.pivotEntity) found.regions.add(regions.collections(qualifiedTable(prop.pivotEntity as unknown as EntityMetadata, cs.schema, defaultSchema)));
+      }
+    }
+  }
+
+  /**
+   * The unique-key index entries of the old and new values a change set writes, named now so prepare locks them
+   * with the rest of the flush's keys in one round; the capture names them too (for every other write path), and
+   * a key named twice is locked once.
+   */
+  #uniqueEntries(cs: ChangeSet<AnyEntity>, original: Record<string, unknown>, defaultSchema: string, found: Pending): void {
+    const meta = cs.meta as EntityMetadata;
+    const uniques = uniqueKeysOf(meta);
+    if (uniques.length === 0) return;
+    const table = qualifiedTable(meta, cs.schema, defaultSchema);
+    const entity = cs.entity as Record<string, unknown>;
+    const payload = cs.payload as Record<string, unknown>;
+    for (const key of uniques) {
+      const images: Array<Record<string, unknown>> = [];
+      if (cs.type === 'create') images.push(entity);
+      else if (cs.type === 'delete' || cs.type === 'delete_early') images.push(original);
+      else if (key.props.some((prop) => prop in payload)) images.push(original, entity);
+      for (const image of images) {
+        const values = key.props.map((prop) => refId(image[prop]));
+        if (values.every((v) => v !== undefined && v !== null)) found.keys.add(keys.unique(table, key.columns, values.map(pkString)));
       }
     }
   }
