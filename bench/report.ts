@@ -177,6 +177,7 @@ function chartPanels(r: BenchResults): ChartPanel[] {
   });
   const panels: ChartPanel[] = [];
   if (r.results.pk) panels.push(panel('Primary-key hit (ops/s, 32 in flight)', 'pk', '32 in flight'));
+  if (r.results.unique) panels.push(panel('Unique-key hit (ops/s, 32 in flight)', 'unique', '32 in flight'));
   if (r.results.query) panels.push(panel('Query hit (ops/s, 32 in flight)', 'query', '32 in flight'));
   if (r.results.collection) panels.push(panel('Collection of 50 (ops/s, 32 in flight)', 'collection', '32 in flight'));
   if (r.results.mixed) panels.push(panel('Mixed 95/5 Zipf (ops/s, 32 in flight)', 'mixed', '32 in flight'));
