@@ -158,31 +158,40 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
       if (row && values && indexKeyOf(values) === indexKey) found.set(indexKey, row);
       else missing.push(tuple);
     }
+    const loaded: Row[] = [];
     if (missing.length > 0) {
       const where = key.props.length === 1 ? { [key.props[0] as string]: { $in: missing.map((t) => t[0]) } } : { $or: missing.map((t) => Object.fromEntries(key.props.map((p, i) => [p, t[i]]))) };
-      const loaded = (await super.find(entityName, where as never, fillOptions(opts) as never)) as Row[];
+      loaded.push(...((await super.find(entityName, where as never, fillOptions(opts) as never)) as Row[]));
       const ttl = plan.cache.ttlSeconds ?? this.#cache().rowTtlSeconds;
       const fills: Promise<unknown>[] = [];
+      const filled = new Set<string>();
       for (const row of loaded) {
         const values = rowValues(key, row);
         if (!values) continue;
+        // The entry is keyed by the row's own text of the values, as writes name it; a value asked in another form
+        // the database equates with it ('01' for 1, an upper-case uuid) has no ticket here and is never cached.
         const indexKey = indexKeyOf(values);
-        found.set(indexKey, row);
         const read = reads.get(indexKey);
-        if (read?.status === 'miss' && read.ticket) fills.push(xa.reader.fill(read.ticket, encodeValue(row[pkProp]), ttl));
+        if (read?.status === 'miss' && read.ticket) {
+          filled.add(indexKey);
+          fills.push(xa.reader.fill(read.ticket, encodeValue(row[pkProp]), ttl));
+        }
       }
       // A value no row holds is not cached: an insert of it then needs no invalidation of a negative entry.
       for (const tuple of missing) {
         const indexKey = indexKeyOf(tuple.map(pkString));
         const read = reads.get(indexKey);
-        if (!found.has(indexKey) && read?.status === 'miss' && read.ticket) fills.push(xa.reader.abandon(read.ticket));
+        if (!filled.has(indexKey) && read?.status === 'miss' && read.ticket) fills.push(xa.reader.abandon(read.ticket));
       }
       await Promise.all(fills);
     }
+    // Served rows first in the order asked, then what the database found for the rest; each row once.
     const rows: Row[] = [];
-    for (const [indexKey] of tuples) {
-      const row = found.get(indexKey);
-      if (row) rows.push(project(row, opts.fields as string[] | undefined, pkProp, meta));
+    const seen = new Set<string>();
+    for (const row of [...tuples.map(([indexKey]) => found.get(indexKey)), ...loaded]) {
+      if (!row || seen.has(pkString(row[pkProp]))) continue;
+      seen.add(pkString(row[pkProp]));
+      rows.push(project(row, opts.fields as string[] | undefined, pkProp, meta));
       if (opts.limit === 1 && rows.length === 1) break;
     }
     return rows;

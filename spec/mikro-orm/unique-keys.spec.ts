@@ -138,6 +138,15 @@ describe('lookups by unique keys (xaCache.uniqueKeys)', function () {
       expect(await owner('new@x')).to.equal(9);
     });
 
+    it('a value in another form the database equates with the stored one is answered by the database, never cached', async () => {
+      for (let i = 0; i < 3; i++) {
+        const found = (await fresh().findOne(User, { tenant: '02' as never, slug: 'ann' })) as UserT | null;
+        expect(found?.id).to.equal(3);
+      }
+      expect(await sqlOf(() => fresh().findOne(User, { tenant: '02' as never, slug: 'ann' }))).to.have.length(1);
+      expect(((await fresh().find(User, { email: ['a@x', 'b@x'] })) as UserT[]).map((u) => u.id).sort()).to.deep.equal([1, 2]);
+    });
+
     it('fields and limits are honoured; inside a transaction the database answers', async () => {
       await warm('a@x');
       const partial = (await fresh().findOneOrFail(User, { email: 'a@x' }, { fields: ['email'] })) as UserT;
