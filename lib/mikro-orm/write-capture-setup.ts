@@ -18,9 +18,18 @@ export interface WriteCaptureOptions {
  */
 export async function captureTargets(orm: MikroORM, options: WriteCaptureOptions = {}): Promise<CaptureTarget[]> {
   const { db, defaultSchema } = await parts(orm);
+  return captureTargetsOf(orm.getMetadata().getAll().values(), db, defaultSchema, options);
+}
+
+/**
+ * {@link captureTargets} from metadata. `options.schemas` absent and `skipWildcard` set: entities of every schema
+ * (`schema: '*'`) are left out, since which tenant schemas exist is not known.
+ */
+export async function captureTargetsOf(metas: Iterable<EntityMetadata>, db: SqlRunner, defaultSchema: string, options: WriteCaptureOptions & { skipWildcard?: boolean } = {}): Promise<CaptureTarget[]> {
   const found = new Map<string, CaptureTarget>();
-  for (const meta of orm.getMetadata().getAll().values() as Iterable<EntityMetadata>) {
+  for (const meta of metas) {
     if (meta.embeddable || meta.virtual || meta.expression || !meta.tableName || (meta.root && meta.root !== meta)) continue;
+    if (meta.schema === '*' && !options.schemas && options.skipWildcard) continue;
     const schemas = meta.schema === '*' ? (options.schemas ?? [defaultSchema]) : [meta.schema ?? defaultSchema];
     for (const schema of schemas) found.set(`${schema}.${meta.tableName}`, { schema, table: meta.tableName });
   }
@@ -60,6 +69,7 @@ export async function installWriteCapture(orm: MikroORM, options: WriteCaptureOp
   const statements = [...xa.capture.baseDdl(), ...targets.flatMap((t) => xa.capture.tableDdl(t))];
   const body = statements.map((s) => `EXECUTE ${dollarQuote(s)};`).join('\n');
   await db.query(`DO $install$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(${dollarQuote(xa.capture.table)})); ${body} END $install$`);
+  (orm.em.getDriver() as unknown as XaPostgreSqlDriver).xaConnection.cache.captureGate.recheck();
   return targets;
 }
 

@@ -239,7 +239,8 @@ $xa$`,
  */
 export function parseTaken(json: string | null): CapturedChange[] {
   if (!json) return [];
-  const raw = JSON.parse(json, exactNumbers) as Array<{ s: string; t: string; op: CapturedChange['op']; o: Record<string, unknown>[] | null; n: Record<string, unknown>[] | null }> | null;
+  // The reviver costs ~10x the parse itself: only text with a 16-digit run can hold an integer a number cannot.
+  const raw = JSON.parse(json, /\d{16}/.test(json) ? exactNumbers : undefined) as Array<{ s: string; t: string; op: CapturedChange['op']; o: Record<string, unknown>[] | null; n: Record<string, unknown>[] | null }> | null;
   return (raw ?? []).map((r) => ({ schema: r.s, table: r.t, op: r.op, ...(r.o ? { oldRows: r.o } : {}), ...(r.n ? { newRows: r.n } : {}) }));
 }
 
