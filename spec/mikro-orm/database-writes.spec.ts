@@ -427,6 +427,10 @@ describe('writes PostgreSQL makes on its own are seen (database-side capture)', 
     });
   });
 
+  it('read-only transactions commit (prepare never asks a read-only transaction to delete)', async () => {
+    await writer.em.fork().transactional(async (em) => expect((await em.findOneOrFail(Kid, 1)).name).to.equal('k1'), { readOnly: true });
+  });
+
   describe('explicit invalidation, for what no database reports', () => {
     // Triggers do not fire in this session: a change the capture cannot see, as from another database.
     const unseen = (sql: string): Promise<unknown> => admin.query(`SET session_replication_role = replica; ${sql}; SET session_replication_role = origin`);
