@@ -39,6 +39,7 @@ const everyTableCaptured = Object.fromEntries(ENTITY_TABLES.map((t) => [t, CAPTU
 describe("integrations: MikroORM's schema and migration commands keep the cache's database objects", function () {
   this.timeout(120_000);
   let db: string;
+  let dbName: string;
   let pool: pg.Pool;
   let migrations: string;
   let env: NodeJS.ProcessEnv;
@@ -51,7 +52,8 @@ describe("integrations: MikroORM's schema and migration commands keep the cache'
 
   before(async () => {
     const s = sharedServers();
-    db = await createDatabase(s.db, `xa_schema_${randomUUID().slice(0, 8)}`);
+    dbName = `xa_schema_${randomUUID().slice(0, 8)}`;
+    db = await createDatabase(s.db, dbName);
     pool = new pg.Pool({ connectionString: db, max: 2 });
     // Inside the package, so the generated CommonJS files resolve @mikro-orm/migrations.
     migrations = await mkdtemp(join('dist', 'spec', 'integrations', 'migrations-'));
@@ -60,6 +62,10 @@ describe("integrations: MikroORM's schema and migration commands keep the cache'
   after(async () => {
     await pool.end();
     await rm(migrations, { recursive: true, force: true });
+    // The database may be on a server the environment named (DATABASE_URL): leave nothing behind.
+    const admin = new pg.Client({ connectionString: sharedServers().db });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).finally(() => admin.end());
   });
 
   it('schema:fresh creates the tables with their capture; schema:update then has nothing to change', async () => {
