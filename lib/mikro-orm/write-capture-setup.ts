@@ -5,6 +5,12 @@ import { dollarQuote, type CaptureTarget } from '../protocol/write-capture.js';
 import { XaConfigError } from './xa-errors.js';
 import type { XaPostgreSqlDriver } from './xa-driver.js';
 
+/**
+ * The parts of a MikroORM instance the capture setup uses: `MikroORM` itself, or the schema generator's view of
+ * it (which has no `MikroORM` object, see `XaSchemaGenerator`).
+ */
+export type CaptureOrm = Pick<MikroORM, 'em' | 'getMetadata' | 'isConnected' | 'connect'>;
+
 /** Which schemas hold the tables of entities declared with `schema: '*'` (one per tenant). */
 export interface WriteCaptureOptions {
   /** Schemas of wildcard-schema entities' tables. Default: the default schema only. */
@@ -16,7 +22,7 @@ export interface WriteCaptureOptions {
  * of them) and every pivot table, in the schema each lives in, with the partitions of partitioned tables (a
  * statement on a partition fires only the partition's own statement triggers).
  */
-export async function captureTargets(orm: MikroORM, options: WriteCaptureOptions = {}): Promise<CaptureTarget[]> {
+export async function captureTargets(orm: CaptureOrm, options: WriteCaptureOptions = {}): Promise<CaptureTarget[]> {
   const { db, defaultSchema } = await parts(orm);
   return captureTargetsOf(orm.getMetadata().getAll().values(), db, defaultSchema, options);
 }
@@ -56,14 +62,14 @@ export async function captureTargetsOf(metas: Iterable<EntityMetadata>, db: SqlR
  * function and the triggers, idempotent. Put it in a migration (run it again after adding entities or
  * partitions), or apply it with {@link installWriteCapture} or `mikro-orm-xa-cache capture --apply`.
  */
-export async function writeCaptureDdl(orm: MikroORM, options: WriteCaptureOptions = {}): Promise<string[]> {
+export async function writeCaptureDdl(orm: CaptureOrm, options: WriteCaptureOptions = {}): Promise<string[]> {
   const { xa } = await parts(orm);
   const targets = await existing(orm, await captureTargets(orm, options));
   return [...xa.capture.baseDdl(), ...targets.flatMap((t) => xa.capture.tableDdl(t))];
 }
 
 /** Applies {@link writeCaptureDdl} in one transaction (serialised with concurrent installers). Returns the tables covered. */
-export async function installWriteCapture(orm: MikroORM, options: WriteCaptureOptions = {}): Promise<CaptureTarget[]> {
+export async function installWriteCapture(orm: CaptureOrm, options: WriteCaptureOptions = {}): Promise<CaptureTarget[]> {
   const { db, xa } = await parts(orm);
   const targets = await existing(orm, await captureTargets(orm, options));
   const statements = [...xa.capture.baseDdl(), ...targets.flatMap((t) => xa.capture.tableDdl(t))];
@@ -74,12 +80,12 @@ export async function installWriteCapture(orm: MikroORM, options: WriteCaptureOp
 }
 
 /** The tables whose capture is missing, disabled or out of date (see {@link installWriteCapture}). */
-export async function verifyWriteCapture(orm: MikroORM, options: WriteCaptureOptions = {}): Promise<CaptureTarget[]> {
+export async function verifyWriteCapture(orm: CaptureOrm, options: WriteCaptureOptions = {}): Promise<CaptureTarget[]> {
   const { db, xa } = await parts(orm);
   return xa.capture.missing(db, await captureTargets(orm, options));
 }
 
-async function existing(orm: MikroORM, targets: CaptureTarget[]): Promise<CaptureTarget[]> {
+async function existing(orm: CaptureOrm, targets: CaptureTarget[]): Promise<CaptureTarget[]> {
   const { db } = await parts(orm);
   const { rows } = await db.query(`SELECT s, t FROM unnest($1::text[], $2::text[]) AS x(s, t) WHERE to_regclass(format('%I.%I', s, t)) IS NOT NULL`, [
     targets.map((t) => t.schema),
@@ -89,7 +95,7 @@ async function existing(orm: MikroORM, targets: CaptureTarget[]): Promise<Captur
   return targets.filter((t) => present.has(`${t.schema}.${t.table}`));
 }
 
-async function parts(orm: MikroORM): Promise<{ db: SqlRunner; xa: XaCache; defaultSchema: string }> {
+async function parts(orm: CaptureOrm): Promise<{ db: SqlRunner; xa: XaCache; defaultSchema: string }> {
   const driver = orm.em.getDriver() as unknown as Partial<XaPostgreSqlDriver>;
   if (!driver.xaConnection) throw XaConfigError.driverMissing();
   if (!(await orm.isConnected())) await orm.connect();

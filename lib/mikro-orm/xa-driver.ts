@@ -8,6 +8,7 @@ import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
 import { planLookup, type CollectionLookup, type RowLookup } from './lookup-plan.js';
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
 import { XaPostgreSqlConnection, validateCachedEntities } from './xa-connection.js';
+import { XaPostgreSqlPlatform } from './xa-platform.js';
 import { ReadOnlyEntityError } from './xa-errors.js';
 import { encodeValue } from './value-codec.js';
 import { acceptMemberIds, acceptRow } from './payload-checks.js';
@@ -27,6 +28,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const self = this as unknown as { connection: XaPostgreSqlConnection; replicas: unknown[] };
     self.connection = new XaPostgreSqlConnection(this.config);
     self.replicas = this.createReplicas((conf) => new XaPostgreSqlConnection(this.config, conf, 'read'));
+    // Before the configuration adopts the platform: its schema tools must keep the cache's database objects.
+    (this as unknown as { platform: XaPostgreSqlPlatform }).platform = new XaPostgreSqlPlatform();
   }
 
   /** Checks the cache markers as soon as discovery is done, so a wrong one fails `MikroORM.init`. */
