@@ -7,6 +7,9 @@ import { uniqueKeysOf } from './unique-keys.js';
 
 type Row = Record<string, unknown>;
 
+/** Rows one statement may change and still be invalidated key by key; above it, by the table's regions. */
+export const ROW_KEYS_PER_STATEMENT = 256;
+
 /** A cached entity stored in the table: its rows are keyed by this column. */
 interface RowsOf {
   readonly kind: 'rows';
@@ -63,13 +66,14 @@ function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string,
     touched.add(regions.query(table));
     const list = effects.get(change.table) ?? [];
     if (list.length === 0) continue;
-    if (change.op === 'TRUNCATE' || change.op === 'MANY') {
+    const olds = change.oldRows ?? [];
+    const news = change.newRows ?? [];
+    // Past a few hundred rows, one region renewal is cheaper than locking and evicting each row's key.
+    if (change.op === 'TRUNCATE' || change.op === 'MANY' || Math.max(olds.length, news.length) > ROW_KEYS_PER_STATEMENT) {
       touched.add(regions.rows(table));
       touched.add(regions.collections(table));
       continue;
     }
-    const olds = change.oldRows ?? [];
-    const news = change.newRows ?? [];
     for (const effect of list) {
       if (effect.kind === 'rows') {
         for (const row of [...olds, ...news]) {

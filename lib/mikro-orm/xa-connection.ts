@@ -192,7 +192,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     }
     const scope = this.scopeOf(ctx);
     if (!scope) throw XaConfigError.foreignTransaction();
-    scope.recordWrite(analysis.writes, call);
+    scope.recordWrite(analysis.writes);
     return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
   }
 

@@ -2,16 +2,18 @@ import { helper, Utils, type MetadataStorage, type Configuration, type EntityPro
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
 import { captureDeriver } from './captured-keys.js';
-import { currentCall, withCall, type CallContext } from './call-context.js';
+import { captureTargetsOf } from './write-capture-setup.js';
+import { currentCall } from './call-context.js';
 import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
 import { planLookup, type CollectionLookup, type RowLookup, type UniqueLookup } from './lookup-plan.js';
 import { rowValues } from './unique-keys.js';
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
 import { XaPostgreSqlConnection, validateCachedEntities } from './xa-connection.js';
+import { XaPostgreSqlPlatform } from './xa-platform.js';
 import { ReadOnlyEntityError } from './xa-errors.js';
 import { encodeValue } from './value-codec.js';
 import { acceptKeyValue, acceptMemberIds, acceptRow } from './payload-checks.js';
-import { emptyOrder, fillOptions, ownerId, primaryKeysOf, project, touchesRelations, type Row } from './driver-rows.js';
+import { emptyOrder, fillOptions, ownerId, primaryKeysOf, project, type Row } from './driver-rows.js';
 
 type AnyOptions = FindOptions<object, string, string, string> & Record<string, unknown>;
 
@@ -27,6 +29,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const self = this as unknown as { connection: XaPostgreSqlConnection; replicas: unknown[] };
     self.connection = new XaPostgreSqlConnection(this.config);
     self.replicas = this.createReplicas((conf) => new XaPostgreSqlConnection(this.config, conf, 'read'));
+    // Before the configuration adopts the platform: its schema tools must keep the cache's database objects.
+    (this as unknown as { platform: XaPostgreSqlPlatform }).platform = new XaPostgreSqlPlatform();
   }
 
   /** Checks the cache markers as soon as discovery is done, so a wrong one fails `MikroORM.init`. */
@@ -37,7 +41,13 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     // driver that invalidates it is in place.
     this.xaConnection.cache.attach();
     // Every prepare takes what the database captured in its transaction and names its keys from this metadata.
-    this.xaConnection.cache.xa.useCapture(captureDeriver(metadata.getAll().values()));
+    const cache = this.xaConnection.cache;
+    cache.xa.useCapture(captureDeriver(metadata.getAll().values()));
+    cache.captureGate.setCheck(async () => {
+      const db = await this.xaConnection.sqlRunner();
+      const targets = await captureTargetsOf(metadata.getAll().values(), db, cache.defaultSchema, { skipWildcard: true });
+      return (await cache.xa.capture.missing(db, targets)).map((t) => `${t.schema}.${t.logicalTable ?? t.table}`);
+    });
   }
 
   /** The primary connection, which runs the protocol. */
@@ -64,13 +74,20 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const schema = this.getSchemaName(meta, opts as never);
     const table = this.#table(meta, schema);
     currentCall().query?.tables.add(table);
-    if (this.#cache().stoppedTables.has(table)) return super.find(entityName, where as never, options);
+    if (!(await this.#cacheable(table))) return super.find(entityName, where as never, options);
     if (!this.#cache().searchPath.allows(schema, meta, ...(plan.kind === 'collection' ? [plan.ownerMeta] : []))) return super.find(entityName, where as never, options);
     // Inside a transaction the database answers (see docs/protocol.md, "Reads inside transactions").
     if (opts.ctx) return super.find(entityName, where as never, options);
     if (plan.kind === 'rows') return (await this.#findRows(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
     if (plan.kind === 'unique') return (await this.#findByUnique(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
     return (await this.#findCollection(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
+  }
+
+  /** Whether this process caches the table: its write capture is in place (checked once) and caching was not stopped. */
+  async #cacheable(table: string): Promise<boolean> {
+    const cache = this.#cache();
+    if (!cache.captureGate.ready) await cache.captureGate.ensure().catch((error: unknown) => cache.xa.options.logger?.('warn', 'could not check the write capture; reading the database', { error: String(error) }));
+    return cache.isCacheable(table);
   }
 
   /** A refresh asked by the user reads the database; a reference being initialised (also sent as refresh) may hit. */
@@ -252,7 +269,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const opts = (options ?? {}) as AnyOptions;
     if (!plan || ctx || this.#cache().identity === undefined) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const pivotTable = this.#table(plan.pivotMeta, this.getSchemaName(plan.pivotMeta, opts as never));
-    if (this.#cache().stoppedTables.has(pivotTable)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
+    if (!(await this.#cacheable(pivotTable))) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const xa = this.#cache().xa;
     const schema = this.getSchemaName(plan.ownerMeta, opts as never);
     if (!this.#cache().searchPath.allows(schema, plan.ownerMeta, plan.pivotMeta)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
@@ -321,35 +338,35 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
   override async nativeUpdate<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, data: EntityData<T>, options: NativeInsertUpdateOptions<T> & { upsert?: boolean } = {}): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     const ids = options.upsert ? undefined : primaryKeysOf(meta, [where]);
-    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdate(entityName, where, data, o), touchesRelations(meta, [data]));
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdate(entityName, where, data, o));
   }
 
   override async nativeUpdateMany<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>[], data: EntityData<T>[], options: NativeInsertUpdateManyOptions<T> & { upsert?: boolean } = {}, transform?: (sql: string, params: unknown[]) => string): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     const ids = options.upsert ? undefined : primaryKeysOf(meta, where);
-    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdateMany(entityName, where, data, o, transform as never), touchesRelations(meta, data));
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdateMany(entityName, where, data, o, transform as never));
   }
 
   override async nativeDelete<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, options: DeleteOptions<T> = {}): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
-    return this.#write(entityName as EntityName<object>, options, primaryKeysOf(meta, [where]), (o) => super.nativeDelete(entityName, where, o), true);
+    return this.#write(entityName as EntityName<object>, options, primaryKeysOf(meta, [where]), (o) => super.nativeDelete(entityName, where, o));
   }
 
   /**
    * Every write of the driver: refuses writes to read-only cached entities, gives an autocommit write a
-   * transaction of its own, names the rows it changes by primary key, and tells the connection which of its
-   * statements need no coarser invalidation. `ids` undefined means the rows cannot be named.
+   * transaction of its own, and names the rows it changes by primary key where the `where` says, so prepare locks
+   * them while its log statement runs. What the statement really changed reaches prepare through the database's
+   * capture either way.
    */
-  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>, touchesCollections = true): Promise<R> {
+  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>): Promise<R> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     if (entityCacheOf(meta)?.strategy === 'read-only') throw new ReadOnlyEntityError(meta.className);
-    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run, touchesCollections));
+    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run));
     const scope = this.xaConnection.scopeOf(options.ctx as never);
     if (ids && scope && entityCacheOf(meta)) {
       const table = this.#table(meta, this.getSchemaName(meta, options as never));
       scope.invalidate(ids.map((id) => keys.row(table, pkString(id))));
     }
-    const call: CallContext = { preciseRows: ids !== undefined, preciseCollections: !touchesCollections };
-    return withCall(call, () => run(options));
+    return run(options);
   }
 }

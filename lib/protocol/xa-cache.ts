@@ -156,8 +156,17 @@ export class XaCache {
   }
 
   /** Resolves in-doubt transactions of the log (see {@link sweep}). */
-  sweep(db: SqlRunner, options?: SweepOptions): Promise<SweepReport> {
-    return sweep(this.#ctx, db, options);
+  async sweep(db: SqlRunner, options?: SweepOptions): Promise<SweepReport> {
+    if (!this.stats.observed) return sweep(this.#ctx, db, options);
+    const end = this.stats.start('sweep', {});
+    try {
+      const report = await sweep(this.#ctx, db, options);
+      end({ resolved: report.resolved, unresolved: report.unresolved, keys: report.keys, batches: report.batches, outcome: report.unresolved === 0 ? 'ok' : 'unresolved' });
+      return report;
+    } catch (error) {
+      end({ outcome: 'failed' }, error);
+      throw error;
+    }
   }
 
   /** Lists in-doubt transactions with their keys' states. */
