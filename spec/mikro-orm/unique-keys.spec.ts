@@ -173,6 +173,20 @@ describe('lookups by unique keys (xaCache.uniqueKeys)', function () {
     expect(((await fresh().find(User, { email: ['a@x', 'b@x'] })) as UserT[]).map((u) => u.id).sort()).to.deep.equal([1, 2]);
   });
 
+  it('a fill racing a write of the value is refused (the lease the lookup took is voided by the write)', async () => {
+    const xa = (reader.config.getResultCacheAdapter() as XaCacheAdapter).xa;
+    const key = keys.unique('public.uk_user', ['email'], ['a@x']);
+    // A lookup's first step: the multi-get that leases the missing entry, before its database read…
+    const read = (await xa.reader.readMany([key], { regions: [regions.rows('public.uk_user')] })).get(key);
+    if (read?.status !== 'miss' || !read.ticket) throw new Error(`expected a leased miss, got ${JSON.stringify(read)}`);
+    // …then a write moves the value away and commits before the lookup fills what it read (user 1)…
+    await writer.em.fork().nativeUpdate(User, { id: 1 }, { email: 'z@x' });
+    // …and the fill is refused: the entry never names a row that no longer holds the value.
+    expect(await xa.reader.fill(read.ticket, encodeValue(1))).to.equal(false);
+    expect(await entry('a@x')).to.equal('miss');
+    expect(await owner('a@x')).to.equal(null);
+  });
+
   describe('every write path moves the value to its committed owner', () => {
     const moved = async (write: () => Promise<unknown>): Promise<void> => {
       await warm('a@x', 'z@x');
