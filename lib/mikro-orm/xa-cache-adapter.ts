@@ -142,13 +142,14 @@ export class XaCacheAdapter implements CacheAdapter {
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
     if (!this.captureGate.ready) await this.captureGate.ensure().catch(() => undefined);
     if (asked.some((region) => region.startsWith('t:') && !this.isCacheable(region.slice(2)))) return undefined;
-    let read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
+    // A miss on a result another reader is computing waits for it (bounded by leaseWaitMs): a herd costs one query.
+    let read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).
       asked = read.storedRegions;
       this.#remember(name, asked);
       if (read.ticket) await this.xa.reader.abandon(read.ticket);
-      read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
+      read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
     }
     if (read.status === 'hit') return read.value as T;
     if (read.ticket) {
