@@ -13,6 +13,7 @@ import { CaptureGate } from './capture-gate.js';
 import { encodeValue } from './value-codec.js';
 import { acceptDecodable } from './payload-checks.js';
 import { SearchPathGuard } from './search-path-guard.js';
+import { PromoteTracker } from './promote-tracker.js';
 
 /** Options of {@link XaCacheAdapter}, given as `resultCache.options` (or to `withXaCache`). */
 export interface XaCacheOptions extends ProtocolOptions {
@@ -54,6 +55,8 @@ export class XaCacheAdapter implements CacheAdapter {
   readonly options: Readonly<XaCacheOptions>;
   /** Which calls may use the cache given what `search_path` makes of unqualified table names. */
   readonly searchPath: SearchPathGuard;
+  /** Promotes still running after their commit returned; settled before the memcached client closes. */
+  readonly promotes = new PromoteTracker();
   readonly #store: MemcachedStore;
   readonly #pending = new Map<string, PendingFill>();
   readonly #regionsOf = new Map<string, readonly string[]>();
@@ -197,6 +200,7 @@ export class XaCacheAdapter implements CacheAdapter {
 
   /** @inheritDoc */
   async close(): Promise<void> {
+    await this.promotes.settle(); // a promote cut short would leave its keys locked until they expire
     await this.#store.close();
   }
 
