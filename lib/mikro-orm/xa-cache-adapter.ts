@@ -13,6 +13,7 @@ import { CaptureGate } from './capture-gate.js';
 import { encodeValue } from './value-codec.js';
 import { acceptDecodable } from './payload-checks.js';
 import { SearchPathGuard } from './search-path-guard.js';
+import { PromoteTracker } from './promote-tracker.js';
 
 /** Options of {@link XaCacheAdapter}, given as `resultCache.options` (or to `withXaCache`). */
 export interface XaCacheOptions extends ProtocolOptions {
@@ -54,6 +55,8 @@ export class XaCacheAdapter implements CacheAdapter {
   readonly options: Readonly<XaCacheOptions>;
   /** Which calls may use the cache given what `search_path` makes of unqualified table names. */
   readonly searchPath: SearchPathGuard;
+  /** Promotes still running after their commit returned; settled before the memcached client closes. */
+  readonly promotes = new PromoteTracker();
   readonly #store: MemcachedStore;
   readonly #pending = new Map<string, PendingFill>();
   readonly #regionsOf = new Map<string, readonly string[]>();
@@ -142,13 +145,14 @@ export class XaCacheAdapter implements CacheAdapter {
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
     if (!this.captureGate.ready) await this.captureGate.ensure().catch(() => undefined);
     if (asked.some((region) => region.startsWith('t:') && !this.isCacheable(region.slice(2)))) return undefined;
-    let read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
+    // A miss on a result another reader is computing waits for it (bounded by leaseWaitMs): a herd costs one query.
+    let read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).
       asked = read.storedRegions;
       this.#remember(name, asked);
       if (read.ticket) await this.xa.reader.abandon(read.ticket);
-      read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
+      read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
     }
     if (read.status === 'hit') return read.value as T;
     if (read.ticket) {
@@ -196,6 +200,7 @@ export class XaCacheAdapter implements CacheAdapter {
 
   /** @inheritDoc */
   async close(): Promise<void> {
+    await this.promotes.settle(); // a promote cut short would leave its keys locked until they expire
     await this.#store.close();
   }
 

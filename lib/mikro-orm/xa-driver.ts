@@ -219,7 +219,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const ownerTable = this.#table(plan.ownerMeta, this.getSchemaName(meta, opts as never));
     const owners = [...new Map(plan.owners.map((o) => [pkString(o), o])).values()];
     const collKeys = owners.map((o) => keys.collection(ownerTable, plan.collection.name, pkString(o)));
-    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(childTable)], accept: acceptMemberIds });
+    // Concurrent missers wait for the first one's fill (bounded by leaseWaitMs) rather than all read the database.
+    const reads = await xa.reader.readManyWaiting(collKeys, { regions: [regions.collections(childTable)], accept: acceptMemberIds });
     const members = new Map<string, unknown[]>();
     const missing: Array<(typeof owners)[number]> = [];
     owners.forEach((owner, i) => {
@@ -277,7 +278,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const targetMeta = prop.targetMeta as EntityMetadata;
     currentCall().query?.tables.add(pivotTable);
     const collKeys = owners.map((owner) => keys.collection(ownerTable, prop.name, pkString(owner[0])));
-    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(pivotTable)], accept: acceptMemberIds });
+    const reads = await xa.reader.readManyWaiting(collKeys, { regions: [regions.collections(pivotTable)], accept: acceptMemberIds });
     const members = new Map<string, unknown[]>();
     const missing: Primary<O>[][] = [];
     owners.forEach((owner, i) => {

@@ -24,6 +24,13 @@ export class XaSchemaHelper extends PostgreSqlSchemaHelper {
     for (const [table, triggers] of Object.entries(all)) kept[table] = triggers.filter((t) => !ours.has(t.name));
     return kept;
   }
+
+  /** Likewise blind to the capture's `…_take()` function (its trigger function MikroORM already leaves alone). */
+  override async getAllRoutines(connection: AbstractSqlConnection, schemas?: string[]): ReturnType<PostgreSqlSchemaHelper['getAllRoutines']> {
+    const all = await super.getAllRoutines(connection, schemas);
+    const take = new WriteCapture(configuredLogTable(this.platform.getConfig())).takeFunctionName.split('.').pop();
+    return all.filter((routine) => routine.name !== take);
+  }
 }
 
 /**

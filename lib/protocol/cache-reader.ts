@@ -201,6 +201,11 @@ export class CacheReader {
     }
   }
 
+  /** {@link readManyWaiting} of one key. */
+  async readWaiting(key: string, options: ReadOptions = {}): Promise<CacheRead> {
+    return (await this.readManyWaiting([key], options)).get(key) as CacheRead;
+  }
+
   /** Reads one key. */
   async read(key: string, options: ReadOptions = {}): Promise<CacheRead> {
     return (await this.readMany([key], options)).get(key) as CacheRead;

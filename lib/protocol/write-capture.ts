@@ -81,6 +81,11 @@ export class WriteCapture {
     return this.#function;
   }
 
+  /** The function prepare calls to take a transaction's captured changes. */
+  get takeFunctionName(): string {
+    return this.#take;
+  }
+
   /** Name of the trigger of one event on a table. */
   triggerName(suffix: (typeof TRIGGERS)[number]['suffix']): string {
     return `${this.#prefix}_${suffix}`;

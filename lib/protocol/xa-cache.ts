@@ -124,7 +124,8 @@ export class XaCache {
    */
   async applyOutsideChanges(db: SqlRunner, options: { limit?: number; claimMs?: number } = {}): Promise<number> {
     const derive = this.#deriver;
-    if (!derive) return 0;
+    // The test switch stands for "no database-side capture at all": outside changes are not applied either.
+    if (!derive || this.options.unsafeTestSwitches.skipCapture) return 0;
     let applied = 0;
     for (;;) {
       const limit = options.limit ?? 500;
