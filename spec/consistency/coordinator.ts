@@ -199,8 +199,9 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
           slot.inflight.record.result = m.result;
           slot.inflight.resolve();
         }
-        if (m.type === 'phase' && m.phase === 'mid-promote' && slot.inflight) {
-          slot.inflight.record.committedBy = now();
+        // Promote runs after the commit call returned (in the background): the operation may be over already.
+        if (m.type === 'phase' && m.phase === 'mid-promote') {
+          if (slot.inflight) slot.inflight.record.committedBy = now();
           const txId = m.txId!;
           faults.push({ kind: 'kill-mid-promote', at: now() - t0, detail: `worker ${slot.index} killed in the middle of promote of ${txId}` });
           void killWorker(slot).then(() => auditKilledAfterCommit(txId, slot.index));
