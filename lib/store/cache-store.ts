@@ -104,6 +104,12 @@ export interface StoreCounters {
   errors: Record<string, number>;
   /** Keys that were hashed because they were too long or held forbidden bytes. */
   hashedKeys: number;
+  /**
+   * Deadlines that fired late because this process's event loop was stalled (a busy loop, a long synchronous
+   * task), and were extended rather than counted against the server. A rising count means the process is too
+   * busy, not that memcached is slow.
+   */
+  stalls?: number;
 }
 
 /**

@@ -23,6 +23,14 @@ type State = 'idle' | 'connecting' | 'ready' | 'down';
 
 const connectionLost = StoreTimeoutError.connectionLost;
 
+/**
+ * A deadline timer that fires this much later than it was due was held up by our own event loop (a busy loop, a
+ * long synchronous task, a GC pause), not by the server: the time the server had is then credited back to every
+ * batch in flight instead of failing them. Timers on a loaded machine run a few milliseconds late; this is well
+ * above that and well below any useful `timeoutMs`.
+ */
+export const STALL_TOLERANCE_MS = 25;
+
 // Epochs are unique in the process, not only per connection, so a token that strays into another store instance
 // (whose epochs would otherwise count from 1 as well) is refused rather than sent.
 let lastEpoch = 0;
@@ -58,6 +66,12 @@ export class MemcachedConnection extends Server {
   #outbox: Buffer[] = [];
   #flushQueued = false;
   #deadlineTimer: NodeJS.Timeout | undefined;
+  /** When the deadline timer is due (`performance.now()` time), to tell a late timer (our stall) from a slow server. */
+  #deadlineDue = 0;
+  /** A deadline verdict deferred to the check phase, so that answers already received are read first. */
+  #verdict: NodeJS.Immediate | undefined;
+  /** How long our event loop was stalled while the timer waited, measured when it fired. */
+  #stalledMs = 0;
   #connectTimer: NodeJS.Timeout | undefined;
   /** Bytes of a partly received answer, and how many are needed before it is worth parsing again. */
   #partial: Buffer[] = [];
@@ -107,7 +121,7 @@ export class MemcachedConnection extends Server {
     this.#nextOpaque += count;
     batch.deadline = now + this.#settings.timeoutMs;
     this.#batches.push(batch);
-    if (this.#deadlineTimer === undefined) this.#armDeadline(this.#settings.timeoutMs);
+    if (this.#deadlineTimer === undefined && this.#verdict === undefined) this.#armDeadline(this.#settings.timeoutMs);
     if (this.#state === 'ready' && !this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(this.#flush);
@@ -167,9 +181,12 @@ export class MemcachedConnection extends Server {
     socket.on('end', closed);
     socket.on('close', closed);
     this.#connectTimer = setTimeout(() => {
-      if (socket === this.#socket && this.#state === 'connecting') {
-        this.#lost(new Error(`no connection within ${this.#settings.connectTimeoutMs} ms`), true);
-      }
+      // A stalled loop may not have read the connection's completion yet: let the I/O phase run first.
+      setImmediate(() => {
+        if (socket === this.#socket && this.#state === 'connecting') {
+          this.#lost(new Error(`no connection within ${this.#settings.connectTimeoutMs} ms`), true);
+        }
+      });
     }, this.#settings.connectTimeoutMs).unref();
   }
 
@@ -196,13 +213,46 @@ export class MemcachedConnection extends Server {
   };
 
   #armDeadline(ms: number): void {
-    this.#deadlineTimer = setTimeout(this.#onDeadline, Math.max(1, Math.ceil(ms))).unref();
+    const delay = Math.max(1, Math.ceil(ms));
+    this.#deadlineDue = performance.now() + delay;
+    this.#deadlineTimer = setTimeout(this.#onDeadline, delay).unref();
   }
 
+  /**
+   * The deadline timer fired. The verdict waits for the check phase of this loop iteration (`setImmediate`): the
+   * poll phase in between reads whatever the server already sent, so answers that arrived while our own event loop
+   * was busy settle their batches instead of being declared missing. How late the timer fired is how long the loop
+   * was stalled; the verdict credits that time back (see {@link STALL_TOLERANCE_MS}).
+   */
   readonly #onDeadline = (): void => {
     this.#deadlineTimer = undefined;
+    const late = performance.now() - this.#deadlineDue;
+    this.#stalledMs = late > STALL_TOLERANCE_MS ? late : 0;
+    // Not unref'd: an unref'd immediate lets the poll phase block on other I/O before the verdict runs.
+    this.#verdict = setImmediate(this.#decide);
+  };
+
+  readonly #decide = (): void => {
+    this.#verdict = undefined;
     const now = performance.now();
+    const stalled = this.#stalledMs;
+    this.#stalledMs = 0;
     let head = this.#batches.peek();
+    if (head && head.deadline <= now && stalled > 0 && !head.credited) {
+      // Our loop, not the server, used up the time: every batch that lived through the stall gets a full
+      // `timeoutMs` from now, once. The server is not marked down for a stall of ours; if it is truly stuck, the
+      // re-armed deadline fails it within `timeoutMs` of loop time after the stall.
+      const fresh = now + this.#settings.timeoutMs;
+      for (let i = 0; i < this.#batches.length; i++) {
+        const batch = this.#batches.at(i) as RequestBatch;
+        if (batch.credited) continue;
+        batch.credited = true;
+        if (batch.deadline < fresh) batch.deadline = fresh;
+      }
+      this.#settings.counters.stalls = (this.#settings.counters.stalls ?? 0) + 1;
+      this.#armDeadline(head.deadline - now);
+      return;
+    }
     if (head && head.deadline <= now && head.sent) {
       this.#lost(new Error(`no answer within ${this.#settings.timeoutMs} ms`), true, now);
       return;
@@ -278,6 +328,8 @@ export class MemcachedConnection extends Server {
     clearTimeout(this.#connectTimer);
     clearTimeout(this.#deadlineTimer);
     this.#deadlineTimer = undefined;
+    clearImmediate(this.#verdict);
+    this.#verdict = undefined;
     this.#partial = [];
     this.#partialBytes = 0;
     if (markDown) {

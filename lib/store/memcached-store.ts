@@ -29,7 +29,7 @@ type ExecuteResults<Ops extends readonly StoreOp[]> = { -readonly [I in keyof Op
  */
 export class MemcachedStore implements CacheStore {
   /** @inheritDoc */
-  readonly counters: StoreCounters = { roundTrips: 0, requests: 0, errors: {}, hashedKeys: 0 };
+  readonly counters: StoreCounters = { roundTrips: 0, requests: 0, errors: {}, hashedKeys: 0, stalls: 0 };
   /** @inheritDoc */
   readonly maxValueBytes: number;
   readonly #options: ResolvedStoreOptions;
