@@ -48,6 +48,7 @@ const COUNTERS: Record<string, string> = {
   capturedKeys: 'Keys and regions only the database-side write capture named (triggers, cascades, Kysely, functions).',
   outsideChanges: 'Captured changes of outside writers applied as invalidations.',
   sweptTransactions: 'Log rows resolved by the recovery sweeper.',
+  serversUnreachableAtStart: 'memcached servers that did not answer the startup probe of startXaCache.',
 };
 
 const REGION_COUNTERS: ReadonlyArray<keyof RegionStats> = ['hits', 'misses', 'puts', 'lockBypasses', 'leaseWaits', 'staleFillsRefused'];

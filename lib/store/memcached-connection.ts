@@ -77,6 +77,8 @@ export class MemcachedConnection extends Server {
   #partial: Buffer[] = [];
   #partialBytes = 0;
   #partialNeeded = 0;
+  /** Waiting for the connection attempt under way to end (ready or failed). */
+  #openWaiters: Array<() => void> = [];
 
   constructor(server: ServerAddress, settings: ConnectionSettings) {
     super(server.host, server.port, settings.username, settings.password, {
@@ -94,6 +96,20 @@ export class MemcachedConnection extends Server {
   /** Which socket the connection is on; a new one for every socket. */
   get epoch(): number {
     return this.#epoch;
+  }
+
+  /** Whether the socket is open (and logged in): batches are written at once. */
+  get isReady(): boolean {
+    return this.#state === 'ready';
+  }
+
+  /**
+   * Resolves when no connection attempt is under way: at once unless connecting, else once the socket is ready or
+   * the attempt failed (refused, or no connection within `connectTimeoutMs`).
+   */
+  attempted(): Promise<void> {
+    if (this.#state !== 'connecting') return Promise.resolve();
+    return new Promise((resolve) => this.#openWaiters.push(resolve));
   }
 
   /** Why the server was last marked down. */
@@ -194,6 +210,14 @@ export class MemcachedConnection extends Server {
     clearTimeout(this.#connectTimer);
     this.#state = 'ready';
     if (this.#outbox.length > 0) this.#flush();
+    this.#notifyAttempted();
+  }
+
+  #notifyAttempted(): void {
+    if (this.#openWaiters.length === 0) return;
+    const waiters = this.#openWaiters;
+    this.#openWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   readonly #flush = (): void => {
@@ -347,6 +371,7 @@ export class MemcachedConnection extends Server {
       else batch.fail(connectionLost);
     }
     this.#notifyDrained();
+    this.#notifyAttempted();
   }
 
   #notifyDrained(): void {

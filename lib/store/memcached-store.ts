@@ -2,6 +2,7 @@ import type {
   CacheStore,
   CasToken,
   MultiGetResult,
+  ServerProbe,
   StoreCounters,
   StoreOp,
   StoreResult,
@@ -17,6 +18,8 @@ import { resolveStoreOptions, type MemcachedStoreOptions, type ResolvedStoreOpti
 import { checkOp } from './op-checks.js';
 import { RequestBatch } from './request-batch.js';
 import { StoreInputError, StoreUnavailableError, type StoreError } from './store-errors.js';
+
+const PROBE_KEY = 'xa-probe';
 
 type ExecuteResults<Ops extends readonly StoreOp[]> = { -readonly [I in keyof Ops]: StoreResultOf<Ops[I]> };
 
@@ -100,6 +103,34 @@ export class MemcachedStore implements CacheStore {
   /** The memcached key a logical key is stored under (namespaced, hashed if needed), for operators and tests. */
   keyFor(key: string): string {
     return this.#keys.build(key, false);
+  }
+
+  /**
+   * @inheritDoc
+   * Each server gets a `get` of `<namespace>:xa-probe` sent to it directly (not through the ring), after its
+   * connection attempt ended (at most `connectTimeoutMs`); the answer has the usual `timeoutMs` deadline. A server
+   * backing off after a failure is reported unreachable at once, with that failure.
+   */
+  async probe(): Promise<readonly ServerProbe[]> {
+    return Promise.all(
+      this.#connections.map(async (connection): Promise<ServerProbe> => {
+        const started = performance.now();
+        const unreachable = (error: StoreError): ServerProbe => ({ server: connection.address, reachable: false, ms: performance.now() - started, error });
+        const down = (): ServerProbe =>
+          unreachable(StoreUnavailableError.serverDown('get', PROBE_KEY, connection.address, this.#closed ? new Error('the store is closed') : connection.lastFailure));
+        if (this.#closed || !connection.usable(started)) return down();
+        await connection.attempted();
+        if (!connection.isReady) return down();
+        const call = new ExecuteCall(1, true, this.counters);
+        const batch = new RequestBatch(call, connection.address, connection.epoch, this.maxValueBytes);
+        batch.add({ op: 'get', key: PROBE_KEY }, 0, this.#keys.build(PROBE_KEY, false));
+        call.addBatch();
+        connection.enqueue(batch, performance.now());
+        call.start();
+        const result = (await call.promise) as StoreResult;
+        return result.status === 'error' ? unreachable(result.error) : { server: connection.address, reachable: true, ms: performance.now() - started };
+      }),
+    );
   }
 
   /**
