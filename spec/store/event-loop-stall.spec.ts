@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
 import { Servers } from '../support/servers.js';
 import { MemcachedStore, type StoreResult } from '../../lib/store/index.js';
 
@@ -50,6 +51,31 @@ describe('MemcachedStore when its own event loop stalls', function () {
     // Not marked down: with a one-minute back-off, a server marked down would answer `unavailable` now.
     expect(kind(await store.get('stall:1'))).to.equal('hit');
     expect(store.counters.errors).to.deep.equal({});
+  });
+
+  it('credits the stall: a server that answers only after our stall ended (it was stopped during it) is not failed', async () => {
+    servers = await Servers.start({ memcached: 1, postgres: false, owned: true });
+    const [server] = servers.memcached;
+    if (!server?.pid) throw new Error('no memcached');
+    const timeoutMs = 400;
+    store = new MemcachedStore({ servers: servers.memcachedAddresses, timeoutMs, retryAfterMs: 60_000 });
+    await store.execute([{ op: 'set', key: 'late', value: Buffer.from('v'), ttl: 0 }]);
+    server.pause();
+    try {
+      const read = store.get('late');
+      await Promise.resolve();
+      // Resumed by another process 750 ms from now, while our loop is busy for the first 600: the answer comes
+      // after the stall, when the deadline (400 ms) is long past. Time the loop was free after the stall: 150 ms.
+      const resumer = spawn('sh', ['-c', `sleep 0.75; kill -CONT ${server.pid}`], { stdio: 'ignore' });
+      busy(600);
+      const result = await read;
+      await new Promise((resolve) => (resumer.exitCode === null ? resumer.once('exit', resolve) : resolve(undefined)));
+      expect(kind(result)).to.equal('hit');
+      expect(store.counters.stalls).to.be.at.least(1);
+      expect(kind(await store.get('late')), 'not marked down').to.equal('hit');
+    } finally {
+      server.resume();
+    }
   });
 
   it('fails requests to a truly SIGSTOPped server within timeoutMs when our loop is free, and keeps the other server', async () => {

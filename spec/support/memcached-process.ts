@@ -40,6 +40,11 @@ export class MemcachedProcess {
     return this.#port;
   }
 
+  /** The process id, while it runs (for signals sent from outside this process, e.g. by a helper shell). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   get running(): boolean {
     return this.#child !== undefined;
   }
