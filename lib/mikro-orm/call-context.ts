@@ -14,12 +14,6 @@ export class QueryScope {
 export interface CallContext {
   /** A query whose result may be cached is running: record the tables it reads. */
   readonly query?: QueryScope;
-  /** A unit-of-work flush is running: its collection changes are named precisely by the subscriber. */
-  readonly uowFlush?: boolean;
-  /** The driver already named the rows this statement changes (a write by primary key). */
-  readonly preciseRows?: boolean;
-  /** The driver already named the collections this statement changes (or it changes none). */
-  readonly preciseCollections?: boolean;
 }
 
 const storage = new AsyncLocalStorage<CallContext>();

@@ -9,9 +9,11 @@ import { keys, regions } from './cache-keys.js';
 import { currentCall } from './call-context.js';
 import { XaConfigError } from './xa-errors.js';
 import { statementTables } from './sql-tables.js';
+import { CaptureGate } from './capture-gate.js';
 import { encodeValue } from './value-codec.js';
 import { acceptDecodable } from './payload-checks.js';
 import { SearchPathGuard } from './search-path-guard.js';
+import { PromoteTracker } from './promote-tracker.js';
 
 /** Options of {@link XaCacheAdapter}, given as `resultCache.options` (or to `withXaCache`). */
 export interface XaCacheOptions extends ProtocolOptions {
@@ -53,6 +55,8 @@ export class XaCacheAdapter implements CacheAdapter {
   readonly options: Readonly<XaCacheOptions>;
   /** Which calls may use the cache given what `search_path` makes of unqualified table names. */
   readonly searchPath: SearchPathGuard;
+  /** Promotes still running after their commit returned; settled before the memcached client closes. */
+  readonly promotes = new PromoteTracker();
   readonly #store: MemcachedStore;
   readonly #pending = new Map<string, PendingFill>();
   readonly #regionsOf = new Map<string, readonly string[]>();
@@ -92,6 +96,16 @@ export class XaCacheAdapter implements CacheAdapter {
     for (const table of tables) this.stoppedTables.add(table);
   }
 
+  /** Checks, at the first cache use, that every entity table has its write capture (see {@link CaptureGate}). */
+  readonly captureGate = new CaptureGate((tables) =>
+    this.xa.options.logger?.('warn', `write capture missing on ${tables.join(', ')}: these tables are not cached by this process; run "mikro-orm-xa-cache capture --apply" or installWriteCapture(orm)`, { tables }),
+  );
+
+  /** Whether rows, collections and results of a table may be served and stored by this process. */
+  isCacheable(table: string): boolean {
+    return !this.stoppedTables.has(table) && this.captureGate.allows(table);
+  }
+
   /**
    * The identity of the database the cache serves (`<system identifier>.<database>`), known once the primary
    * connection connected; until then every read goes to the database (MikroORM connects lazily, at the first
@@ -129,14 +143,16 @@ export class XaCacheAdapter implements CacheAdapter {
     if (!this.searchPath.allowsResults()) return undefined;
     const key = keys.query(name);
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
-    if (this.stoppedTables.size > 0 && asked.some((region) => this.stoppedTables.has(region.slice(2)))) return undefined;
-    let read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
+    if (!this.captureGate.ready) await this.captureGate.ensure().catch(() => undefined);
+    if (asked.some((region) => region.startsWith('t:') && !this.isCacheable(region.slice(2)))) return undefined;
+    // A miss on a result another reader is computing waits for it (bounded by leaseWaitMs): a herd costs one query.
+    let read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).
       asked = read.storedRegions;
       this.#remember(name, asked);
       if (read.ticket) await this.xa.reader.abandon(read.ticket);
-      read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
+      read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
     }
     if (read.status === 'hit') return read.value as T;
     if (read.ticket) {
@@ -184,6 +200,7 @@ export class XaCacheAdapter implements CacheAdapter {
 
   /** @inheritDoc */
   async close(): Promise<void> {
+    await this.promotes.settle(); // a promote cut short would leave its keys locked until they expire
     await this.#store.close();
   }
 

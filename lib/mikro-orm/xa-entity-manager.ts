@@ -15,17 +15,12 @@ type CacheKeyHolder = { key: string; data: unknown; skip?: boolean } | undefined
  *   known when it is stored (the connection and the driver record them);
  * - never reads or stores query results inside a transaction: they could show the transaction's own uncommitted
  *   rows to others (G1), or rows newer than its snapshot (G5);
- * - marks unit-of-work flushes, whose collection changes the subscriber names exactly;
  * - sends every query whose result may be stored in the result cache (`find`, `findOne`, `count` and QueryBuilders
  *   with `cache`, or all of them with `resultCache.global`) to the primary: a read replica may not have replayed
  *   the commit that invalidated the key yet, and a result read from it would be stored stale (the row and
  *   collection fills of the driver read the primary for the same reason).
  */
 export class XaEntityManager extends EntityManager {
-  override flush(): Promise<void> {
-    return withCall({ uowFlush: true }, () => super.flush());
-  }
-
   /** @internal */
   override async tryCache<T extends object, R>(entityName: EntityName<T>, config: CacheConfig, key: unknown, refresh?: boolean, merge?: boolean): Promise<{ key: string; data?: R | null } | undefined> {
     if (config === undefined && !this.config.get('resultCache').global) return undefined;

@@ -25,8 +25,8 @@ export interface MetricsSource {
   readonly pendingLogDeletes?: number;
 }
 
-/** HELP text of each protocol counter; the metric is `xa_cache_<snake_case>_total`. */
-const COUNTERS: Record<string, string> = {
+/** HELP text of each protocol counter; the metric is `xa_cache_<snake_case>_total` (also used by prom-client-metrics.ts). */
+export const COUNTERS: Record<string, string> = {
   hits: 'Reads served from the cache.',
   misses: 'Reads not served from the cache.',
   puts: 'Values stored by readers after a miss.',
@@ -51,7 +51,7 @@ const COUNTERS: Record<string, string> = {
   serversUnreachableAtStart: 'memcached servers that did not answer the startup probe of startXaCache.',
 };
 
-const REGION_COUNTERS: ReadonlyArray<keyof RegionStats> = ['hits', 'misses', 'puts', 'lockBypasses', 'leaseWaits', 'staleFillsRefused'];
+export const REGION_COUNTERS: ReadonlyArray<keyof RegionStats> = ['hits', 'misses', 'puts', 'lockBypasses', 'leaseWaits', 'staleFillsRefused'];
 
 /**
  * The counters in Prometheus' text exposition format (version 0.0.4), every metric prefixed `xa_cache_`.

@@ -4,6 +4,7 @@ import { XaPostgreSqlDriver } from '../mikro-orm/xa-driver.js';
 import { OperationsError } from './operations-error.js';
 import { OutsideChangesFollower } from './outside-changes-follower.js';
 import { verifyWriteCapture } from '../mikro-orm/write-capture-setup.js';
+import { verifyUniqueKeys } from '../mikro-orm/unique-key-catalog.js';
 import { XaCacheRuntime, type RuntimeSweepOptions } from './xa-cache-runtime.js';
 
 /** Options of {@link startXaCache}. The cache logs through MikroORM's logger (namespace `xa-cache`) unless its options gave a `logger`. */
@@ -46,6 +47,9 @@ export interface StartXaCacheOptions extends RuntimeSweepOptions {
  * while others do are logged as a warning naming them and counted in `stats.serversUnreachableAtStart`; the
  * probe's results are in `runtime.memcachedAtStart`.
  *
+ * Rejects when a declared `uniqueKeys` entry has no unique index on exactly its columns in the database
+ * (`XaConfigError` naming the entity, table and columns).
+ *
  * Rejects if the startup sweep fails (the database refused the log statements): the cache would still be
  * correct, but an operator should know. A memcached server that is down does not reject (as long as one answers);
  * its keys stay in doubt (`runtime.lastSweep.unresolved`) for the next sweep.
@@ -77,6 +81,8 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
     connection.cache.stopCaching(missing.map((t) => `${t.schema}.${t.logicalTable ?? t.table}`));
     cache.options.logger?.('warn', `write capture missing on ${tables.join(', ')}: these tables are not cached; run "mikro-orm-xa-cache capture --apply" or installWriteCapture(orm)`, { tables });
   }
+  // Declared unique keys must be enforced by the database, or one index entry could stand for two rows.
+  await verifyUniqueKeys(orm, options.captureSchemas);
   const runtime = new XaCacheRuntime(cache, await connection.sqlRunner(), options);
   (runtime as { memcachedAtStart: readonly ServerProbe[] }).memcachedAtStart = probes;
   const follower = new OutsideChangesFollower(cache, await connection.sqlRunner(), options.outsideChangesIntervalMs ?? 1000);

@@ -51,6 +51,8 @@ export class CacheTransaction {
   readonly #copyKeys = new Map<string, string[]>();
   #carriedDone: string[] = [];
   #degraded = false;
+  /** How long prepare took, when observed: part of the commit overhead reported with promote. */
+  #prepareMs = 0;
   #xid: string | undefined;
 
   /** @internal built by `XaCache.begin()` */
@@ -114,6 +116,22 @@ export class CacheTransaction {
    * statement to learn whether the database wrote anything.
    */
   async prepare(db: SqlRunner): Promise<void> {
+    const { stats, options } = this.ctx;
+    if (!stats.observed) return this.#prepare(db);
+    const started = performance.now();
+    const end = stats.start('prepare', { policy: options.failurePolicy });
+    try {
+      await this.#prepare(db);
+      end({ keys: this.#items.size, regions: this.#regions.size, outcome: this.#degraded ? 'degraded' : 'ok' });
+    } catch (error) {
+      end({ keys: this.#items.size, regions: this.#regions.size, outcome: 'failed' }, error);
+      throw error;
+    } finally {
+      this.#prepareMs = performance.now() - started;
+    }
+  }
+
+  async #prepare(db: SqlRunner): Promise<void> {
     this.#assertOpen('prepare');
     this.#state = 'prepared';
     const hook = this.ctx.capture();
@@ -195,6 +213,20 @@ export class CacheTransaction {
 
   /** Phase two after COMMIT: writes known values, evicts the rest, and queues the log row for lazy deletion. */
   async promote(): Promise<CompletionReport> {
+    if (!this.ctx.stats.observed) return this.#promote();
+    const end = this.ctx.stats.start('promote', { keys: this.#items.size, regions: this.#regions.size });
+    try {
+      const report = await this.#promote();
+      // What the cache added to this commit: its prepare (before COMMIT) and this promote (after).
+      end({ written: report.written, evicted: report.evicted, unresolved: report.unresolved, outcome: report.unresolved === 0 ? 'ok' : 'unresolved', prepare_ms: this.#prepareMs });
+      return report;
+    } catch (error) {
+      end({ outcome: 'failed', prepare_ms: this.#prepareMs }, error);
+      throw error;
+    }
+  }
+
+  async #promote(): Promise<CompletionReport> {
     if (this.#state !== 'prepared') throw new ProtocolStateError(this.id, this.#state, 'promote');
     this.#state = 'promoted';
     const { doneQueue, stats } = this.ctx;
@@ -233,6 +265,19 @@ export class CacheTransaction {
 
   /** Phase two after ROLLBACK (or a failed prepare): removes this transaction's locks. */
   async release(): Promise<CompletionReport> {
+    if (!this.ctx.stats.observed || this.#state !== 'prepared') return this.#release();
+    const end = this.ctx.stats.start('release', { keys: this.#items.size, regions: this.#regions.size });
+    try {
+      const report = await this.#release();
+      end({ unresolved: report.unresolved, outcome: report.unresolved === 0 ? 'ok' : 'unresolved' });
+      return report;
+    } catch (error) {
+      end({ outcome: 'failed' }, error);
+      throw error;
+    }
+  }
+
+  async #release(): Promise<CompletionReport> {
     if (this.#state === 'released') return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
     if (this.#state === 'prepared' && this.ctx.options.unsafeTestSwitches.rollbackAsCommit) return this.promote();
     if (this.#state === 'promoted') throw new ProtocolStateError(this.id, this.#state, 'release');

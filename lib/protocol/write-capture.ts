@@ -60,12 +60,14 @@ const TRIGGERS = [
 export class WriteCapture {
   readonly #changes: string;
   readonly #function: string;
+  readonly #take: string;
   readonly #prefix: string;
 
   /** @param logTable the transaction log's table (optionally schema-qualified): capture objects are named after it */
   constructor(logTable: string) {
     this.#changes = `${logTable}_changes`;
     this.#function = `${logTable}_capture`;
+    this.#take = `${logTable}_take`;
     this.#prefix = (logTable.split('.').pop() ?? logTable).slice(0, 40);
   }
 
@@ -77,6 +79,11 @@ export class WriteCapture {
   /** The capture function. */
   get functionName(): string {
     return this.#function;
+  }
+
+  /** The function prepare calls to take a transaction's captured changes. */
+  get takeFunctionName(): string {
+    return this.#take;
   }
 
   /** Name of the trigger of one event on a table. */
@@ -127,6 +134,11 @@ BEGIN
 END
 $xa$`,
       `COMMENT ON FUNCTION ${this.#function}() IS 'mikro-orm-xa-cache write capture v${CAPTURE_VERSION}'`,
+      // A function, so that a transaction without a transaction id (read-only, or on a standby) never runs the
+      // DELETE, which a read-only transaction refuses even when it would delete nothing.
+      `CREATE OR REPLACE FUNCTION ${this.#take}() RETURNS text LANGUAGE sql VOLATILE AS $xa$
+WITH ${this.takeCte()} SELECT ${this.takenJson()}
+$xa$`,
     ];
   }
 
@@ -140,7 +152,7 @@ $xa$`,
       `${this.#function}()`,
       `mikro-orm-xa-cache write capture v${CAPTURE_VERSION}`,
     ]);
-    if ((rows[0] as { ok: boolean | null }).ok) return;
+    if ((rows[0] as { ok: boolean | null }).ok && (await db.query('SELECT to_regprocedure($1) IS NOT NULL AS ok', [`${this.#take}()`])).rows.every((r) => (r as { ok: boolean }).ok)) return;
     const body = this.baseDdl().map((s) => `EXECUTE ${dollarQuote(s)};`).join(' ');
     await db.query(`DO $ensure$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(${dollarQuote(this.#changes)})); ${body} END $ensure$`);
   }
@@ -228,7 +240,7 @@ $xa$`,
 
   /** Takes this transaction's captured changes, for a transaction that has nothing else to send (one statement). */
   async take(db: SqlRunner): Promise<CapturedChange[]> {
-    const { rows } = await db.query(`WITH ${this.takeCte()} SELECT ${this.takenJson()} AS taken`);
+    const { rows } = await db.query(`SELECT CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN NULL ELSE ${this.#take}() END AS taken`);
     return parseTaken((rows[0] as { taken: string | null } | undefined)?.taken ?? null);
   }
 }
@@ -239,7 +251,8 @@ $xa$`,
  */
 export function parseTaken(json: string | null): CapturedChange[] {
   if (!json) return [];
-  const raw = JSON.parse(json, exactNumbers) as Array<{ s: string; t: string; op: CapturedChange['op']; o: Record<string, unknown>[] | null; n: Record<string, unknown>[] | null }> | null;
+  // The reviver costs ~10x the parse itself: only text with a 16-digit run can hold an integer a number cannot.
+  const raw = JSON.parse(json, /\d{16}/.test(json) ? exactNumbers : undefined) as Array<{ s: string; t: string; op: CapturedChange['op']; o: Record<string, unknown>[] | null; n: Record<string, unknown>[] | null }> | null;
   return (raw ?? []).map((r) => ({ schema: r.s, table: r.t, op: r.op, ...(r.o ? { oldRows: r.o } : {}), ...(r.n ? { newRows: r.n } : {}) }));
 }
 

@@ -127,7 +127,8 @@ export class XaCache {
    */
   async applyOutsideChanges(db: SqlRunner, options: { limit?: number; claimMs?: number } = {}): Promise<number> {
     const derive = this.#deriver;
-    if (!derive) return 0;
+    // The test switch stands for "no database-side capture at all": outside changes are not applied either.
+    if (!derive || this.options.unsafeTestSwitches.skipCapture) return 0;
     let applied = 0;
     for (;;) {
       const limit = options.limit ?? 500;
@@ -159,8 +160,17 @@ export class XaCache {
   }
 
   /** Resolves in-doubt transactions of the log (see {@link sweep}). */
-  sweep(db: SqlRunner, options?: SweepOptions): Promise<SweepReport> {
-    return sweep(this.#ctx, db, options);
+  async sweep(db: SqlRunner, options?: SweepOptions): Promise<SweepReport> {
+    if (!this.stats.observed) return sweep(this.#ctx, db, options);
+    const end = this.stats.start('sweep', {});
+    try {
+      const report = await sweep(this.#ctx, db, options);
+      end({ resolved: report.resolved, unresolved: report.unresolved, keys: report.keys, batches: report.batches, outcome: report.unresolved === 0 ? 'ok' : 'unresolved' });
+      return report;
+    } catch (error) {
+      end({ outcome: 'failed' }, error);
+      throw error;
+    }
   }
 
   /** Lists in-doubt transactions with their keys' states. */

@@ -115,6 +115,14 @@ export class MemcachedStore implements CacheStore {
     this.#serverFor.clear();
   }
 
+  /**
+   * What every memcached key of this store starts with: `namespace:`, or `namespace/scope:` once scoped (see
+   * {@link scopeTo}); hashed keys go on with `h:`. For operators' tools that list keys (`inspect --scan-locks`).
+   */
+  get keyPrefix(): string {
+    return this.#keys.prefix;
+  }
+
   /** The memcached key a logical key is stored under (namespaced, hashed if needed), for operators and tests. */
   keyFor(key: string): string {
     return this.#keys.build(key, false);
