@@ -25,8 +25,8 @@ const connectionLost = StoreTimeoutError.connectionLost;
 
 /**
  * A deadline timer that fires this much later than it was due was held up by our own event loop (a busy loop, a
- * long synchronous task, a GC pause), not by the server: the time the server had is then credited back to every
- * batch in flight instead of failing them. Timers on a loaded machine run a few milliseconds late; this is well
+ * long synchronous task, a GC pause, or a starved CPU), not by the server: the time it was late is then credited
+ * back, once, to every batch in flight instead of failing them. Timers on a loaded machine run a few milliseconds late; this is well
  * above that and well below any useful `timeoutMs`.
  */
 export const STALL_TOLERANCE_MS = 25;
@@ -263,10 +263,10 @@ export class MemcachedConnection extends Server {
     this.#stalledMs = 0;
     let head = this.#batches.peek();
     if (head && head.deadline <= now && stalled > 0 && !head.credited) {
-      // Our loop, not the server, used up the time: every batch that lived through the stall gets a full
-      // `timeoutMs` from now, once. The server is not marked down for a stall of ours; if it is truly stuck, the
-      // re-armed deadline fails it within `timeoutMs` of loop time after the stall.
-      const fresh = now + this.#settings.timeoutMs;
+      // Our loop, not the server, used up the time: every batch that lived through the stall gets that time back
+      // from now (at most `timeoutMs`), once. The server is not marked down for a stall of ours; if it is truly
+      // stuck, the re-armed deadline fails it after the credited time: at most the stall plus `timeoutMs` in all.
+      const fresh = now + Math.min(stalled, this.#settings.timeoutMs);
       for (let i = 0; i < this.#batches.length; i++) {
         const batch = this.#batches.at(i) as RequestBatch;
         if (batch.credited) continue;

@@ -57,16 +57,18 @@ describe('MemcachedStore when its own event loop stalls', function () {
     servers = await Servers.start({ memcached: 1, postgres: false, owned: true });
     const [server] = servers.memcached;
     if (!server?.pid) throw new Error('no memcached');
-    const timeoutMs = 400;
+    const timeoutMs = 300;
     store = new MemcachedStore({ servers: servers.memcachedAddresses, timeoutMs, retryAfterMs: 60_000 });
     await store.execute([{ op: 'set', key: 'late', value: Buffer.from('v'), ttl: 0 }]);
     server.pause();
     try {
+      await server.untilSilent();
       const read = store.get('late');
       await Promise.resolve();
-      // Resumed by another process 750 ms from now, while our loop is busy for the first 600: the answer comes
-      // after the stall, when the deadline (400 ms) is long past. Time the loop was free after the stall: 150 ms.
-      const resumer = spawn('sh', ['-c', `sleep 0.75; kill -CONT ${server.pid}`], { stdio: 'ignore' });
+      // Resumed by another process 700 ms from now, while our loop is busy for the first 600: the answer comes
+      // after the stall, when the deadline (300 ms) is long past. The timer fires about 300 ms late, which is
+      // credited: the answer is awaited until about 900 ms.
+      const resumer = spawn('sh', ['-c', `sleep 0.7; kill -CONT ${server.pid}`], { stdio: 'ignore' });
       busy(600);
       const result = await read;
       await new Promise((resolve) => (resumer.exitCode === null ? resumer.once('exit', resolve) : resolve(undefined)));
@@ -96,6 +98,7 @@ describe('MemcachedStore when its own event loop stalls', function () {
     ]);
     stopped.pause();
     try {
+      await stopped.untilSilent();
       const started = performance.now();
       const [stuck, fine] = await s.execute([
         { op: 'get', key: stuckKey },
@@ -122,6 +125,7 @@ describe('MemcachedStore when its own event loop stalls', function () {
     await store.get('warm');
     server.pause();
     try {
+      await server.untilSilent();
       const started = performance.now();
       const read = store.get('k');
       await Promise.resolve();

@@ -5,6 +5,7 @@ import { settledWithin } from './fake-peer.js';
 import { MemcachedStore, type StoreResult } from '../../lib/store/index.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 const buf = (s: string): Buffer => Buffer.from(s);
 
 /** The first `count` keys with `prefix` that map to `server`. */
@@ -89,6 +90,9 @@ describe('MemcachedStore under server faults', function () {
     for (let cycle = 0; cycle < 6; cycle++) {
       stalled.pause();
       try {
+        // On a loaded machine SIGSTOP can take a moment to stop every thread; a request answered before it did
+        // would be a hit.
+        await stalled.untilSilent();
         const started = performance.now();
         const requests = stuck.map((key, i) =>
           settledWithin<StoreResult>(
