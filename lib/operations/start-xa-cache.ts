@@ -1,4 +1,5 @@
 import type { MikroORM } from '@mikro-orm/core';
+import type { ServerProbe } from '../store/cache-store.js';
 import { XaPostgreSqlDriver } from '../mikro-orm/xa-driver.js';
 import { OperationsError } from './operations-error.js';
 import { OutsideChangesFollower } from './outside-changes-follower.js';
@@ -18,6 +19,12 @@ export interface StartXaCacheOptions extends RuntimeSweepOptions {
   readonly captureSchemas?: readonly string[];
   /** Apply outside writers' captured changes every this many milliseconds (0: never). Default 1000. */
   readonly outsideChangesIntervalMs?: number;
+  /**
+   * Whether to reject when no memcached server answers the startup probe (default true). With false, the cache
+   * starts anyway and logs a warning: reads go to the database and writes follow the failure policy until a
+   * server answers. Servers that do not answer while others do are always only logged (and counted).
+   */
+  readonly requireMemcached?: boolean;
 }
 
 /**
@@ -35,12 +42,17 @@ export interface StartXaCacheOptions extends RuntimeSweepOptions {
  * await orm.close();
  * ```
  *
+ * First it probes every memcached server (connect within `connectTimeoutMs`, one `get` within `timeoutMs`). If none
+ * answers it rejects, naming them (unless `requireMemcached: false`: then it warns). Servers that do not answer
+ * while others do are logged as a warning naming them and counted in `stats.serversUnreachableAtStart`; the
+ * probe's results are in `runtime.memcachedAtStart`.
+ *
  * Rejects when a declared `uniqueKeys` entry has no unique index on exactly its columns in the database
  * (`XaConfigError` naming the entity, table and columns).
  *
  * Rejects if the startup sweep fails (the database refused the log statements): the cache would still be
- * correct, but an operator should know. A memcached server that is down does not reject; its keys stay in doubt
- * (`runtime.lastSweep.unresolved`) for the next sweep.
+ * correct, but an operator should know. A memcached server that is down does not reject (as long as one answers);
+ * its keys stay in doubt (`runtime.lastSweep.unresolved`) for the next sweep.
  */
 export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions = {}): Promise<XaCacheRuntime> {
   if (!(await orm.isConnected())) await orm.connect();
@@ -48,6 +60,20 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
   if (!(driver instanceof XaPostgreSqlDriver)) throw OperationsError.notXaOrm(driver.constructor.name);
   const connection = driver.xaConnection;
   const cache = connection.cache.xa;
+  const probes = (await cache.store.probe?.()) ?? [];
+  const unreachable = probes.filter((p) => !p.reachable);
+  cache.stats.serversUnreachableAtStart += unreachable.length;
+  if (unreachable.length > 0) {
+    const named = unreachable.map((p) => `${p.server} (${p.error?.message ?? 'no answer'})`).join(', ');
+    const servers = unreachable.map((p) => p.server);
+    if (unreachable.length < probes.length) {
+      cache.options.logger?.('warn', `memcached unreachable at startup: ${named}; keys on ${unreachable.length === 1 ? 'it' : 'them'} are read from the database and writes to them follow the failure policy until ${unreachable.length === 1 ? 'it answers' : 'they answer'}`, { servers });
+    } else if (options.requireMemcached ?? true) {
+      throw OperationsError.memcachedUnreachable(unreachable);
+    } else {
+      cache.options.logger?.('warn', `no memcached server answered at startup (${named}); starting anyway (requireMemcached: false): reads go to the database and writes follow the failure policy until one answers`, { servers });
+    }
+  }
   const missing = await verifyWriteCapture(orm, options.captureSchemas ? { schemas: options.captureSchemas } : {});
   if (missing.length > 0) {
     const tables = missing.map((t) => `${t.schema}.${t.table}`);
@@ -58,6 +84,7 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
   // Declared unique keys must be enforced by the database, or one index entry could stand for two rows.
   await verifyUniqueKeys(orm, options.captureSchemas);
   const runtime = new XaCacheRuntime(cache, await connection.sqlRunner(), options);
+  (runtime as { memcachedAtStart: readonly ServerProbe[] }).memcachedAtStart = probes;
   const follower = new OutsideChangesFollower(cache, await connection.sqlRunner(), options.outsideChangesIntervalMs ?? 1000);
   await follower.runNow();
   follower.start();

@@ -1,7 +1,7 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
 import { lockHolders } from './entry.js';
-import { regionKey, type ProtocolContext } from './protocol-context.js';
+import { combineGenerations, regionCopies, type ProtocolContext } from './protocol-context.js';
 import type { OperationEnd } from './cache-observer.js';
 import { RegionStats, regionLabel } from './cache-stats.js';
 
@@ -80,29 +80,37 @@ export class CacheReader {
   async readMany(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
     const { store, stats } = this.ctx;
     const regions = options.regions ?? NO_REGIONS;
-    const regionKeys = regions.map(regionKey);
+    // Every copy of every region: a result is trusted only if all of them are reachable and current.
+    const copies = regions.map((region) => regionCopies(region, store));
+    const regionKeys = copies.flat();
     const label = regionLabel(regions, options.label);
     const perRegion = label ? stats.region(label) : UNCOUNTED;
     const end = stats.observed ? stats.start('read', { keys: keys.length, region: label }) : undefined;
     const fetched = await store.getMulti(regionKeys.length > 0 ? [...keys, ...regionKeys] : keys);
 
-    // Current generation of every region, or why none can be trusted.
+    // Current generation of every region (of its copies, combined), or why none can be trusted.
     const generations = new Map<string, string>();
     let regionProblem: MissReason | undefined;
     const regionOps: StoreOp[] = [];
     regions.forEach((region, i) => {
-      const key = regionKeys[i] as string;
-      if (fetched.failed.has(key)) return void (regionProblem ??= 'unavailable');
-      const item = fetched.items.get(key);
-      const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
-      if (entry?.kind === 'generation') return void generations.set(region, entry.id);
-      if (entry?.kind === 'lock' && lockHolders(entry).length > 0) return void (regionProblem = 'region-locked');
-      // Absent, or not ours: start a fresh generation, which no stored result can carry.
-      if (entry?.kind === 'foreign') stats.foreignEntries++;
-      const id = uuidv4();
-      generations.set(region, id);
-      const value = this.ctx.codec.encode(key, { kind: 'generation', id });
-      regionOps.push(item ? { op: 'cas', key, value, ttl: 0, cas: item.cas } : { op: 'add', key, value, ttl: 0 });
+      const ids: string[] = [];
+      for (const key of copies[i] as string[]) {
+        if (fetched.failed.has(key)) return void (regionProblem ??= 'unavailable');
+        const item = fetched.items.get(key);
+        const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
+        if (entry?.kind === 'generation') {
+          ids.push(entry.id);
+          continue;
+        }
+        if (entry?.kind === 'lock' && lockHolders(entry).length > 0) return void (regionProblem = 'region-locked');
+        // Absent, or not ours: start a fresh generation, which no stored result can carry.
+        if (entry?.kind === 'foreign') stats.foreignEntries++;
+        const id = uuidv4();
+        ids.push(id);
+        const value = this.ctx.codec.encode(key, { kind: 'generation', id });
+        regionOps.push(item ? { op: 'cas', key, value, ttl: 0, cas: item.cas } : { op: 'add', key, value, ttl: 0 });
+      }
+      generations.set(region, combineGenerations(ids));
     });
 
     const reads = new Map<string, CacheRead>();

@@ -52,6 +52,8 @@ export class CacheStats {
   outsideChanges = 0;
   /** Log rows resolved by the recovery sweeper. */
   sweptTransactions = 0;
+  /** memcached servers that did not answer the probe of `startXaCache` (each start adds the servers it missed). */
+  serversUnreachableAtStart = 0;
   /** Store errors by kind. */
   readonly errors: Record<string, number> = {};
   /** Timing hooks; private so `snapshot()` stays flat. */

@@ -6,7 +6,7 @@ import { applyTransitions } from './cas-batch.js';
 import type { DecodedEntry, Entry } from './entry.js';
 import { prepareTransition, promoteTransition, releaseTransition, type KeyRole, type Transition } from './key-transitions.js';
 import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
-import { regionKey, type ProtocolContext } from './protocol-context.js';
+import { regionCopies, unreachedRegions, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { CapturedKeys } from './write-capture.js';
 
@@ -48,6 +48,7 @@ export class CacheTransaction {
   readonly #valueTtls = new Map<string, number>();
   readonly #regions = new Set<string>();
   #locked = new Map<string, KnownState>();
+  readonly #copyKeys = new Map<string, string[]>();
   #carriedDone: string[] = [];
   #degraded = false;
   /** How long prepare took, when observed: part of the commit overhead reported with promote. */
@@ -169,7 +170,7 @@ export class CacheTransaction {
       if (this.#addDerived(hook.derive(recorded.value.captured))) {
         const added = this.#storeKeys().filter((key) => !before.has(key));
         const extraItems = added.filter((key) => !key.startsWith('r:'));
-        const extraRegions = [...this.#regions].filter((region) => !before.has(regionKey(region)));
+        const extraRegions = [...this.#regions].filter((region) => !before.has(this.#copies(region)[0] as string));
         stats.capturedKeys += added.length;
         const [appended, extra] = await Promise.allSettled([
           log.addKeys(db, this.id, extraItems, extraRegions),
@@ -187,7 +188,7 @@ export class CacheTransaction {
         }
       }
     }
-    const failures = outcomes ? failuresOf(outcomes) : new Map<string, StoreError | 'contended'>();
+    const failures = outcomes ? this.#failuresOf(outcomes) : new Map<string, StoreError | 'contended'>();
     if (failures.size > 0) {
       if (options.failurePolicy === 'strict') {
         await this.release();
@@ -292,7 +293,29 @@ export class CacheTransaction {
   }
 
   #storeKeys(): string[] {
-    return [...this.#items.keys(), ...[...this.#regions].map(regionKey)];
+    return [...this.#items.keys(), ...[...this.#regions].flatMap((region) => this.#copies(region))];
+  }
+
+  /** The store keys of a region's copies (see `regionCopies`), computed once per transaction. */
+  #copies(region: string): string[] {
+    let copies = this.#copyKeys.get(region);
+    if (!copies) {
+      copies = regionCopies(region, this.ctx.store);
+      this.#copyKeys.set(region, copies);
+    }
+    return copies;
+  }
+
+  /**
+   * Keys that could not be locked, where it matters: every item key, and the copies of a region none of whose
+   * copies was locked. A region copy that failed while another copy of the region is locked is no failure: every
+   * reader reads the locked copy too (see docs/protocol.md, "Region copies").
+   */
+  #failuresOf(outcomes: Map<string, TransitionOutcome>): Map<string, StoreError | 'contended'> {
+    const all = failuresOf(outcomes);
+    const regionFailures = new Set(unreachedRegions([...this.#regions].map((r) => this.#copies(r)), (key) => outcomes.get(key)?.status === 'done'));
+    for (const key of all.keys()) if (key.startsWith('r:') && !regionFailures.has(key)) all.delete(key);
+    return all;
   }
 
   #apply(
@@ -317,7 +340,11 @@ export class CacheTransaction {
     let written = 0;
     let evicted = 0;
     let unresolved = 0;
-    for (const outcome of outcomes.values()) {
+    // A region is resolved when one of its copies is: an unreached copy either holds no lock of ours (prepare did
+    // not reach it either) or holds one that expires, and readers trust no result while any copy differs.
+    const unreached = new Set(unreachedRegions([...this.#regions].map((r) => this.#copies(r)), (key) => outcomes.get(key)?.status === 'done'));
+    for (const [key, outcome] of outcomes) {
+      if (outcome.status !== 'done' && key.startsWith('r:') && !unreached.has(key)) continue;
       if (outcome.status !== 'done') {
         unresolved++;
         if (outcome.status === 'failed') this.ctx.stats.error(outcome.error.kind);

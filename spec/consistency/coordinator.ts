@@ -19,7 +19,7 @@ import type { UnsafeTestSwitches } from '../../lib/protocol/protocol-options.js'
 import { MemcachedStore } from '../../lib/store/memcached-store.js';
 import { decodeEntry } from '../../lib/protocol/entry-codec.js';
 import { lockHolders } from '../../lib/protocol/entry.js';
-import { regionKey } from '../../lib/protocol/protocol-context.js';
+import { regionCopies } from '../../lib/protocol/protocol-context.js';
 import { MemcachedProcess } from '../support/memcached-process.js';
 import { terminateBackends } from '../support/postgres-cluster.js';
 import { CGroup, CItem, GROUPS, ITEMS, consistencyEntities, createConsistencySchema, readDatabaseState, readHistory } from './schema.js';
@@ -81,13 +81,13 @@ interface WorkerSlot {
   restarts: number;
 }
 
-/** Every library key of the hot set that we can name (query results are hashed and are left out). */
-function libraryKeys(): string[] {
+/** Every library key of the hot set that we can name (query results are hashed and are left out), region copies included. */
+function libraryKeys(store: MemcachedStore): string[] {
   const keys: string[] = [];
   for (let id = 1; id <= ITEMS; id++) keys.push(`e:public.c_item:${id}`);
   for (let g = 1; g <= GROUPS; g++) keys.push(`e:public.c_group:${g}`, `c:public.c_group.items:${g}`);
   for (const table of ['c_item', 'c_group', 'c_slot', 'c_history']) {
-    for (const kind of ['t', 'rows', 'coll']) keys.push(regionKey(`${kind}:public.${table}`));
+    for (const kind of ['t', 'rows', 'coll']) keys.push(...regionCopies(`${kind}:public.${table}`, store));
   }
   return keys;
 }
@@ -124,7 +124,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   const adapter = orm.config.getResultCacheAdapter() as XaCacheAdapter;
   const raw = new MemcachedStore({ servers: addresses, namespace, timeoutMs: 500, retryAfterMs: 50 });
   if (adapter.identity) raw.scopeTo(adapter.identity); // the application's keys are scoped to its database
-  const keys = libraryKeys();
+  const keys = libraryKeys(raw);
 
   const records: OpRecord[] = [];
   const faults: FaultRecord[] = [];
