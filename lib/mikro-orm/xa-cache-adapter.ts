@@ -141,8 +141,9 @@ export class XaCacheAdapter implements CacheAdapter {
     this.#assertAttached();
     if (this.#identity === undefined) return undefined; // not connected yet: the database answers, nothing is stored
     if (!this.searchPath.allowsResults()) return undefined;
-    const key = keys.query(name);
-    let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
+    const key = this.#queryKey(name);
+    const scoped = key; // leases and remembered regions are per schema too: two schemas may ask one name at once
+    let asked = this.#regionsOf.get(scoped) ?? this.#regionsKnownNow(name);
     if (!this.captureGate.ready) await this.captureGate.ensure().catch(() => undefined);
     if (asked.some((region) => region.startsWith('t:') && !this.isCacheable(region.slice(2)))) return undefined;
     // A miss on a result another reader is computing waits for it (bounded by leaseWaitMs): a herd costs one query.
@@ -150,14 +151,14 @@ export class XaCacheAdapter implements CacheAdapter {
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).
       asked = read.storedRegions;
-      this.#remember(name, asked);
+      this.#remember(scoped, asked);
       if (read.ticket) await this.xa.reader.abandon(read.ticket);
       read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
     }
     if (read.status === 'hit') return read.value as T;
     if (read.ticket) {
       if (this.#pending.size >= MAX_PENDING_FILLS) this.#pending.clear();
-      this.#pending.set(name, { ticket: read.ticket, regions: asked });
+      this.#pending.set(scoped, { ticket: read.ticket, regions: asked });
     }
     return undefined;
   }
@@ -165,9 +166,10 @@ export class XaCacheAdapter implements CacheAdapter {
   /** @inheritDoc */
   async set(name: string, data: unknown, _origin: string, expiration?: number): Promise<void> {
     this.#assertAttached();
-    const pending = this.#pending.get(name);
+    const scoped = this.#queryKey(name);
+    const pending = this.#pending.get(scoped);
     if (!pending) return; // no lease: a writer held the key, or another reader is filling it
-    this.#pending.delete(name);
+    this.#pending.delete(scoped);
     if (currentCall().query?.readFromReplica) {
       // A replica may not have replayed the commit that invalidated this key: its answer must not be stored.
       await this.xa.reader.abandon(pending.ticket);
@@ -176,7 +178,7 @@ export class XaCacheAdapter implements CacheAdapter {
     const needed = this.#regionsKnownNow(name);
     if (!needed.every((region) => pending.regions.includes(region))) {
       // The query read tables whose generations were not checked before it ran: a fill could be stale.
-      this.#remember(name, needed);
+      this.#remember(scoped, needed);
       await this.xa.reader.abandon(pending.ticket);
       return;
     }
@@ -186,8 +188,19 @@ export class XaCacheAdapter implements CacheAdapter {
 
   /** @inheritDoc — `em.clearCache(key)`: evicts the result now. */
   async remove(name: string): Promise<void> {
-    this.#regionsOf.delete(name);
-    await this.xa.evict([keys.query(name)]);
+    const key = this.#queryKey(name);
+    this.#regionsOf.delete(key);
+    await this.xa.evict([key]);
+  }
+
+  /**
+   * The key of a result: MikroORM's key, scoped by the schema of the call when that is not the default schema
+   * (MikroORM's key does not say it for a named key, nor for its `schema` option). Without the scope, two tenants
+   * asking one name would share one entry.
+   */
+  #queryKey(name: string): string {
+    const schema = currentCall().query?.schema;
+    return schema === undefined || schema === this.defaultSchema ? keys.query(name) : keys.schemaQuery(schema, name);
   }
 
   /**

@@ -28,8 +28,20 @@ export class XaEntityManager extends EntityManager {
     // The queried entity's table is known before the query runs: the adapter checks it on this very read.
     const meta = this.getMetadata().find(entityName);
     const query = currentCall().query;
-    if (meta && query) query.tables.add(qualifiedTable(meta, this.schema, (this.config.getResultCacheAdapter() as XaCacheAdapter).defaultSchema));
+    if (meta && query) {
+      // The schema MikroORM reads the table in: the entity's, the call's, else the configured `schema`.
+      const schema = this.getDriver().getSchemaName(meta, { schema: this.schema });
+      query.schema = schema;
+      query.tables.add(qualifiedTable(meta, schema, (this.config.getResultCacheAdapter() as XaCacheAdapter).defaultSchema));
+    }
     return super.tryCache<T, R>(entityName, config, key, refresh, merge);
+  }
+
+  /** `em.clearCache(name)` evicts the result stored under this name in this entity manager's schema. */
+  override async clearCache(cacheKey: string): Promise<void> {
+    const scope = new QueryScope();
+    scope.schema = this.schema ?? this.config.getSchema();
+    await withCall({ query: scope }, () => super.clearCache(cacheKey));
   }
 
   /** @internal */
