@@ -143,6 +143,8 @@ export interface CheckSummary {
 
 interface State extends KeyState {
   readonly xid: bigint;
+  /** The token of the transaction that committed this state. */
+  readonly tx: string;
   /** When the commit's caller got the answer (coordinator clock); Infinity if it never did. */
   readonly returnedAt: number;
 }
@@ -163,7 +165,7 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
   for (const tx of history) {
     for (const s of tx.states) {
       const list = byKey.get(s.key) ?? [];
-      list.push({ ...s, xid: BigInt(tx.xid), returnedAt: tx.token === 'seed' ? -Infinity : (returned.get(tx.token) ?? Infinity) });
+      list.push({ ...s, xid: BigInt(tx.xid), tx: tx.token, returnedAt: tx.token === 'seed' ? -Infinity : (returned.get(tx.token) ?? Infinity) });
       byKey.set(s.key, list);
     }
   }
@@ -187,7 +189,7 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
     const lk = libraryKey(o);
     const counts = { degradedThisKey: 0, degradedOther: 0, clean: 0, unknown: 0 };
     for (const s of superseding) {
-      const keys = degradedBy.get(s.token ?? '');
+      const keys = degradedBy.get(s.tx);
       if (keys === undefined) counts.unknown++;
       else if (keys.length === 0) counts.clean++;
       else if (lk === undefined || keys.some((k) => k === '?' || k.endsWith(lk))) counts.degradedThisKey++;
