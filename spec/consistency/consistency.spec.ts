@@ -94,6 +94,7 @@ describe('consistency checker: catches each safeguard switched off', function ()
         seed,
         durationMs: 6_000,
         faults: [],
+        codeShare: 0.5,
         switches: { forgetOldUniqueValues: true },
         logFile: `.tmp/consistency/spec-forgetOldUniqueValues-${seed}.json`,
         print: () => undefined,

@@ -43,6 +43,8 @@ export interface RunOptions {
   readonly faultEveryMs?: number;
   readonly switches?: UnsafeTestSwitches;
   readonly lockTtlSeconds?: number;
+  /** Share of the op mix that looks items up by code or gives items other codes. Default 0.125. */
+  readonly codeShare?: number;
   /** Share of the workers' reads of the hot tables that the database answers 1-8 ms late. Default 0.15. */
   readonly slowReads?: number;
   /** Where to write the log (JSON: options, every op, faults, history, verdict). */
@@ -136,7 +138,8 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   const extra: Anomaly[] = [];
   const windows: StaleWindow[] = [];
   const t0 = now();
-  const end = t0 + options.durationMs;
+  /** The workload runs for `durationMs` from the moment every worker is ready (starting them takes seconds under load). */
+  let end = t0 + options.durationMs;
   let stopping = false;
   let lastDisturbance = t0;
 
@@ -234,6 +237,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   };
 
   await Promise.all(slots.map(spawnWorker));
+  end = now() + options.durationMs;
   print(`consistency run: seed ${options.seed}, policy ${policy}, ${workerCount} workers, ${Math.round(options.durationMs / 1000)} s, namespace ${namespace}`);
 
   const driveWorker = async (slot: WorkerSlot): Promise<void> => {
@@ -245,7 +249,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         continue;
       }
       await slot.ready?.catch(() => undefined);
-      const op: Op = nextOp(rng);
+      const op: Op = nextOp(rng, options.codeShare);
       const tokens = isWrite(op) ? [randomUUID(), randomUUID()] : [];
       const mode = isWrite(op) ? slot.nextMode : undefined;
       if (mode) slot.nextMode = undefined;

@@ -91,13 +91,13 @@ export class Rng {
 }
 
 /** The op mix: about half reads (rows, collections, queries), half writes of every kind. */
-export function nextOp(rng: Rng): Op {
+export function nextOp(rng: Rng, codeShare = 0.125): Op {
   const r = rng.next();
   const id = rng.int(1, ITEMS);
   const g = rng.int(1, GROUPS);
   const code = rng.pick(CODES);
-  // Lookups by the unique key and writes that change which item holds a code: an eighth of the mix.
-  if (rng.next() < 0.125) {
+  // Lookups by the unique key and writes that change which item holds a code: an eighth of the mix by default.
+  if (rng.next() < codeShare) {
     if (r < 0.65) return { kind: 'byCode', codes: rng.next() < 0.75 ? [code] : [...new Set([code, rng.pick(CODES)])] };
     return { kind: 'recode', id, code, via: rng.pick(['flush', 'flush', 'execute', 'kysely'] as const) };
   }
