@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { IsolationLevel, MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import type { UnsafeTestSwitches } from '../../lib/protocol/protocol-options.js';
+import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import type { Kysely } from 'kysely';
 import { CGroup, CItem, CTag, CODES, CODE_SLOT, consistencyEntities, groupSlot, tagItems, tagOf, type KeyState } from './schema.js';
 import type { Observation, Op, OpResult, PhaseMode, WriteVia } from './ops.js';
@@ -452,7 +453,12 @@ process.on('message', (message: { type: string; seq: number; op: Op; tokens: str
   mode = message.mode;
   // Tokens come from the coordinator, so it knows them even if this process dies before answering.
   run(message.op, message.tokens).then(
-    (result) => process.send!({ type: 'done', seq: message.seq, result }),
+    async (result) => {
+      // Promote runs after COMMIT returned, off the op's path: an armed crash must happen in this op's promote, so
+      // the answer waits for it (the worker dies there); otherwise the answer would disarm it first, most times.
+      if (message.mode === 'crash-mid-promote') await (orm.config.getResultCacheAdapter() as XaCacheAdapter).promotes.settle();
+      process.send!({ type: 'done', seq: message.seq, result });
+    },
     (error: unknown) => process.send!({ type: 'done', seq: message.seq, result: { ok: false, error: String(error).slice(0, 300), obs: [] } }),
   ).finally(() => (mode = undefined));
 });
