@@ -15,7 +15,13 @@ import { encodeValue } from './value-codec.js';
 import { acceptKeyValue, acceptMemberIds, acceptRow } from './payload-checks.js';
 import { emptyOrder, fillOptions, ownerId, primaryKeysOf, project, type Row } from './driver-rows.js';
 
-type AnyOptions = FindOptions<object, string, string, string> & Record<string, unknown>;
+type AnyOptions = FindOptions<object, string, string, string> & Record<string | symbol, unknown>;
+
+/** Passed down by a collection read to the row read of its members: whether any member came from the database. */
+const READ_TRACE = Symbol('xa-cache read trace');
+interface ReadTrace {
+  databaseRead(): void;
+}
 
 /**
  * The PostgreSQL driver with the second-level cache: rows of cached entities by primary key, and the member ids
@@ -130,6 +136,14 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
         if (!loadedIds.has(pkString(id)) && ticket?.status === 'miss' && ticket.ticket) fills.push(xa.reader.abandon(ticket.ticket));
       }
       await Promise.all(fills);
+    }
+    const hitKeys = rowKeys.filter((key) => reads.get(key)?.status === 'hit');
+    if (missing.length > 0) (opts[READ_TRACE] as ReadTrace | undefined)?.databaseRead();
+    if (missing.length > 0 && hitKeys.length > 0 && !(await xa.reader.unchanged(reads, hitKeys, { regions: [regions.rows(table)] }))) {
+      // A write committed between the cache read and the database read: the two halves would mix two states.
+      const all = (await super.find(entityName, { [plan.pkProp]: { $in: ids } } as never, fillOptions(opts) as never)) as Row[];
+      found.clear();
+      for (const row of all) found.set(pkString(row[plan.pkProp]), row);
     }
     const rows: Row[] = [];
     for (const id of plan.ids) {
@@ -247,7 +261,14 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const allIds = [...members.values()].flat();
     if (allIds.length === 0) return [];
     // The members themselves come through the row cache: one multi-get, the database only for rows not cached.
-    const rows = (await this.find(entityName, { [plan.pkProp]: { $in: allIds } } as never, { ctx: opts.ctx, schema: opts.schema, em: opts.em } as never)) as Row[];
+    let databaseRead = missing.length > 0;
+    const trace: ReadTrace = { databaseRead: () => void (databaseRead = true) };
+    const rows = (await this.find(entityName, { [plan.pkProp]: { $in: allIds } } as never, { ctx: opts.ctx, schema: opts.schema, em: opts.em, [READ_TRACE]: trace } as never)) as Row[];
+    const hitKeys = collKeys.filter((key) => reads.get(key)?.status === 'hit');
+    if (databaseRead && hitKeys.length > 0 && !(await xa.reader.unchanged(reads, hitKeys, { regions: [regions.collections(childTable)] }))) {
+      // Member ids from the cache, rows (or other owners' ids) from after a commit that changed them: ask the database.
+      return (await super.find(entityName, { [plan.fkProp]: { $in: owners } } as never, { ...fillOptions(opts), orderBy: opts.orderBy } as never)) as Row[];
+    }
     const byId = new Map(rows.map((r) => [pkString(r[plan.pkProp]), r]));
     const ordered: Row[] = [];
     for (const owner of owners) for (const id of members.get(pkString(owner)) ?? []) {

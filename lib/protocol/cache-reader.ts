@@ -33,6 +33,8 @@ export type CacheRead =
   | {
       readonly status: 'hit';
       readonly payload: Buffer;
+      /** The item's CAS token when it was read: {@link CacheReader.unchanged} compares it. */
+      readonly cas?: CasToken;
       /** The payload as decoded by {@link ReadOptions.accept}, when one was given. */
       readonly value?: unknown;
     }
@@ -59,6 +61,8 @@ export interface ReadOptions {
    * every read and never be replaced.
    */
   readonly accept?: (payload: Buffer, key: string) => PayloadVerdict;
+  /** Leave the statistics alone (a re-validation, not a read of its own). */
+  readonly uncounted?: boolean;
 }
 
 const NO_REGIONS: readonly string[] = [];
@@ -75,6 +79,23 @@ const UNCOUNTED = new RegionStats();
  */
 export class CacheReader {
   constructor(private readonly ctx: ProtocolContext) {}
+
+  /**
+   * Whether each of `keys`, a hit in `seen`, still holds the very value it held then (same CAS token, its regions'
+   * generations unchanged): one more multi-get, taking no lease. A read that served some keys from the cache and
+   * then read others from the database calls it after the database read: a writer that committed in between must
+   * have locked its keys before its COMMIT, so an unchanged answer means no committed write separates the two parts
+   * and the combined result is one the database could have returned.
+   */
+  async unchanged(seen: ReadonlyMap<string, CacheRead>, keys: readonly string[], options: ReadOptions = {}): Promise<boolean> {
+    if (keys.length === 0) return true;
+    const again = await this.readMany(keys, { ...options, lease: false, uncounted: true });
+    return keys.every((key) => {
+      const before = seen.get(key);
+      const now = again.get(key);
+      return before?.status === 'hit' && now?.status === 'hit' && before.cas !== undefined && now.cas !== undefined && sameCas(before.cas, now.cas);
+    });
+  }
 
   /** Reads many keys that share the same regions. */
   async readMany(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
@@ -134,9 +155,11 @@ export class CacheReader {
         if (regionProblem === undefined && regionOps.length === 0 && sameGenerations(entry.generations, generations)) {
           const verdict = options.accept?.(entry.payload, key);
           if (verdict === undefined || verdict.ok) {
-            stats.hits++;
-            perRegion.hits++;
-            reads.set(key, verdict ? { status: 'hit', payload: entry.payload, value: verdict.value } : { status: 'hit', payload: entry.payload });
+            if (!options.uncounted) {
+              stats.hits++;
+              perRegion.hits++;
+            }
+            reads.set(key, verdict ? { status: 'hit', payload: entry.payload, value: verdict.value, cas: item!.cas } : { status: 'hit', payload: entry.payload, cas: item!.cas });
             continue;
           }
           if (verdict.reason === 'undecodable') stats.undecodablePayloads++;
@@ -316,4 +339,8 @@ function endRead(end: OperationEnd, reads: ReadonlyMap<string, CacheRead>): void
   for (const read of reads.values()) if (read.status === 'hit') hits++;
   const misses = reads.size - hits;
   end({ hits, misses, outcome: misses === 0 ? 'hit' : hits === 0 ? 'miss' : 'partial' });
+}
+
+function sameCas(a: CasToken, b: CasToken): boolean {
+  return a.server === b.server && a.epoch === b.epoch && a.value === b.value;
 }
