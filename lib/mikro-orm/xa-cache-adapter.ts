@@ -87,6 +87,20 @@ export class XaCacheAdapter implements CacheAdapter {
   /** Tables (`schema.table`) this process no longer caches (their write capture is missing). */
   readonly stoppedTables = new Set<string>();
 
+  /**
+   * Why nothing is served from the cache in this process right now, if so: the outside-changes feed is down (the
+   * follower has not applied outside writers' changes within `outsideChangesMaxLagMs`, or changes may have been
+   * missed and not yet renewed), so cached entries may predate a committed write. Every read, of rows,
+   * collections and query results, then goes to the database (and stores nothing); set and cleared by the
+   * follower's health check.
+   */
+  servingSuspended: string | undefined;
+
+  /** Whether reads of `table` (`schema.table`) may be served from, and filled into, the cache. */
+  serves(table: string): boolean {
+    return this.servingSuspended === undefined && !this.stoppedTables.has(table);
+  }
+
   /** Stops caching rows, collections and query results of these tables in this process. */
   stopCaching(tables: Iterable<string>): void {
     for (const table of tables) this.stoppedTables.add(table);
@@ -127,6 +141,7 @@ export class XaCacheAdapter implements CacheAdapter {
     this.#assertAttached();
     if (this.#identity === undefined) return undefined; // not connected yet: the database answers, nothing is stored
     if (!this.searchPath.allowsResults()) return undefined;
+    if (this.servingSuspended !== undefined) return undefined; // the outside-changes feed is down: see servingSuspended
     const key = keys.query(name);
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
     if (this.stoppedTables.size > 0 && asked.some((region) => this.stoppedTables.has(region.slice(2)))) return undefined;

@@ -63,7 +63,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const schema = this.getSchemaName(meta, opts as never);
     const table = this.#table(meta, schema);
     currentCall().query?.tables.add(table);
-    if (this.#cache().stoppedTables.has(table)) return super.find(entityName, where as never, options);
+    if (!this.#cache().serves(table)) return super.find(entityName, where as never, options);
     if (!this.#cache().searchPath.allows(schema, meta, ...(plan.kind === 'collection' ? [plan.ownerMeta] : []))) return super.find(entityName, where as never, options);
     // Inside a transaction the database answers (see docs/protocol.md, "Reads inside transactions").
     if (opts.ctx) return super.find(entityName, where as never, options);
@@ -176,7 +176,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const opts = (options ?? {}) as AnyOptions;
     if (!plan || ctx || this.#cache().identity === undefined) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const pivotTable = this.#table(plan.pivotMeta, this.getSchemaName(plan.pivotMeta, opts as never));
-    if (this.#cache().stoppedTables.has(pivotTable)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
+    if (!this.#cache().serves(pivotTable)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const xa = this.#cache().xa;
     const schema = this.getSchemaName(plan.ownerMeta, opts as never);
     if (!this.#cache().searchPath.allows(schema, plan.ownerMeta, plan.pivotMeta)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
