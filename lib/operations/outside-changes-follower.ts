@@ -15,7 +15,7 @@ export interface FollowerOptions {
    * such follower applies changes, on its interval only.
    */
   readonly session?: () => Promise<pg.Client>;
-  /** The cached tables, renewed when changes may have been missed. */
+  /** The cached tables: checked for capture every round, renewed when changes may have been missed. */
   readonly tables: () => Promise<ReadonlyArray<{ schema: string; table: string; logicalTable?: string }>>;
   /** Told when serving must stop (a reason) and when it may go on (`undefined`). */
   readonly onSuspend?: (reason: string | undefined) => void;
@@ -45,6 +45,7 @@ export class OutsideChangesFollower {
   readonly #startedAt = Date.now();
   readonly #markerKey: string;
   #markerCurrent = true;
+  #uncaptured: string[] = [];
   #lagMs: number | undefined;
   #lastCheckAt: number | undefined;
   #errors = 0;
@@ -140,6 +141,8 @@ export class OutsideChangesFollower {
   async #check(): Promise<void> {
     try {
       const { identity, oldestAgeMs } = await this.cache.capture.feedState(this.db);
+      const missing = await this.cache.capture.missing(this.db, await this.options.tables());
+      this.#uncaptured = missing.map((t) => `${t.schema}.${t.table}`);
       this.#lagMs = oldestAgeMs;
       this.#lastCheckAt = Date.now();
       const marker = await this.cache.store.get(this.#markerKey);
@@ -177,6 +180,7 @@ export class OutsideChangesFollower {
       lastCheckAt: this.#lastCheckAt,
       lastSuccessAt: this.lastSuccessAt,
       markerCurrent: this.#markerCurrent,
+      uncaptured: this.#uncaptured,
       lastError: this.lastError === undefined ? undefined : message(this.lastError),
     });
     if (reason === this.#suspended) return;

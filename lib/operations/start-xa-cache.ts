@@ -96,7 +96,9 @@ export function followerOf(orm: MikroORM, options: Pick<StartXaCacheOptions, 'ou
     intervalMs,
     maxLagMs,
     ...(elected ? { session: () => connection.sessionClient('mikro-orm-xa-cache follower') } : {}),
-    tables: () => captureTargets(orm, options.captureSchemas ? { schemas: options.captureSchemas } : {}),
+    // Tables this process stopped caching (writeCapture: 'warn') may lack capture: nothing of theirs is served.
+    tables: async () =>
+      (await captureTargets(orm, options.captureSchemas ? { schemas: options.captureSchemas } : {})).filter((t) => !connection.cache.stoppedTables.has(`${t.schema}.${t.logicalTable ?? t.table}`)),
     onSuspend: (reason) => (connection.cache.servingSuspended = reason),
   });
 }
