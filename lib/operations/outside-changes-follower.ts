@@ -219,6 +219,7 @@ export class OutsideChangesFollower {
   }
 
   #failed(what: string, error: unknown): void {
+    if (process.env.OW_DEBUG) console.error("DEBUG", what, error);
     this.lastError = error;
     this.#errors++;
     this.#log('warn', what, error);

@@ -264,7 +264,7 @@ $xa$`)}, current_schema()); END $fn$`,
       `SELECT (SELECT md5(string_agg(x, ',' ORDER BY x)) FROM (
                 SELECT 'c' || c.oid || ':' || c.relfilenode AS x FROM pg_class c WHERE c.oid = $1::regclass
                 UNION ALL
-                SELECT 't' || g.oid || ':' || g.tgenabled FROM pg_trigger g WHERE g.tgname = ANY($2::text[]) AND g.tgfoid = to_regprocedure($3)) s) AS identity,
+                SELECT 't' || g.oid || ':' || g.tgenabled::text FROM pg_trigger g WHERE g.tgname = ANY($2::text[]) AND g.tgfoid = to_regprocedure($3)) s) AS identity,
               coalesce((SELECT extract(epoch FROM clock_timestamp() - created_at) * 1000 FROM ${this.#changes} ORDER BY id LIMIT 1), 0)::float8 AS oldest_ms`,
       [this.#changes, names, `${this.#function}()`],
     );
