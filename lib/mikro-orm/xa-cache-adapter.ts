@@ -25,6 +25,13 @@ export interface XaCacheOptions extends ProtocolOptions {
   rowTtlSeconds?: number;
   /** Schema of unqualified tables. Default `'public'`. */
   defaultSchema?: string;
+  /**
+   * Mark the pool's sessions as the application's own (`-c xa_cache.managed=on` in their startup options), so
+   * the capture does not wake the outside-changes follower for transactions that run prepare. Default true. Set
+   * false behind a pooler that refuses startup options (PgBouncer without `options` in
+   * `ignore_startup_parameters`): every commit then notifies, which costs a follower run per commit.
+   */
+  markPoolSessions?: boolean;
   /** Set by MikroORM from `resultCache.expiration`: default TTL of query results, in milliseconds. */
   expiration?: number;
 }
@@ -69,7 +76,7 @@ export class XaCacheAdapter implements CacheAdapter {
     }
     this.options = options;
     this.#store = new MemcachedStore({ ...saslFromEnvironment(options.store), servers: options.servers, namespace: options.namespace });
-    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, ...protocol } = options;
+    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, markPoolSessions: _m, ...protocol } = options;
     this.xa = new XaCache(this.#store, { logNamespace: options.namespace ?? 'xa', ...protocol });
     this.searchPath = new SearchPathGuard(this.defaultSchema, this.xa.stats, () => this.xa.options.logger);
   }

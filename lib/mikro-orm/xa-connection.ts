@@ -17,6 +17,7 @@ import { IdleLogFlush } from './idle-log-flush.js';
 import { ormProtocolLogger } from './orm-protocol-logger.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
 import { entityCacheOf } from './entity-marker.js';
+import { MANAGED_SESSION_SETTING } from '../protocol/write-capture.js';
 import { DATA_IDENTITY_COLUMNS, dataIdentityOf } from '../protocol/data-identity.js';
 
 type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
@@ -59,8 +60,9 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     const { onPoolCreated: _created, ...poolOverrides } = overrides ?? {};
     // What the pool's clients connect with (URL, credentials, ssl, driverOptions), for sessionClient().
     this.#sessionOptions = this.mapOptions(poolOverrides) as pg.ClientConfig;
+    const marked = this.cache.options.markPoolSessions === false ? overrides : { ...overrides, options: managedOptions(this.#sessionOptions.options) };
     // Typed as MikroORM's PostgresDialect, which has private members; kysely only uses the Dialect interface.
-    return releasingDialect(super.createKyselyDialect(overrides)) as ReturnType<PostgreSqlConnection['createKyselyDialect']>;
+    return releasingDialect(super.createKyselyDialect(marked)) as ReturnType<PostgreSqlConnection['createKyselyDialect']>;
   }
 
   override async connect(options?: { skipOnConnect?: boolean }): Promise<void> {
@@ -290,4 +292,13 @@ function transactionRunner(trx: Trx): SqlRunner {
       return { rows: result.rows as object[] };
     },
   };
+}
+
+/**
+ * The pool's startup `options` with the setting that marks the application's own sessions (see
+ * `MANAGED_SESSION_SETTING`): a startup option rather than a `SET`, so `RESET ALL` (MikroORM's session context)
+ * keeps it. Other options given in `driverOptions` are kept.
+ */
+function managedOptions(given: string | undefined): string {
+  return [given, `-c ${MANAGED_SESSION_SETTING}=on`].filter(Boolean).join(' ');
 }

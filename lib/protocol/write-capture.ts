@@ -42,6 +42,12 @@ export const CAPTURE_VERSION = 2;
 /** The comment that names an installed capture function's version (`…capture v<N>`). */
 const VERSION_COMMENT = 'mikro-orm-xa-cache write capture v';
 
+/**
+ * A session setting (`-c xa_cache.managed=on` in the connection's startup options) that marks sessions of the
+ * application's own pool: the capture function does not `pg_notify` for their transactions, which run prepare.
+ */
+export const MANAGED_SESSION_SETTING = 'xa_cache.managed';
+
 /** Above this many rows, one statement is recorded as `MANY` (table-wide) instead of row by row. */
 export const MAX_CAPTURED_ROWS = 1000;
 
@@ -101,8 +107,10 @@ export class WriteCapture {
     const index = `${c.replace('.', '_')}_xid_idx`;
     const images = (alias: 'xa_old' | 'xa_new'): string => `(SELECT jsonb_agg(to_jsonb(r)) FROM ${alias} r)`;
     // Delivered at COMMIT only, and once per transaction however many statements sent it (same channel and
-    // payload): a follower LISTENing wakes as soon as the change becomes visible, not at its next poll.
-    const notify = `PERFORM pg_notify(${quoteLiteral(this.channel)}, '');`;
+    // payload): a follower LISTENing wakes as soon as the change becomes visible, not at its next poll. Sessions
+    // of the application's own pool say so (MANAGED_SESSION_SETTING): their transactions take their rows at
+    // prepare, so waking the follower for them would only cost a run that finds nothing.
+    const notify = `IF coalesce(current_setting('${MANAGED_SESSION_SETTING}', true), '') <> 'on' THEN PERFORM pg_notify(${quoteLiteral(this.channel)}, ''); END IF;`;
     const record = (op: string, oldRows: string, newRows: string): string =>
       `INSERT INTO ${c} (schema_name, table_name, op, old_rows, new_rows) VALUES (TG_TABLE_SCHEMA, TG_ARGV[0], ${op}, ${oldRows}, ${newRows});`;
     return [
