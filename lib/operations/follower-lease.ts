@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { quoteIdent } from '../protocol/write-capture.js';
+import type { SqlRunner } from '../protocol/sql-runner.js';
 
 /** First key of the follower's advisory lock (the second is the change table's): apart from other users' locks. */
 const LOCK_SPACE = 'mikro-orm-xa-cache follower';
@@ -29,6 +30,14 @@ export class FollowerLease {
   /** Whether this process holds the lock now (as far as it knows: a lost connection is noticed at its next use). */
   get leading(): boolean {
     return this.#leading;
+  }
+
+  /**
+   * The leader's own session, for its runs: they do not queue behind the application's pool (a busy pool would
+   * add its wait to every invalidation). Undefined unless leading.
+   */
+  get session(): SqlRunner | undefined {
+    return this.#leading ? this.#client : undefined;
   }
 
   /** Takes the lock if it is free, and LISTENs once it holds it. Resolves to whether this process leads. */

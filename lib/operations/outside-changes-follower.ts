@@ -32,8 +32,8 @@ export interface FollowerOptions {
  *   changes (the change table truncated or re-created, capture triggers installed, dropped or disabled: its
  *   identity changed), the leader renews every cached table and records the identity it renewed for in
  *   memcached; until the two agree, no process serves.
- * - **Health**: every process checks the feed every interval (one statement, one memcached get) and suspends
- *   serving when it cannot vouch for the bound ({@link suspensionReason}).
+ * - **Health**: every process checks the feed every interval (three small catalog and index queries, one
+ *   memcached get) and suspends serving when it cannot vouch for the bound ({@link suspensionReason}).
  */
 export class OutsideChangesFollower {
   #timer: NodeJS.Timeout | undefined;
@@ -99,7 +99,7 @@ export class OutsideChangesFollower {
       return this.#running;
     }
     this.#running = this.cache
-      .applyOutsideChanges(this.db)
+      .applyOutsideChanges(this.#lease?.session ?? this.db)
       .then(
         () => {
           this.lastSuccessAt = Date.now();
@@ -219,7 +219,6 @@ export class OutsideChangesFollower {
   }
 
   #failed(what: string, error: unknown): void {
-    if (process.env.OW_DEBUG) console.error("DEBUG", what, error);
     this.lastError = error;
     this.#errors++;
     this.#log('warn', what, error);
