@@ -103,9 +103,17 @@ export class XaCacheAdapter implements CacheAdapter {
    */
   servingSuspended: string | undefined;
 
+  /** Tables (`schema.table`) not served for now: their write capture is missing or disabled (the follower's check). */
+  #suspendedTables: ReadonlySet<string> = new Set();
+
+  /** @internal the follower: the tables whose capture is missing now (replaces the previous set) */
+  suspendTables(tables: Iterable<string>): void {
+    this.#suspendedTables = new Set(tables);
+  }
+
   /** Whether reads of `table` (`schema.table`) may be served from, and filled into, the cache. */
   serves(table: string): boolean {
-    return this.servingSuspended === undefined && !this.stoppedTables.has(table);
+    return this.servingSuspended === undefined && !this.stoppedTables.has(table) && !this.#suspendedTables.has(table);
   }
 
   /** Stops caching rows, collections and query results of these tables in this process. */
@@ -151,7 +159,7 @@ export class XaCacheAdapter implements CacheAdapter {
     if (this.servingSuspended !== undefined) return undefined; // the outside-changes feed is down: see servingSuspended
     const key = keys.query(name);
     let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
-    if (this.stoppedTables.size > 0 && asked.some((region) => this.stoppedTables.has(region.slice(2)))) return undefined;
+    if ((this.stoppedTables.size > 0 || this.#suspendedTables.size > 0) && asked.some((region) => !this.serves(region.slice(2)))) return undefined;
     let read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).

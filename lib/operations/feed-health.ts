@@ -31,26 +31,23 @@ export interface FeedFacts {
   readonly lastSuccessAt: number | undefined;
   /** False when the change table or the capture triggers changed and the cached tables are not renewed yet. */
   readonly markerCurrent: boolean;
-  /** Cached tables whose capture triggers are missing, disabled or out of date now: their writes go unreported. */
-  readonly uncaptured: readonly string[];
   readonly lastError: string | undefined;
 }
 
 /**
  * Whether the cache may vouch for the bound (G13), and if not why: serving stops when
  *
- * - changes may have been missed and the tables are not renewed yet, or a cached table's capture is missing or
- *   disabled (at once: entries may be stale now);
+ * - changes may have been missed and the tables are not renewed yet (at once: entries may be stale now);
  * - the oldest outside change has waited more than `maxLagMs` (nobody applies them, or too slowly);
  * - the leader has not completed a run for `maxLagMs`, or nobody could read the feed for `maxLagMs`.
  *
+ * (A table whose capture is missing or disabled stops being served on its own: see the follower's `onUncaptured`.)
  * The last two count from the follower's start, so a process that just started is not judged before it tried.
  */
 export function suspensionReason(f: FeedFacts): string | undefined {
   const since = (t: number | undefined): number => f.now - (t ?? f.startedAt);
   const error = f.lastError ? `: ${f.lastError}` : '';
   if (!f.markerCurrent) return 'outside changes may have been missed (the change table or the capture triggers changed) and the cached tables are not renewed yet';
-  if (f.uncaptured.length > 0) return `the write capture is missing or disabled on ${f.uncaptured.join(', ')}: writes there are not reported`;
   if (f.lagMs !== undefined && f.lagMs > f.maxLagMs) return `the oldest outside change has waited ${Math.round(f.lagMs)} ms to be applied (bound ${f.maxLagMs} ms)`;
   if (since(f.lastCheckAt) > f.maxLagMs) return `the change feed could not be read for ${Math.round(since(f.lastCheckAt))} ms${error}`;
   if (f.leading && since(f.lastSuccessAt) > f.maxLagMs) return `outside changes could not be applied for ${Math.round(since(f.lastSuccessAt))} ms${error}`;

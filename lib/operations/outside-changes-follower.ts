@@ -19,6 +19,8 @@ export interface FollowerOptions {
   readonly tables: () => Promise<ReadonlyArray<{ schema: string; table: string; logicalTable?: string }>>;
   /** Told when serving must stop (a reason) and when it may go on (`undefined`). */
   readonly onSuspend?: (reason: string | undefined) => void;
+  /** Told which cached tables lack capture now (missing, disabled, out of date): they must not be served. */
+  readonly onUncaptured?: (tables: readonly string[]) => void;
 }
 
 /**
@@ -142,7 +144,12 @@ export class OutsideChangesFollower {
     try {
       const { identity, oldestAgeMs } = await this.cache.capture.feedState(this.db);
       const missing = await this.cache.capture.missing(this.db, await this.options.tables());
-      this.#uncaptured = missing.map((t) => `${t.schema}.${t.table}`);
+      const uncaptured = missing.map((t) => `${t.schema}.${t.logicalTable ?? t.table}`).sort();
+      if (uncaptured.join() !== this.#uncaptured.join()) {
+        if (uncaptured.length > 0) this.cache.options.logger?.('error', `write capture missing or disabled on ${uncaptured.join(', ')}: these tables are not served until it is back`, { tables: uncaptured });
+        this.#uncaptured = uncaptured;
+        this.options.onUncaptured?.(uncaptured);
+      }
       this.#lagMs = oldestAgeMs;
       this.#lastCheckAt = Date.now();
       const marker = await this.cache.store.get(this.#markerKey);
@@ -180,7 +187,6 @@ export class OutsideChangesFollower {
       lastCheckAt: this.#lastCheckAt,
       lastSuccessAt: this.lastSuccessAt,
       markerCurrent: this.#markerCurrent,
-      uncaptured: this.#uncaptured,
       lastError: this.lastError === undefined ? undefined : message(this.lastError),
     });
     if (reason === this.#suspended) return;
@@ -205,13 +211,18 @@ export class OutsideChangesFollower {
     next();
   }
 
-  /** Stops the rounds, waits for one in progress and ends the follower session (releasing the lock). */
+  /**
+   * Stops the rounds, waits for one in progress and ends the follower session (releasing the lock). Lifts its
+   * suspensions: the process is then as one that never ran a follower (shutting down, or following elsewhere).
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     await this.#ticking;
     await this.#running;
     await this.#lease?.close();
+    if (this.#suspended !== undefined) this.options.onSuspend?.((this.#suspended = undefined));
+    if (this.#uncaptured.length > 0) this.options.onUncaptured?.((this.#uncaptured = []));
   }
 
   #wake(): void {

@@ -100,5 +100,6 @@ export function followerOf(orm: MikroORM, options: Pick<StartXaCacheOptions, 'ou
     tables: async () =>
       (await captureTargets(orm, options.captureSchemas ? { schemas: options.captureSchemas } : {})).filter((t) => !connection.cache.stoppedTables.has(`${t.schema}.${t.logicalTable ?? t.table}`)),
     onSuspend: (reason) => (connection.cache.servingSuspended = reason),
+    onUncaptured: (tables) => connection.cache.suspendTables(tables),
   });
 }

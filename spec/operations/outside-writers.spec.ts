@@ -358,6 +358,20 @@ describe('writes from outside the application are invalidated within a bound (G1
     }
   });
 
+  it('a cached table whose capture is dropped is not served until the capture is back; the others are', async () => {
+    await start(app, { outsideChangesIntervalMs: 100 });
+    await warm();
+    await admin.query('DROP TRIGGER xa_cache_log_upd ON ow_team');
+    await until(async () => !adapterOf(app).serves('public.ow_team'), 3000);
+    await admin.query(`UPDATE ow_team SET name = 'uncaptured' WHERE id = 2`); // no change row: nobody is told
+    expect((await fresh().findOneOrFail(Team, 2)).name).to.equal('uncaptured'); // from the database
+    expect(adapterOf(app).serves('public.ow_member')).to.equal(true);
+    await installWriteCapture(app); // back (and the triggers changed: every table is renewed)
+    await until(async () => adapterOf(app).serves('public.ow_team'), 3000);
+    await until(async () => (await pending()) === 0);
+    await expectCacheMatchesDatabase();
+  });
+
   it('capture v2 lets a role with no grant on the change table write (SECURITY DEFINER), and notifies', async () => {
     await admin.query(`DROP ROLE IF EXISTS ow_writer; CREATE ROLE ow_writer LOGIN; GRANT UPDATE, SELECT ON ow_member TO ow_writer`);
     await start(app);
