@@ -131,10 +131,12 @@ export class OutsideChangesFollower {
   async #round(): Promise<void> {
     if (this.#lease && !this.#stopped) {
       const was = this.#lease.leading;
-      await this.#lease.tryLead().then(
-        (got) => got && !was && this.#log('info', 'this process follows the outside-changes feed (it holds the follower lock)'),
-        (error: unknown) => this.#failed('could not reach the follower session; retrying', error),
-      );
+      const got = await this.#lease.tryLead().catch((error: unknown) => this.#failed('could not reach the follower session; retrying', error));
+      if (got === true && !was) {
+        this.#log('info', 'this process follows the outside-changes feed (it holds the follower lock)');
+        // A predecessor that died mid-run left claims that would hold its rows for up to 30 s.
+        await this.cache.capture.releaseClaims(this.#lease.session ?? this.db).catch((error: unknown) => this.#failed('could not release old claims', error));
+      }
     }
     if (this.leading && !this.#stopped) await this.runNow();
     await this.#check();

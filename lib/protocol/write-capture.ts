@@ -280,6 +280,14 @@ $xa$`)}, current_schema()); END $fn$`,
     return { identity: row.identity, oldestAgeMs: Math.max(0, Number(row.oldest_ms)) };
   }
 
+  /**
+   * Gives back every claim (a new follower taking over: its predecessor's claims would otherwise hold their rows
+   * until they expire). Always safe: claims only save duplicate work, and applying a change twice evicts twice.
+   */
+  async releaseClaims(db: SqlRunner): Promise<void> {
+    await db.query(`UPDATE ${this.#changes} SET claimed_until = NULL WHERE claimed_until IS NOT NULL`);
+  }
+
   /** Takes this transaction's captured changes, for a transaction that has nothing else to send (one statement). */
   async take(db: SqlRunner): Promise<CapturedChange[]> {
     const { rows } = await db.query(`WITH ${this.takeCte()} SELECT ${this.takenJson()} AS taken`);
