@@ -7,7 +7,7 @@
  * - `BENCH_IN_DOUBT` (default 10000): in-doubt transactions for the sweeper;
  * - `BENCH_POOL` (default 20): PostgreSQL pool size of every ORM;
  * - `BENCH_CONTENDERS`: comma-separated subset of contender keys (`none,memory,memjs,redis,xa`);
- * - `BENCH_WORKLOADS`: comma-separated subset of workload keys (`pk,query,collection,write,mixed,recovery`);
+ * - `BENCH_WORKLOADS`: comma-separated subset of workload keys (`pk,unique,query,collection,write,mixed,recovery`);
  * - `BENCH_PROFILE` (default 1): run the focused `--cpu-prof` runs of xa-cache and summarise them;
  * - `BENCH_OUT` (default `docs`): where `benchmarks.md` and `benchmarks.svg` are written.
  */

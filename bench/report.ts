@@ -7,6 +7,7 @@ import { barChartSvg, type ChartPanel } from './svg-chart.js';
 import type { Point, WorkloadResult } from './workloads/index.js';
 import type { RecoveryResult } from './workloads/recovery.js';
 import { WRITE_SIZES } from './workloads/write-transaction.js';
+import { KEPT_SECTIONS, sectionOf, spliceSection } from './doc-section.js';
 
 /** Everything one run measured; also written to dist/bench/results.json. */
 export interface BenchResults {
@@ -177,6 +178,7 @@ function chartPanels(r: BenchResults): ChartPanel[] {
   });
   const panels: ChartPanel[] = [];
   if (r.results.pk) panels.push(panel('Primary-key hit (ops/s, 32 in flight)', 'pk', '32 in flight'));
+  if (r.results.unique) panels.push(panel('Unique-key hit (ops/s, 32 in flight)', 'unique', '32 in flight'));
   if (r.results.query) panels.push(panel('Query hit (ops/s, 32 in flight)', 'query', '32 in flight'));
   if (r.results.collection) panels.push(panel('Collection of 50 (ops/s, 32 in flight)', 'collection', '32 in flight'));
   if (r.results.mixed) panels.push(panel('Mixed 95/5 Zipf (ops/s, 32 in flight)', 'mixed', '32 in flight'));
@@ -250,7 +252,14 @@ export function writeReport(r: BenchResults, dir: string): string[] {
     md.push(...profileSection(r.profiles));
   }
   const mdPath = join(dir, 'benchmarks.md');
-  writeFileSync(mdPath, `${md.join('\n').replace(/\n{3,}/g, '\n\n')}\n`);
+  let doc = `${md.join('\n').replace(/\n{3,}/g, '\n\n')}\n`;
+  // Sections other scripts wrote (`npm run bench:capture`) stay, as they were measured.
+  const previous = existsSync(mdPath) ? readFileSync(mdPath, 'utf8') : '';
+  for (const heading of KEPT_SECTIONS) {
+    const kept = sectionOf(previous, heading);
+    if (kept) doc = spliceSection(doc, kept);
+  }
+  writeFileSync(mdPath, doc);
   const svgPath = join(dir, 'benchmarks.svg');
   writeFileSync(svgPath, barChartSvg('mikro-orm-xa-cache benchmarks: throughput per contender', `${e.date.slice(0, 10)}, ${e.cpu}, ${e.cores} cores, Node ${e.node}; one run, same servers and data (xa-cache in orange)`, chartPanels(r)));
   return [mdPath, svgPath];

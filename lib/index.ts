@@ -10,6 +10,6 @@ export * from './protocol/index.js';
 export * from './operations/index.js';
 export { RegionStats, MAX_REGION_LABELS } from './protocol/cache-stats.js';
 export { MemcachedStore, KetamaRing } from './store/index.js';
-export type { CacheStore, CasToken, StoredItem, StoreOp, StoreResult, StoreCounters, MultiGetResult } from './store/cache-store.js';
+export type { CacheStore, CasToken, StoredItem, StoreOp, StoreResult, StoreCounters, MultiGetResult, ServerProbe } from './store/cache-store.js';
 export type { MemcachedStoreOptions } from './store/memcached-store-options.js';
 export { StoreError, StoreUnavailableError, StoreTimeoutError, ValueTooLargeError, StoreProtocolError, StoreInputError, StoreConfigError, type StoreErrorKind } from './store/store-errors.js';

@@ -1,5 +1,6 @@
 import { MikroORM } from '@mikro-orm/postgresql';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
+import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import { entities } from '../../spec/support/bookstore.js';
 import { baseOptions, countCalls, type Contender } from './contender.js';
@@ -25,6 +26,8 @@ export const xaCache: Contender = {
     const orm = await MikroORM.init(
       withXaCache({ ...baseOptions(ctx, counter as { sql: number }), entities }, { servers: ctx.memcached, namespace: ctx.namespace, logTable: 'xa_cache_log' }),
     );
+    // As an application does after its migrations: the database-side write capture on every entity table.
+    await installWriteCapture(orm);
     const adapter = xaAdapterOf(orm);
     // getMulti goes through execute: counting execute and get counts every call once.
     countCalls(adapter.xa.store, ['get', 'execute'], counter, 'cache');

@@ -44,6 +44,22 @@ export const pkHit: Workload = {
   },
 };
 
+export const uniqueHit: Workload = {
+  key: 'unique',
+  title: 'Unique-key hit',
+  operation: "`em.fork().findOne(Author, { email })` over all authors, uniformly random, every one cached (`{ cache: 60_000 }` for the result-cache adapters; xa-cache resolves the email through its index entry, `uniqueKeys: [['email']]`, and serves the row from its row cache)",
+  run: (ctx) => {
+    const { orm, pkOptions } = ctx.contender;
+    return runHits(
+      ctx,
+      'unique-hit',
+      ctx.config.books / ctx.config.booksPerAuthor,
+      (id) => orm.em.fork().findOne(Author, { email: `a${id}@example.org` }, pkOptions as never),
+      (author, id) => (author as { id: number } | null)?.id === id,
+    );
+  },
+};
+
 export const queryHit: Workload = {
   key: 'query',
   title: 'Query hit',

@@ -35,7 +35,9 @@ export interface LockScan {
  * prepare and COMMIT right now and are left out. What it reports was true when read; a scan is not a snapshot.
  */
 export async function scanOrphanLocks(session: CliSession, minAgeSeconds: number, timeoutMs: number): Promise<LockScan> {
-  const prefix = `${session.config.namespace}:`;
+  // The session's keys are scoped to the database's identity (`namespace/<identity>:`), as the application's are:
+  // keys of other databases sharing the namespace are not ours to report.
+  const prefix = session.store.keyPrefix;
   const lockTtl = session.cache.options.lockTtlSeconds;
   const listed = new Map<string, { server: string; expiresInSeconds: number }>();
   const failed: string[] = [];

@@ -8,19 +8,30 @@ import type { EntityMetadata } from '@mikro-orm/core';
  * | `e:<schema>.<table>:<pk>` | one row, as the driver returns it |
  * | `c:<schema>.<table>.<property>:<pk>` | the member primary keys of one owner's collection |
  * | `q:<MikroORM result-cache key>` | one query result |
+ * | `q@"<schema>":<MikroORM result-cache key>` | one query result of a call in another schema than the default one |
+ * | `u:<schema>.<table>:<columns>:<values>` | the primary key of the row holding these values of a declared unique key |
  *
  * Regions (tables), whose generations invalidate whole groups of entries:
  *
  * | region | written by | read by |
  * | --- | --- | --- |
  * | `t:<schema>.<table>` | every write to the table | query results that read it |
- * | `rows:<schema>.<table>` | writes whose rows cannot be named (raw SQL, bulk updates) | rows of the table |
+ * | `rows:<schema>.<table>` | writes whose rows cannot be named (raw SQL, bulk updates) | rows and unique-key entries of the table |
  * | `coll:<schema>.<table>` | writes to a child or pivot table outside a unit-of-work flush | collections kept in it |
  */
 export const keys = {
   row: (table: string, pk: string): string => `e:${table}:${pk}`,
   collection: (ownerTable: string, property: string, pk: string): string => `c:${ownerTable}.${property}:${pk}`,
   query: (resultCacheKey: string): string => `q:${resultCacheKey}`,
+  /** A result read in a schema other than the default one (the schema as a JSON string, so the key parses one way). */
+  schemaQuery: (schema: string, resultCacheKey: string): string => `q@${JSON.stringify(schema)}:${resultCacheKey}`,
+  /**
+   * A unique-key index entry. `columns` are the key's column names (the capture knows columns, not properties);
+   * `values` their `pkString` forms, bare for one column and as a JSON array for several, so no value can
+   * masquerade as two.
+   */
+  unique: (table: string, columns: readonly string[], values: readonly string[]): string =>
+    `u:${table}:${columns.join(',')}:${values.length === 1 ? values[0] : JSON.stringify(values)}`,
 };
 
 /** Region names. */

@@ -3,6 +3,12 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 /** Tables a cached query read, collected while it runs, so its result is invalidated when any of them changes. */
 export class QueryScope {
   readonly tables = new Set<string>();
+  /**
+   * The schema the queried entity's table is read in (`em.fork({ schema })`, the entity's, MikroORM's `schema`
+   * option), set before the result cache is asked. MikroORM's own key does not always name it (a named key, or the
+   * `schema` option), so the adapter scopes the key by it: two schemas never share a result (G14).
+   */
+  schema: string | undefined;
   /** Set when a statement of the query ran on a read replica, which may lag behind a commit: never fill then. */
   readFromReplica = false;
 }
@@ -14,12 +20,6 @@ export class QueryScope {
 export interface CallContext {
   /** A query whose result may be cached is running: record the tables it reads. */
   readonly query?: QueryScope;
-  /** A unit-of-work flush is running: its collection changes are named precisely by the subscriber. */
-  readonly uowFlush?: boolean;
-  /** The driver already named the rows this statement changes (a write by primary key). */
-  readonly preciseRows?: boolean;
-  /** The driver already named the collections this statement changes (or it changes none). */
-  readonly preciseCollections?: boolean;
 }
 
 const storage = new AsyncLocalStorage<CallContext>();

@@ -2,8 +2,13 @@ import { ReferenceKind, type EntityMetadata, type EntityProperty } from '@mikro-
 import type { CapturedChange, CapturedKeys, CaptureDeriver } from '../protocol/write-capture.js';
 import { keys, pkString, regions } from './cache-keys.js';
 import { entityCacheOf } from './entity-marker.js';
+import { keyedByText } from './text-keys.js';
+import { uniqueKeysOf } from './unique-keys.js';
 
 type Row = Record<string, unknown>;
+
+/** Rows one statement may change and still be invalidated key by key; above it, by the table's regions. */
+export const ROW_KEYS_PER_STATEMENT = 256;
 
 /** A cached entity stored in the table: its rows are keyed by this column. */
 interface RowsOf {
@@ -25,7 +30,15 @@ interface MembersOf {
   readonly exact: boolean;
 }
 
-type Effect = RowsOf | MembersOf;
+/** A declared unique key of a cached entity stored in the table: its index entries are keyed by these columns' values. */
+interface UniqueOf {
+  readonly kind: 'unique';
+  readonly columns: readonly string[];
+  /** The primary key column: an update that moves a row's key moves what its index entries name. */
+  readonly pkColumn: string;
+}
+
+type Effect = RowsOf | MembersOf | UniqueOf;
 
 /**
  * What a captured change means for the cache, from the entity metadata: for each table, the rows of cached
@@ -33,6 +46,9 @@ type Effect = RowsOf | MembersOf;
  *
  * - every change renews the table's query region (results that read it);
  * - a row of a cached entity: its row key, for old and new images;
+ * - a declared unique key (`uniqueKeys`): the index entry of the old and of the new values (an insert: the new,
+ *   a delete: the old; an update: both, only when one of its columns or the primary key changed — otherwise the
+ *   entry still names the right row). Images with a null in the key name no entry (nulls are never looked up);
  * - a child or pivot row: the collection of the owner named by the old and by the new value of its column (for
  *   an update, only when that column or a column of the collection's order changed);
  * - `TRUNCATE`, or a statement too large to carry images: the table's row and collection regions.
@@ -50,13 +66,14 @@ function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string,
     touched.add(regions.query(table));
     const list = effects.get(change.table) ?? [];
     if (list.length === 0) continue;
-    if (change.op === 'TRUNCATE' || change.op === 'MANY') {
+    const olds = change.oldRows ?? [];
+    const news = change.newRows ?? [];
+    // Past a few hundred rows, one region renewal is cheaper than locking and evicting each row's key.
+    if (change.op === 'TRUNCATE' || change.op === 'MANY' || Math.max(olds.length, news.length) > ROW_KEYS_PER_STATEMENT) {
       touched.add(regions.rows(table));
       touched.add(regions.collections(table));
       continue;
     }
-    const olds = change.oldRows ?? [];
-    const news = change.newRows ?? [];
     for (const effect of list) {
       if (effect.kind === 'rows') {
         for (const row of [...olds, ...news]) {
@@ -64,6 +81,10 @@ function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string,
           if (pk === undefined || pk === null) touched.add(regions.rows(table));
           else found.add(keys.row(table, pkString(pk)));
         }
+        continue;
+      }
+      if (effect.kind === 'unique') {
+        uniqueEntries(effect, change.op, olds, news, table).forEach((k) => found.add(k));
         continue;
       }
       const ownerTable = `${ownerSchema(effect.owner, change.schema)}.${(effect.owner.root ?? effect.owner).tableName}`;
@@ -86,6 +107,16 @@ function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string,
     }
   }
   return { keys: found, regions: touched };
+}
+
+function uniqueEntries(effect: UniqueOf, op: CapturedChange['op'], olds: readonly Row[], news: readonly Row[], table: string): string[] {
+  const entry = (row: Row | undefined): string | undefined => {
+    if (!row) return undefined;
+    const values = effect.columns.map((c) => row[c]);
+    return values.some((v) => v === undefined || v === null) ? undefined : keys.unique(table, effect.columns, values.map(pkString));
+  };
+  const rows = op === 'UPDATE' ? pairs(olds, news).filter(([before, after]) => !before || !after || [effect.pkColumn, ...effect.columns].some((c) => !sameValue(before[c], after[c]))).flat() : [...olds, ...news];
+  return rows.map(entry).filter((k): k is string => k !== undefined);
 }
 
 /** Old and new images of an UPDATE paired row by row (transition tables keep one order for both). */
@@ -119,6 +150,7 @@ function effectsByTable(all: readonly EntityMetadata[]): Map<string, Effect[]> {
     if (settings && meta === root && meta.primaryKeys.length === 1) {
       const pk = meta.properties[meta.primaryKeys[0] as string];
       if (pk?.fieldNames?.length === 1) add(meta.tableName, keyedByText(pk) ? { kind: 'rows', pkColumn: pk.fieldNames[0] as string } : { kind: 'rows', pkColumn: NOT_EXACT });
+      for (const unique of uniqueKeysOf(meta)) if (pk?.fieldNames?.length === 1) add(meta.tableName, { kind: 'unique', columns: unique.columns, pkColumn: pk.fieldNames[0] as string });
     }
     if (!settings?.collections) continue;
     for (const prop of Object.values(meta.properties) as EntityProperty[]) {
@@ -139,16 +171,6 @@ function effectsByTable(all: readonly EntityMetadata[]): Map<string, Effect[]> {
 }
 
 const NOT_EXACT = '';
-const TEXT_KEY_TYPES = /^(smallint|integer|int|int2|int4|int8|bigint|serial|bigserial|smallserial|text|character varying|varchar(\(\d+\))?|uuid)$/i;
-
-/**
- * Whether a key column's value, as PostgreSQL's JSON prints it, is the string readers put in keys (`pkString`):
- * integers, text and uuids are; dates and numerics are not (their keys are then invalidated by region).
- */
-function keyedByText(prop: EntityProperty): boolean {
-  return (prop.columnTypes ?? []).length === 1 && TEXT_KEY_TYPES.test(prop.columnTypes[0] as string);
-}
-
 function ownerKeyedByText(owner: EntityMetadata): boolean {
   const pk = owner.properties[owner.primaryKeys[0] as string];
   return owner.primaryKeys.length === 1 && pk !== undefined && keyedByText(pk);

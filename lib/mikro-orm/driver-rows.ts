@@ -54,8 +54,3 @@ export function primaryKeysOf(meta: EntityMetadata, wheres: readonly unknown[]):
   }
   return ids;
 }
-
-/** Whether a write's data sets any relation (a foreign key or an m:n collection): then collections change. */
-export function touchesRelations(meta: EntityMetadata, data: readonly unknown[]): boolean {
-  return data.some((d) => typeof d === 'object' && d !== null && Object.keys(d).some((k) => meta.properties[k] !== undefined && meta.properties[k]?.kind !== ReferenceKind.SCALAR && meta.properties[k]?.kind !== ReferenceKind.EMBEDDED));
-}

@@ -21,6 +21,13 @@ export interface EntityCacheSettings {
    * `populate` or `fields`) reads the database and is not stored in the result cache.
    */
   secretFields?: readonly string[];
+  /**
+   * Unique lookups to serve from the cache like lookups by primary key (Hibernate's natural ids): each entry is a
+   * list of property names backed by a unique constraint on exactly those columns, e.g. `[['email'], ['tenant',
+   * 'slug']]`. `em.findOne(E, { email })` then resolves the value to a primary key through a cached index entry and
+   * reads the row through the row cache. Checked at `MikroORM.init` (metadata) and `startXaCache` (the catalog).
+   */
+  uniqueKeys?: readonly (readonly string[])[];
 }
 
 declare module '@mikro-orm/core' {
@@ -48,6 +55,7 @@ export interface ResolvedEntityCache {
   readonly strategy: 'read-write' | 'read-only';
   readonly collections: boolean;
   readonly secretFields: readonly string[];
+  readonly uniqueKeys: readonly (readonly string[])[];
 }
 
 const resolved = new WeakMap<EntityMetadata, ResolvedEntityCache | null>();
@@ -67,5 +75,5 @@ function resolve(meta: EntityMetadata): ResolvedEntityCache | undefined {
   const raw = meta.xaCache ?? fromClass ?? meta.root?.xaCache ?? (meta.root?.class as unknown as Record<symbol, EntityCacheSettings | undefined> | undefined)?.[DECORATED];
   if (raw === undefined || raw === false) return undefined;
   const settings: EntityCacheSettings = raw === true ? {} : raw;
-  return { ttlSeconds: settings.ttlSeconds, strategy: settings.strategy ?? 'read-write', collections: settings.collections ?? true, secretFields: settings.secretFields ?? [] };
+  return { ttlSeconds: settings.ttlSeconds, strategy: settings.strategy ?? 'read-write', collections: settings.collections ?? true, secretFields: settings.secretFields ?? [], uniqueKeys: settings.uniqueKeys ?? [] };
 }

@@ -15,4 +15,9 @@ export { Cacheable, entityCacheOf, type EntityCacheSettings, type ResolvedEntity
 export { XaConfigError, ReadOnlyEntityError, CommitOutcomeError, type CommitOutcome } from './xa-errors.js';
 export { statementTables, type StatementTables } from './sql-tables.js';
 export { invalidate, invalidateTable, invalidateAll } from './invalidation.js';
-export { installWriteCapture, verifyWriteCapture, writeCaptureDdl, captureTargets, type WriteCaptureOptions } from './write-capture-setup.js';
+export { installWriteCapture, verifyWriteCapture, writeCaptureDdl, captureTargets, type WriteCaptureOptions, type CaptureOrm } from './write-capture-setup.js';
+export { xaCacheMigrationSql, createXaCacheMigration, type XaCacheMigrationSql } from './xa-cache-migration.js';
+export { XaSchemaGenerator } from './xa-schema-generator.js';
+export { XaPostgreSqlPlatform, XaSchemaHelper } from './xa-platform.js';
+export { libraryTables } from './with-xa-cache.js';
+export { unbackedUniqueKeys, verifyUniqueKeys, type UnbackedUniqueKey } from './unique-key-catalog.js';

@@ -1,5 +1,6 @@
 import { ReferenceKind, type EntityMetadata, type EntityProperty, type FindOptions } from '@mikro-orm/core';
 import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
+import { uniqueKeysOf, type UniqueKey } from './unique-keys.js';
 
 /** A primary key value that can be cached: what `{ id: v }` or `{ id: { $in: [...] } }` holds. */
 type KeyValue = string | number | bigint;
@@ -23,6 +24,19 @@ export interface CollectionLookup {
   readonly owners: readonly KeyValue[];
 }
 
+/**
+ * A `find` by the values of a declared unique key (`{ email: v }`, `{ email: { $in: [...] } }`, or one value per
+ * property of a composite key): each tuple resolves to a primary key through a cached index entry.
+ */
+export interface UniqueLookup {
+  readonly kind: 'unique';
+  readonly cache: ResolvedEntityCache;
+  readonly pkProp: string;
+  readonly key: UniqueKey;
+  /** Value tuples in the key's property order. */
+  readonly tuples: readonly (readonly KeyValue[])[];
+}
+
 type AnyFindOptions = FindOptions<object, string, string, string> & Record<string, unknown>;
 
 /**
@@ -31,7 +45,7 @@ type AnyFindOptions = FindOptions<object, string, string, string> & Record<strin
  * entities, composite keys, row-level-security session contexts) goes to the database: the cache only ever
  * answers questions whose answer is a set of whole rows named by primary key.
  */
-export function planLookup(meta: EntityMetadata, where: unknown, options: AnyFindOptions, joinedPopulates: number): RowLookup | CollectionLookup | undefined {
+export function planLookup(meta: EntityMetadata, where: unknown, options: AnyFindOptions, joinedPopulates: number): RowLookup | CollectionLookup | UniqueLookup | undefined {
   const cache = entityCacheOf(meta);
   if (!cache || meta.pivotTable || meta.virtual || meta.primaryKeys.length !== 1 || meta.embeddable) return undefined;
   if (options.lockMode || options.offset || options.groupBy || options.having || (options.unionWhere as unknown[] | undefined)?.length) return undefined;
@@ -41,6 +55,8 @@ export function planLookup(meta: EntityMetadata, where: unknown, options: AnyFin
   if (em?.getSessionContext?.()) return undefined;
   if (!isPlainObject(where)) return undefined;
   const entries = Object.entries(where);
+  const unique = uniquePlan(meta, cache, entries, options);
+  if (unique !== null) return unique;
   if (entries.length !== 1) return undefined;
   const [[prop, condition]] = entries as [[string, unknown]];
   const values = keyValues(condition);
@@ -60,6 +76,23 @@ export function planLookup(meta: EntityMetadata, where: unknown, options: AnyFin
   if (!collection || options.limit !== undefined || options.fields) return undefined;
   if (!sameOrder(options.orderBy, collection.orderBy)) return undefined;
   return { kind: 'collection', cache, pkProp, fkProp: prop, ownerMeta, collection, owners: values };
+}
+
+/** null: not a unique-key condition at all; undefined: one the cache cannot answer; else the plan. */
+function uniquePlan(meta: EntityMetadata, cache: ResolvedEntityCache, entries: Array<[string, unknown]>, options: AnyFindOptions): UniqueLookup | undefined | null {
+  if (entries.length === 0) return null;
+  const asked = entries.map(([prop]) => prop).sort().join('\0');
+  const key = uniqueKeysOf(meta).find((k) => [...k.props].sort().join('\0') === asked);
+  if (!key) return null;
+  if (!noOrder(options.orderBy) || (options.limit !== undefined && options.limit !== 1)) return undefined;
+  const pkProp = meta.primaryKeys[0] as string;
+  const where = Object.fromEntries(entries);
+  if (key.props.length === 1) {
+    const values = keyValues(where[key.props[0] as string]);
+    return values ? { kind: 'unique', cache, pkProp, key, tuples: values.map((v) => [v]) } : undefined;
+  }
+  const tuple = key.props.map((prop) => where[prop]);
+  return tuple.every(isKey) ? { kind: 'unique', cache, pkProp, key, tuples: [tuple as KeyValue[]] } : undefined;
 }
 
 function keyValues(condition: unknown): KeyValue[] | undefined {

@@ -26,6 +26,13 @@ export function acceptMemberIds(payload: Buffer): PayloadVerdict {
   return decoded.ok && Array.isArray(decoded.value) ? decoded : UNDECODABLE;
 }
 
+/** A unique-key index entry: the primary key of the row holding its values (its values are bound by the envelope's key). */
+export function acceptKeyValue(payload: Buffer): PayloadVerdict {
+  const decoded = decodeValue(payload);
+  const v = decoded.ok ? decoded.value : undefined;
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint' ? { ok: true, value: v } : UNDECODABLE;
+}
+
 /** A query result: anything that decodes (its key, MikroORM's result-cache key, is bound by the envelope). */
 export function acceptDecodable(payload: Buffer): PayloadVerdict {
   const decoded = decodeValue(payload);

@@ -1,7 +1,6 @@
 import type { CacheTransaction } from '../protocol/cache-transaction.js';
 import type { XaCache } from '../protocol/xa-cache.js';
 import { regions } from './cache-keys.js';
-import type { CallContext } from './call-context.js';
 
 /** PostgreSQL isolation levels as MikroORM names them. */
 export type IsolationLevel = 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
@@ -33,13 +32,9 @@ export class TransactionScope {
     for (const key of keys) this.keys.add(key);
   }
 
-  /** Records a write statement on tables, with what the caller already named precisely. */
-  recordWrite(tables: readonly string[], call: CallContext): void {
-    for (const table of tables) {
-      this.regions.add(regions.query(table));
-      if (!call.preciseRows) this.regions.add(regions.rows(table));
-      if (!call.preciseCollections && !call.uowFlush) this.regions.add(regions.collections(table));
-    }
+  /** Records a write statement on tables: results read from them are invalidated (rows: by the capture). */
+  recordWrite(tables: readonly string[]): void {
+    for (const table of tables) this.regions.add(regions.query(table));
   }
 
   /** Records regions directly (the subscriber, for pivot tables). */

@@ -26,5 +26,16 @@ export function withXaCache<O extends Options>(config: O, cache: XaCacheOptions)
     entityManager: XaEntityManager,
     resultCache: { ...config.resultCache, adapter: XaCacheAdapter, options: { ...config.resultCache?.options, ...cache } },
     subscribers: [...(config.subscribers ?? []), new XaSubscriber()],
+    schemaGenerator: { ...config.schemaGenerator, skipTables: [...(config.schemaGenerator?.skipTables ?? []), ...libraryTables(cache.logTable ?? 'xa_cache_log')] },
   } as O;
+}
+
+/**
+ * The library's own tables, for MikroORM's `schemaGenerator.skipTables`: `schema:update` and `migration:create`
+ * would otherwise drop them as unknown. MikroORM matches the bare name when it reads the catalog and
+ * `schema.table` when it diffs, so a qualified name is given both ways.
+ */
+export function libraryTables(logTable: string): string[] {
+  const names = [logTable, `${logTable}_changes`];
+  return logTable.includes('.') ? [...names, ...names.map((n) => n.slice(n.indexOf('.') + 1))] : names;
 }

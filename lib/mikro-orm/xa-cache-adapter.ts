@@ -9,9 +9,11 @@ import { keys, regions } from './cache-keys.js';
 import { currentCall } from './call-context.js';
 import { XaConfigError } from './xa-errors.js';
 import { statementTables } from './sql-tables.js';
+import { CaptureGate } from './capture-gate.js';
 import { encodeValue } from './value-codec.js';
 import { acceptDecodable } from './payload-checks.js';
 import { SearchPathGuard } from './search-path-guard.js';
+import { PromoteTracker } from './promote-tracker.js';
 
 /** Options of {@link XaCacheAdapter}, given as `resultCache.options` (or to `withXaCache`). */
 export interface XaCacheOptions extends ProtocolOptions {
@@ -60,6 +62,8 @@ export class XaCacheAdapter implements CacheAdapter {
   readonly options: Readonly<XaCacheOptions>;
   /** Which calls may use the cache given what `search_path` makes of unqualified table names. */
   readonly searchPath: SearchPathGuard;
+  /** Promotes still running after their commit returned; settled before the memcached client closes. */
+  readonly promotes = new PromoteTracker();
   readonly #store: MemcachedStore;
   readonly #pending = new Map<string, PendingFill>();
   readonly #regionsOf = new Map<string, readonly string[]>();
@@ -103,22 +107,23 @@ export class XaCacheAdapter implements CacheAdapter {
    */
   servingSuspended: string | undefined;
 
-  /** Tables (`schema.table`) not served for now: their write capture is missing or disabled (the follower's check). */
-  #suspendedTables: ReadonlySet<string> = new Set();
-
-  /** @internal the follower: the tables whose capture is missing now (replaces the previous set) */
-  suspendTables(tables: Iterable<string>): void {
-    this.#suspendedTables = new Set(tables);
-  }
-
-  /** Whether reads of `table` (`schema.table`) may be served from, and filled into, the cache. */
-  serves(table: string): boolean {
-    return this.servingSuspended === undefined && !this.stoppedTables.has(table) && !this.#suspendedTables.has(table);
-  }
-
   /** Stops caching rows, collections and query results of these tables in this process. */
   stopCaching(tables: Iterable<string>): void {
     for (const table of tables) this.stoppedTables.add(table);
+  }
+
+  /** Checks, at the first cache use, that every entity table has its write capture (see {@link CaptureGate}). */
+  readonly captureGate = new CaptureGate((tables) =>
+    this.xa.options.logger?.('warn', `write capture missing on ${tables.join(', ')}: these tables are not cached by this process; run "mikro-orm-xa-cache capture --apply" or installWriteCapture(orm)`, { tables }),
+  );
+
+  /**
+   * Whether rows, collections and results of a table may be served and stored by this process: serving is not
+   * suspended ({@link servingSuspended}), caching of the table was not stopped, and the capture gate (or the
+   * follower's check, which feeds it) found its write capture.
+   */
+  isCacheable(table: string): boolean {
+    return this.servingSuspended === undefined && !this.stoppedTables.has(table) && this.captureGate.allows(table);
   }
 
   /**
@@ -157,21 +162,24 @@ export class XaCacheAdapter implements CacheAdapter {
     if (this.#identity === undefined) return undefined; // not connected yet: the database answers, nothing is stored
     if (!this.searchPath.allowsResults()) return undefined;
     if (this.servingSuspended !== undefined) return undefined; // the outside-changes feed is down: see servingSuspended
-    const key = keys.query(name);
-    let asked = this.#regionsOf.get(name) ?? this.#regionsKnownNow(name);
-    if ((this.stoppedTables.size > 0 || this.#suspendedTables.size > 0) && asked.some((region) => !this.serves(region.slice(2)))) return undefined;
-    let read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
+    const key = this.#queryKey(name);
+    const scoped = key; // leases and remembered regions are per schema too: two schemas may ask one name at once
+    let asked = this.#regionsOf.get(scoped) ?? this.#regionsKnownNow(name);
+    if (!this.captureGate.ready) await this.captureGate.ensure().catch(() => undefined);
+    if (asked.some((region) => region.startsWith('t:') && !this.isCacheable(region.slice(2)))) return undefined;
+    // A miss on a result another reader is computing waits for it (bounded by leaseWaitMs): a herd costs one query.
+    let read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
     if (read.status === 'miss' && read.storedRegions) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).
       asked = read.storedRegions;
-      this.#remember(name, asked);
+      this.#remember(scoped, asked);
       if (read.ticket) await this.xa.reader.abandon(read.ticket);
-      read = await this.xa.reader.read(key, { regions: asked, accept: acceptDecodable });
+      read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
     }
     if (read.status === 'hit') return read.value as T;
     if (read.ticket) {
       if (this.#pending.size >= MAX_PENDING_FILLS) this.#pending.clear();
-      this.#pending.set(name, { ticket: read.ticket, regions: asked });
+      this.#pending.set(scoped, { ticket: read.ticket, regions: asked });
     }
     return undefined;
   }
@@ -179,9 +187,10 @@ export class XaCacheAdapter implements CacheAdapter {
   /** @inheritDoc */
   async set(name: string, data: unknown, _origin: string, expiration?: number): Promise<void> {
     this.#assertAttached();
-    const pending = this.#pending.get(name);
+    const scoped = this.#queryKey(name);
+    const pending = this.#pending.get(scoped);
     if (!pending) return; // no lease: a writer held the key, or another reader is filling it
-    this.#pending.delete(name);
+    this.#pending.delete(scoped);
     if (currentCall().query?.readFromReplica) {
       // A replica may not have replayed the commit that invalidated this key: its answer must not be stored.
       await this.xa.reader.abandon(pending.ticket);
@@ -190,7 +199,7 @@ export class XaCacheAdapter implements CacheAdapter {
     const needed = this.#regionsKnownNow(name);
     if (!needed.every((region) => pending.regions.includes(region))) {
       // The query read tables whose generations were not checked before it ran: a fill could be stale.
-      this.#remember(name, needed);
+      this.#remember(scoped, needed);
       await this.xa.reader.abandon(pending.ticket);
       return;
     }
@@ -200,8 +209,19 @@ export class XaCacheAdapter implements CacheAdapter {
 
   /** @inheritDoc — `em.clearCache(key)`: evicts the result now. */
   async remove(name: string): Promise<void> {
-    this.#regionsOf.delete(name);
-    await this.xa.evict([keys.query(name)]);
+    const key = this.#queryKey(name);
+    this.#regionsOf.delete(key);
+    await this.xa.evict([key]);
+  }
+
+  /**
+   * The key of a result: MikroORM's key, scoped by the schema of the call when that is not the default schema
+   * (MikroORM's key does not say it for a named key, nor for its `schema` option). Without the scope, two tenants
+   * asking one name would share one entry.
+   */
+  #queryKey(name: string): string {
+    const schema = currentCall().query?.schema;
+    return schema === undefined || schema === this.defaultSchema ? keys.query(name) : keys.schemaQuery(schema, name);
   }
 
   /**
@@ -214,6 +234,7 @@ export class XaCacheAdapter implements CacheAdapter {
 
   /** @inheritDoc */
   async close(): Promise<void> {
+    await this.promotes.settle(); // a promote cut short would leave its keys locked until they expire
     await this.#store.close();
   }
 

@@ -15,7 +15,9 @@ import { rejectedByServer } from './connection-loss.js';
 import { settledOutcome } from './commit-outcome.js';
 import { IdleLogFlush } from './idle-log-flush.js';
 import { ormProtocolLogger } from './orm-protocol-logger.js';
+import type { PromoteTracker } from './promote-tracker.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
+import { uniqueKeysOf } from './unique-keys.js';
 import { entityCacheOf } from './entity-marker.js';
 import { MANAGED_SESSION_SETTING } from '../protocol/write-capture.js';
 import { DATA_IDENTITY_COLUMNS, dataIdentityOf } from '../protocol/data-identity.js';
@@ -32,8 +34,10 @@ const ANALYSIS_CACHE_SIZE = 2000;
  * - `begin`: a {@link TransactionScope} per transaction and per savepoint, with its isolation level.
  * - `execute`: every write statement's tables go into the scope of its transaction; a write outside any
  *   transaction is run inside one of its own, so it too is prepared before and promoted after its commit.
- * - `commit` (top level): prepare (locks + the log row, inside the transaction) → COMMIT → promote, and only then
- *   `afterTransactionCommit`, so work started by after-commit hooks cannot read what the commit replaced.
+ * - `commit` (top level): prepare (locks + the log row, inside the transaction) → COMMIT → `afterTransactionCommit`
+ *   and return, with promote running in the background (tracked by the adapter's {@link PromoteTracker}): until it
+ *   replaces them, the prepare's locks make every reader miss and read the database without filling, so neither
+ *   the caller nor after-commit hooks can read what the commit replaced (G2), and no reader can store it (G3).
  * - `rollback`: release.
  */
 export class XaPostgreSqlConnection extends PostgreSqlConnection {
@@ -88,6 +92,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
 
   override async close(force?: boolean): Promise<void> {
     if (this.type === 'write' && this.connected) {
+      await this.cache.promotes.settle(); // their log rows join the final flush below
       await this.#idleFlush?.close();
       this.#idleFlush = undefined;
       try {
@@ -174,7 +179,8 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
       throw await this.#commitFailed(ctx, tx, error);
     }
     this.logQuery(this.platform.getCommitTransactionSQL(), loggerContext);
-    await this.#promote(tx);
+    // Off the commit's critical path: the keys stay locked (misses, no fills) until promote replaces the locks.
+    this.cache.promotes.track(this.#promote(tx));
     await eventBroadcaster?.dispatchEvent(EventType.afterTransactionCommit, ctx);
   }
 
@@ -209,7 +215,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     }
     const scope = this.scopeOf(ctx);
     if (!scope) throw XaConfigError.foreignTransaction();
-    scope.recordWrite(analysis.writes, call);
+    scope.recordWrite(analysis.writes);
     return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
   }
 
@@ -281,6 +287,7 @@ export function validateCachedEntities(all: Iterable<EntityMetadata>): void {
       if (!prop) throw XaConfigError.entity(meta.className, `secretFields names "${field}", which is not a property`);
       if (!prop.lazy) throw XaConfigError.entity(meta.className, `secret field "${field}" must be lazy (e.g. p.string().lazy()), so that the rows MikroORM loads by default, which are what the cache keeps, leave it out`);
     }
+    uniqueKeysOf(meta);
   }
 }
 

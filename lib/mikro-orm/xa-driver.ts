@@ -2,15 +2,18 @@ import { helper, Utils, type MetadataStorage, type Configuration, type EntityPro
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
 import { captureDeriver } from './captured-keys.js';
-import { currentCall, withCall, type CallContext } from './call-context.js';
+import { captureTargetsOf } from './write-capture-setup.js';
+import { currentCall } from './call-context.js';
 import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
-import { planLookup, type CollectionLookup, type RowLookup } from './lookup-plan.js';
+import { planLookup, type CollectionLookup, type RowLookup, type UniqueLookup } from './lookup-plan.js';
+import { rowValues } from './unique-keys.js';
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
 import { XaPostgreSqlConnection, validateCachedEntities } from './xa-connection.js';
+import { XaPostgreSqlPlatform } from './xa-platform.js';
 import { ReadOnlyEntityError } from './xa-errors.js';
 import { encodeValue } from './value-codec.js';
-import { acceptMemberIds, acceptRow } from './payload-checks.js';
-import { emptyOrder, fillOptions, ownerId, primaryKeysOf, project, touchesRelations, type Row } from './driver-rows.js';
+import { acceptKeyValue, acceptMemberIds, acceptRow } from './payload-checks.js';
+import { emptyOrder, fillOptions, ownerId, primaryKeysOf, project, type Row } from './driver-rows.js';
 
 type AnyOptions = FindOptions<object, string, string, string> & Record<string, unknown>;
 
@@ -26,6 +29,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const self = this as unknown as { connection: XaPostgreSqlConnection; replicas: unknown[] };
     self.connection = new XaPostgreSqlConnection(this.config);
     self.replicas = this.createReplicas((conf) => new XaPostgreSqlConnection(this.config, conf, 'read'));
+    // Before the configuration adopts the platform: its schema tools must keep the cache's database objects.
+    (this as unknown as { platform: XaPostgreSqlPlatform }).platform = new XaPostgreSqlPlatform();
   }
 
   /** Checks the cache markers as soon as discovery is done, so a wrong one fails `MikroORM.init`. */
@@ -36,7 +41,13 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     // driver that invalidates it is in place.
     this.xaConnection.cache.attach();
     // Every prepare takes what the database captured in its transaction and names its keys from this metadata.
-    this.xaConnection.cache.xa.useCapture(captureDeriver(metadata.getAll().values()));
+    const cache = this.xaConnection.cache;
+    cache.xa.useCapture(captureDeriver(metadata.getAll().values()));
+    cache.captureGate.setCheck(async () => {
+      const db = await this.xaConnection.sqlRunner();
+      const targets = await captureTargetsOf(metadata.getAll().values(), db, cache.defaultSchema, { skipWildcard: true });
+      return (await cache.xa.capture.missing(db, targets)).map((t) => `${t.schema}.${t.logicalTable ?? t.table}`);
+    });
   }
 
   /** The primary connection, which runs the protocol. */
@@ -63,16 +74,24 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const schema = this.getSchemaName(meta, opts as never);
     const table = this.#table(meta, schema);
     currentCall().query?.tables.add(table);
-    if (!this.#cache().serves(table)) return super.find(entityName, where as never, options);
+    if (!(await this.#cacheable(table))) return super.find(entityName, where as never, options);
     if (!this.#cache().searchPath.allows(schema, meta, ...(plan.kind === 'collection' ? [plan.ownerMeta] : []))) return super.find(entityName, where as never, options);
     // Inside a transaction the database answers (see docs/protocol.md, "Reads inside transactions").
     if (opts.ctx) return super.find(entityName, where as never, options);
     if (plan.kind === 'rows') return (await this.#findRows(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
+    if (plan.kind === 'unique') return (await this.#findByUnique(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
     return (await this.#findCollection(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
   }
 
+  /** Whether this process caches the table: its write capture is in place (checked once) and caching was not stopped. */
+  async #cacheable(table: string): Promise<boolean> {
+    const cache = this.#cache();
+    if (!cache.captureGate.ready) await cache.captureGate.ensure().catch((error: unknown) => cache.xa.options.logger?.('warn', 'could not check the write capture; reading the database', { error: String(error) }));
+    return cache.isCacheable(table);
+  }
+
   /** A refresh asked by the user reads the database; a reference being initialised (also sent as refresh) may hit. */
-  #referenceOrNoRefresh(meta: EntityMetadata, plan: RowLookup | CollectionLookup, opts: AnyOptions): boolean {
+  #referenceOrNoRefresh(meta: EntityMetadata, plan: RowLookup | CollectionLookup | UniqueLookup, opts: AnyOptions): boolean {
     if (!opts.refresh) return true;
     if (plan.kind !== 'rows' || plan.ids.length !== 1) return false;
     const em = opts.em as { getUnitOfWork(useContext?: boolean): { getById(name: unknown, id: unknown, schema?: string): object | undefined } } | undefined;
@@ -121,12 +140,87 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     return rows;
   }
 
+  /**
+   * Rows by the values of a declared unique key: one multi-get of the index entries (value → primary key), then the
+   * rows through the row cache (a second multi-get). A row is served only if it still holds the values asked for:
+   * an index entry read just before a commit that moved the value may name a row that no longer has it, and then
+   * the database answers for that value. Misses read the rows by value from the primary and fill the index
+   * entries under the leases the multi-get took; values no row holds are not cached.
+   */
+  async #findByUnique(entityName: EntityName<object>, meta: EntityMetadata, table: string, plan: UniqueLookup, opts: AnyOptions): Promise<Row[]> {
+    const xa = this.#cache().xa;
+    const { key, pkProp } = plan;
+    const indexKeyOf = (values: readonly string[]): string => keys.unique(table, key.columns, values);
+    const tuples = [...new Map(plan.tuples.map((t) => [indexKeyOf(t.map(pkString)), t])).entries()];
+    const reads = await xa.reader.readManyWaiting(
+      tuples.map(([k]) => k),
+      { regions: [regions.rows(table)], accept: acceptKeyValue },
+    );
+    const pks = new Map<string, unknown>();
+    for (const [indexKey] of tuples) {
+      const read = reads.get(indexKey);
+      if (read?.status === 'hit') pks.set(indexKey, read.value);
+    }
+    const byPk = new Map<string, Row>();
+    if (pks.size > 0) {
+      const rows = (await this.find(entityName, { [pkProp]: { $in: [...new Set(pks.values())] } } as never, { ctx: opts.ctx, schema: opts.schema, em: opts.em } as never)) as Row[];
+      for (const row of rows) byPk.set(pkString(row[pkProp]), row);
+    }
+    const found = new Map<string, Row>();
+    const missing: Array<readonly unknown[]> = [];
+    for (const [indexKey, tuple] of tuples) {
+      const pk = pks.get(indexKey);
+      const row = pk === undefined ? undefined : byPk.get(pkString(pk));
+      const values = row ? rowValues(key, row) : undefined;
+      if (row && values && indexKeyOf(values) === indexKey) found.set(indexKey, row);
+      else missing.push(tuple);
+    }
+    const loaded: Row[] = [];
+    if (missing.length > 0) {
+      const where = key.props.length === 1 ? { [key.props[0] as string]: { $in: missing.map((t) => t[0]) } } : { $or: missing.map((t) => Object.fromEntries(key.props.map((p, i) => [p, t[i]]))) };
+      loaded.push(...((await super.find(entityName, where as never, fillOptions(opts) as never)) as Row[]));
+      const ttl = plan.cache.ttlSeconds ?? this.#cache().rowTtlSeconds;
+      const fills: Promise<unknown>[] = [];
+      const filled = new Set<string>();
+      for (const row of loaded) {
+        const values = rowValues(key, row);
+        if (!values) continue;
+        // The entry is keyed by the row's own text of the values, as writes name it; a value asked in another form
+        // the database equates with it ('01' for 1, an upper-case uuid) has no ticket here and is never cached.
+        const indexKey = indexKeyOf(values);
+        const read = reads.get(indexKey);
+        if (read?.status === 'miss' && read.ticket) {
+          filled.add(indexKey);
+          fills.push(xa.reader.fill(read.ticket, encodeValue(row[pkProp]), ttl));
+        }
+      }
+      // A value no row holds is not cached: an insert of it then needs no invalidation of a negative entry.
+      for (const tuple of missing) {
+        const indexKey = indexKeyOf(tuple.map(pkString));
+        const read = reads.get(indexKey);
+        if (!filled.has(indexKey) && read?.status === 'miss' && read.ticket) fills.push(xa.reader.abandon(read.ticket));
+      }
+      await Promise.all(fills);
+    }
+    // Served rows first in the order asked, then what the database found for the rest; each row once.
+    const rows: Row[] = [];
+    const seen = new Set<string>();
+    for (const row of [...tuples.map(([indexKey]) => found.get(indexKey)), ...loaded]) {
+      if (!row || seen.has(pkString(row[pkProp]))) continue;
+      seen.add(pkString(row[pkProp]));
+      rows.push(project(row, opts.fields as string[] | undefined, pkProp, meta));
+      if (opts.limit === 1 && rows.length === 1) break;
+    }
+    return rows;
+  }
+
   async #findCollection(entityName: EntityName<object>, meta: EntityMetadata, childTable: string, plan: CollectionLookup, opts: AnyOptions): Promise<Row[]> {
     const xa = this.#cache().xa;
     const ownerTable = this.#table(plan.ownerMeta, this.getSchemaName(meta, opts as never));
     const owners = [...new Map(plan.owners.map((o) => [pkString(o), o])).values()];
     const collKeys = owners.map((o) => keys.collection(ownerTable, plan.collection.name, pkString(o)));
-    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(childTable)], accept: acceptMemberIds });
+    // Concurrent missers wait for the first one's fill (bounded by leaseWaitMs) rather than all read the database.
+    const reads = await xa.reader.readManyWaiting(collKeys, { regions: [regions.collections(childTable)], accept: acceptMemberIds });
     const members = new Map<string, unknown[]>();
     const missing: Array<(typeof owners)[number]> = [];
     owners.forEach((owner, i) => {
@@ -176,7 +270,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const opts = (options ?? {}) as AnyOptions;
     if (!plan || ctx || this.#cache().identity === undefined) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const pivotTable = this.#table(plan.pivotMeta, this.getSchemaName(plan.pivotMeta, opts as never));
-    if (!this.#cache().serves(pivotTable)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
+    if (!(await this.#cacheable(pivotTable))) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
     const xa = this.#cache().xa;
     const schema = this.getSchemaName(plan.ownerMeta, opts as never);
     if (!this.#cache().searchPath.allows(schema, plan.ownerMeta, plan.pivotMeta)) return super.loadFromPivotTable(prop, owners, where, orderBy, ctx, options, pivotJoin);
@@ -184,7 +278,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const targetMeta = prop.targetMeta as EntityMetadata;
     currentCall().query?.tables.add(pivotTable);
     const collKeys = owners.map((owner) => keys.collection(ownerTable, prop.name, pkString(owner[0])));
-    const reads = await xa.reader.readMany(collKeys, { regions: [regions.collections(pivotTable)], accept: acceptMemberIds });
+    const reads = await xa.reader.readManyWaiting(collKeys, { regions: [regions.collections(pivotTable)], accept: acceptMemberIds });
     const members = new Map<string, unknown[]>();
     const missing: Primary<O>[][] = [];
     owners.forEach((owner, i) => {
@@ -245,35 +339,35 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
   override async nativeUpdate<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, data: EntityData<T>, options: NativeInsertUpdateOptions<T> & { upsert?: boolean } = {}): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     const ids = options.upsert ? undefined : primaryKeysOf(meta, [where]);
-    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdate(entityName, where, data, o), touchesRelations(meta, [data]));
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdate(entityName, where, data, o));
   }
 
   override async nativeUpdateMany<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>[], data: EntityData<T>[], options: NativeInsertUpdateManyOptions<T> & { upsert?: boolean } = {}, transform?: (sql: string, params: unknown[]) => string): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     const ids = options.upsert ? undefined : primaryKeysOf(meta, where);
-    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdateMany(entityName, where, data, o, transform as never), touchesRelations(meta, data));
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdateMany(entityName, where, data, o, transform as never));
   }
 
   override async nativeDelete<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, options: DeleteOptions<T> = {}): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
-    return this.#write(entityName as EntityName<object>, options, primaryKeysOf(meta, [where]), (o) => super.nativeDelete(entityName, where, o), true);
+    return this.#write(entityName as EntityName<object>, options, primaryKeysOf(meta, [where]), (o) => super.nativeDelete(entityName, where, o));
   }
 
   /**
    * Every write of the driver: refuses writes to read-only cached entities, gives an autocommit write a
-   * transaction of its own, names the rows it changes by primary key, and tells the connection which of its
-   * statements need no coarser invalidation. `ids` undefined means the rows cannot be named.
+   * transaction of its own, and names the rows it changes by primary key where the `where` says, so prepare locks
+   * them while its log statement runs. What the statement really changed reaches prepare through the database's
+   * capture either way.
    */
-  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>, touchesCollections = true): Promise<R> {
+  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>): Promise<R> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     if (entityCacheOf(meta)?.strategy === 'read-only') throw new ReadOnlyEntityError(meta.className);
-    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run, touchesCollections));
+    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run));
     const scope = this.xaConnection.scopeOf(options.ctx as never);
     if (ids && scope && entityCacheOf(meta)) {
       const table = this.#table(meta, this.getSchemaName(meta, options as never));
       scope.invalidate(ids.map((id) => keys.row(table, pkString(id))));
     }
-    const call: CallContext = { preciseRows: ids !== undefined, preciseCollections: !touchesCollections };
-    return withCall(call, () => run(options));
+    return run(options);
   }
 }

@@ -15,17 +15,12 @@ type CacheKeyHolder = { key: string; data: unknown; skip?: boolean } | undefined
  *   known when it is stored (the connection and the driver record them);
  * - never reads or stores query results inside a transaction: they could show the transaction's own uncommitted
  *   rows to others (G1), or rows newer than its snapshot (G5);
- * - marks unit-of-work flushes, whose collection changes the subscriber names exactly;
  * - sends every query whose result may be stored in the result cache (`find`, `findOne`, `count` and QueryBuilders
  *   with `cache`, or all of them with `resultCache.global`) to the primary: a read replica may not have replayed
  *   the commit that invalidated the key yet, and a result read from it would be stored stale (the row and
  *   collection fills of the driver read the primary for the same reason).
  */
 export class XaEntityManager extends EntityManager {
-  override flush(): Promise<void> {
-    return withCall({ uowFlush: true }, () => super.flush());
-  }
-
   /** @internal */
   override async tryCache<T extends object, R>(entityName: EntityName<T>, config: CacheConfig, key: unknown, refresh?: boolean, merge?: boolean): Promise<{ key: string; data?: R | null } | undefined> {
     if (config === undefined && !this.config.get('resultCache').global) return undefined;
@@ -33,8 +28,20 @@ export class XaEntityManager extends EntityManager {
     // The queried entity's table is known before the query runs: the adapter checks it on this very read.
     const meta = this.getMetadata().find(entityName);
     const query = currentCall().query;
-    if (meta && query) query.tables.add(qualifiedTable(meta, this.schema, (this.config.getResultCacheAdapter() as XaCacheAdapter).defaultSchema));
+    if (meta && query) {
+      // The schema MikroORM reads the table in: the entity's, the call's, else the configured `schema`.
+      const schema = this.getDriver().getSchemaName(meta, { schema: this.schema });
+      query.schema = schema;
+      query.tables.add(qualifiedTable(meta, schema, (this.config.getResultCacheAdapter() as XaCacheAdapter).defaultSchema));
+    }
     return super.tryCache<T, R>(entityName, config, key, refresh, merge);
+  }
+
+  /** `em.clearCache(name)` evicts the result stored under this name in this entity manager's schema. */
+  override async clearCache(cacheKey: string): Promise<void> {
+    const scope = new QueryScope();
+    scope.schema = this.schema ?? this.config.getSchema();
+    await withCall({ query: scope }, () => super.clearCache(cacheKey));
   }
 
   /** @internal */

@@ -1,20 +1,20 @@
 import { helper, ReferenceKind, type EntityMetadata, type EntityProperty, type EventSubscriber, type FlushEventArgs, type TransactionEventArgs, type UnitOfWork, type ChangeSet, type AnyEntity } from '@mikro-orm/core';
-import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
+import { keys, pkString, qualifiedTable } from './cache-keys.js';
 import { entityCacheOf } from './entity-marker.js';
+import { uniqueKeysOf } from './unique-keys.js';
 import type { TransactionScope } from './transaction-scope.js';
 import type { XaPostgreSqlDriver } from './xa-driver.js';
 import { ReadOnlyEntityError } from './xa-errors.js';
 
 interface Pending {
   readonly keys: Set<string>;
-  readonly regions: Set<string>;
 }
 
 /**
  * Names, at each flush, the collections the flush changes: for a child created, deleted or moved, its old and
- * new owners' 1:m collections; for an m:n collection, its owner's and the other side's; for a delete the database
- * cascades (`deleteRule: 'cascade' | 'set null'`), every row and collection of the child table, which the flush
- * never sees. Rows themselves are named by the driver, which sees every write.
+ * new owners' 1:m collections; for an m:n collection, its owner's and the other side's. Rows themselves are named
+ * by the driver. Naming them now lets prepare lock them while its log statement runs; what the database does on
+ * its own for the flush (cascades, triggers) reaches prepare through its capture.
  *
  * An implicit flush transaction begins after `onFlush`, so its names wait for `afterTransactionStart`.
  */
@@ -24,11 +24,10 @@ export class XaSubscriber implements EventSubscriber {
   async onFlush(args: FlushEventArgs): Promise<void> {
     const driver = args.em.getDriver() as unknown as XaPostgreSqlDriver;
     const defaultSchema = driver.xaConnection.cache.defaultSchema;
-    const found: Pending = { keys: new Set(), regions: new Set() };
-    const all = args.em.getMetadata();
-    for (const cs of args.uow.getChangeSets()) this.#changeSet(args.uow, cs, defaultSchema, found, all);
+    const found: Pending = { keys: new Set() };
+    for (const cs of args.uow.getChangeSets()) this.#changeSet(args.uow, cs, defaultSchema, found);
     for (const coll of args.uow.getCollectionUpdates()) this.#collection(coll, defaultSchema, found);
-    if (found.keys.size === 0 && found.regions.size === 0) return;
+    if (found.keys.size === 0) return;
     const scope = args.em.isInTransaction() ? driver.xaConnection.scopeOf(args.em.getTransactionContext()) : undefined;
     if (scope) apply(scope, found);
     else this.#pending.set(args.uow, found);
@@ -42,7 +41,7 @@ export class XaSubscriber implements EventSubscriber {
     if (scope) apply(scope, pending);
   }
 
-  #changeSet(uow: UnitOfWork, cs: ChangeSet<AnyEntity>, defaultSchema: string, found: Pending, all: Iterable<EntityMetadata>): void {
+  #changeSet(uow: UnitOfWork, cs: ChangeSet<AnyEntity>, defaultSchema: string, found: Pending): void {
     const meta = cs.meta as EntityMetadata;
     if (entityCacheOf(meta)?.strategy === 'read-only') throw new ReadOnlyEntityError(meta.className);
     const original = (cs.originalEntity ?? uow.getOriginalEntityData(cs.entity) ?? {}) as Record<string, unknown>;
@@ -59,15 +58,29 @@ export class XaSubscriber implements EventSubscriber {
       const ownerTable = qualifiedTable(ownerMeta, cs.schema, defaultSchema);
       for (const owner of owners) if (owner !== undefined && owner !== null) found.keys.add(keys.collection(ownerTable, collection.name, pkString(owner)));
     }
-    if (cs.type === 'delete' || cs.type === 'delete_early') {
-      for (const child of cascadedChildren(meta, all)) {
-        const table = qualifiedTable(child, cs.schema, defaultSchema);
-        found.regions.add(regions.rows(table));
-        found.regions.add(regions.collections(table));
-        found.regions.add(regions.query(table));
-      }
-      for (const prop of Object.values(meta.properties)) {
-        if (prop.kind === ReferenceKind.MANY_TO_MANY && prop.pivotEntity) found.regions.add(regions.collections(qualifiedTable(prop.pivotEntity as unknown as EntityMetadata, cs.schema, defaultSchema)));
+    this.#uniqueEntries(cs, original, defaultSchema, found);
+  }
+
+  /**
+   * The unique-key index entries of the old and new values a change set writes, named now so prepare locks them
+   * with the rest of the flush's keys in one round; the capture names them too (for every other write path), and
+   * a key named twice is locked once.
+   */
+  #uniqueEntries(cs: ChangeSet<AnyEntity>, original: Record<string, unknown>, defaultSchema: string, found: Pending): void {
+    const meta = cs.meta as EntityMetadata;
+    const uniques = uniqueKeysOf(meta);
+    if (uniques.length === 0) return;
+    const table = qualifiedTable(meta, cs.schema, defaultSchema);
+    const entity = cs.entity as Record<string, unknown>;
+    const payload = cs.payload as Record<string, unknown>;
+    for (const key of uniques) {
+      const images: Array<Record<string, unknown>> = [];
+      if (cs.type === 'create') images.push(entity);
+      else if (cs.type === 'delete' || cs.type === 'delete_early') images.push(original);
+      else if (key.props.some((prop) => prop in payload)) images.push(original, entity);
+      for (const image of images) {
+        const values = key.props.map((prop) => refId(image[prop]));
+        if (values.every((v) => v !== undefined && v !== null)) found.keys.add(keys.unique(table, key.columns, values.map(pkString)));
       }
     }
   }
@@ -92,7 +105,6 @@ export class XaSubscriber implements EventSubscriber {
 
 function apply(scope: TransactionScope, pending: Pending): void {
   scope.invalidate(pending.keys);
-  scope.touchRegions(pending.regions);
 }
 
 /** A reference's primary key, or a raw foreign key value as it stands. */
@@ -124,32 +136,6 @@ function childLinks(meta: EntityMetadata): ChildLink[] {
       }
     }
     links.set(meta, found);
-  }
-  return found;
-}
-
-const cascades = new WeakMap<EntityMetadata, EntityMetadata[]>();
-
-/**
- * Entities whose rows the database changes on its own when a row of `meta` is deleted: every entity with a
- * foreign key to it declared ON DELETE CASCADE / SET NULL / SET DEFAULT, whether or not `meta` maps the inverse side.
- */
-function cascadedChildren(meta: EntityMetadata, all: Iterable<EntityMetadata>): EntityMetadata[] {
-  let found = cascades.get(meta);
-  if (!found) {
-    found = [];
-    const target = (meta.root ?? meta).className;
-    for (const child of all) {
-      for (const fk of Object.values(child.properties)) {
-        if (fk.kind !== ReferenceKind.MANY_TO_ONE && !(fk.kind === ReferenceKind.ONE_TO_ONE && fk.owner)) continue;
-        const rule = fk.deleteRule;
-        if (fk.targetMeta && (fk.targetMeta.root ?? fk.targetMeta).className === target && rule && rule !== 'no action' && rule !== 'restrict') {
-          found.push(child);
-          break;
-        }
-      }
-    }
-    cascades.set(meta, found);
   }
   return found;
 }

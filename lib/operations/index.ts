@@ -14,3 +14,5 @@ export { serveMetrics, type MetricsProvider, type MetricsServer, type MetricsSer
 export { countInDoubt, type InDoubtCounts } from './in-doubt-counts.js';
 export { ormProtocolLogger, XA_CACHE_LOG_NAMESPACE } from '../mikro-orm/orm-protocol-logger.js';
 export { OperationsError } from './operations-error.js';
+export { registerXaCacheMetrics, type XaCacheMetrics, type XaCacheMetricsOptions } from './prom-client-metrics.js';
+export { traceXaCache, type XaCacheTracingOptions } from './open-telemetry.js';

@@ -19,6 +19,13 @@ export class OperationsError extends Error {
     );
   }
 
+  static memcachedUnreachable(probes: ReadonlyArray<{ server: string; error?: { message: string } }>): OperationsError {
+    const servers = probes.map((p) => `${p.server} (${p.error?.message ?? 'no answer'})`).join(', ');
+    return new OperationsError(
+      `no memcached server answered: ${servers}. Every cached write would fail (or, under the "degrade" policy, stay in the log) until one does. Check the "servers" option and that memcached runs and is reachable from here, or start anyway with startXaCache(orm, { requireMemcached: false })`,
+    );
+  }
+
   static stopped(): OperationsError {
     return new OperationsError('the cache runtime was stopped');
   }

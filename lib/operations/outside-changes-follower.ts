@@ -19,8 +19,11 @@ export interface FollowerOptions {
   readonly tables: () => Promise<ReadonlyArray<{ schema: string; table: string; logicalTable?: string }>>;
   /** Told when serving must stop (a reason) and when it may go on (`undefined`). */
   readonly onSuspend?: (reason: string | undefined) => void;
-  /** Told which cached tables lack capture now (missing, disabled, out of date): they must not be served. */
-  readonly onUncaptured?: (tables: readonly string[]) => void;
+  /**
+   * Told, every check, which cached tables lack capture now (missing, disabled, out of date): they must not be
+   * served (the ORM's capture gate takes this as its answer). `undefined` once stopped: no answer any more.
+   */
+  readonly onUncaptured?: (tables: readonly string[] | undefined) => void;
 }
 
 /**
@@ -147,11 +150,12 @@ export class OutsideChangesFollower {
       const { identity, oldestAgeMs } = await this.cache.capture.feedState(this.db);
       const missing = await this.cache.capture.missing(this.db, await this.options.tables());
       const uncaptured = missing.map((t) => `${t.schema}.${t.logicalTable ?? t.table}`).sort();
-      if (uncaptured.join() !== this.#uncaptured.join()) {
-        if (uncaptured.length > 0) this.cache.options.logger?.('error', `write capture missing or disabled on ${uncaptured.join(', ')}: these tables are not served until it is back`, { tables: uncaptured });
-        this.#uncaptured = uncaptured;
-        this.options.onUncaptured?.(uncaptured);
+      if (uncaptured.join() !== this.#uncaptured.join() && uncaptured.length > 0) {
+        this.cache.options.logger?.('error', `write capture missing or disabled on ${uncaptured.join(', ')}: these tables are not served until it is back`, { tables: uncaptured });
       }
+      this.#uncaptured = uncaptured;
+      // Every round, not only on a change: a recheck (after an installation) may have replaced the answer since.
+      if (!this.#stopped) this.options.onUncaptured?.(uncaptured);
       this.#lagMs = oldestAgeMs;
       this.#lastCheckAt = Date.now();
       const marker = await this.cache.store.get(this.#markerKey);
@@ -224,7 +228,8 @@ export class OutsideChangesFollower {
     await this.#running;
     await this.#lease?.close();
     if (this.#suspended !== undefined) this.options.onSuspend?.((this.#suspended = undefined));
-    if (this.#uncaptured.length > 0) this.options.onUncaptured?.((this.#uncaptured = []));
+    this.#uncaptured = [];
+    this.options.onUncaptured?.(undefined);
   }
 
   #wake(): void {

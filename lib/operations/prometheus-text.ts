@@ -28,8 +28,8 @@ export interface MetricsSource {
   readonly outsideFeed?: OutsideFeedHealth;
 }
 
-/** HELP text of each protocol counter; the metric is `xa_cache_<snake_case>_total`. */
-const COUNTERS: Record<string, string> = {
+/** HELP text of each protocol counter; the metric is `xa_cache_<snake_case>_total` (also used by prom-client-metrics.ts). */
+export const COUNTERS: Record<string, string> = {
   hits: 'Reads served from the cache.',
   misses: 'Reads not served from the cache.',
   puts: 'Values stored by readers after a miss.',
@@ -51,9 +51,10 @@ const COUNTERS: Record<string, string> = {
   capturedKeys: 'Keys and regions only the database-side write capture named (triggers, cascades, Kysely, functions).',
   outsideChanges: 'Captured changes of outside writers applied as invalidations.',
   sweptTransactions: 'Log rows resolved by the recovery sweeper.',
+  serversUnreachableAtStart: 'memcached servers that did not answer the startup probe of startXaCache.',
 };
 
-const REGION_COUNTERS: ReadonlyArray<keyof RegionStats> = ['hits', 'misses', 'puts', 'lockBypasses', 'leaseWaits', 'staleFillsRefused'];
+export const REGION_COUNTERS: ReadonlyArray<keyof RegionStats> = ['hits', 'misses', 'puts', 'lockBypasses', 'leaseWaits', 'staleFillsRefused'];
 
 /**
  * The counters in Prometheus' text exposition format (version 0.0.4), every metric prefixed `xa_cache_`.
@@ -75,6 +76,7 @@ export function prometheusText(source: MetricsSource, labels: Readonly<Record<st
     const store = source.store;
     out.metric('xa_cache_store_round_trips_total', 'counter', 'Batches written to memcached sockets.', [[{}, store.roundTrips]]);
     out.metric('xa_cache_store_requests_total', 'counter', 'memcached requests sent.', [[{}, store.requests]]);
+    out.metric('xa_cache_store_stalls_total', 'counter', 'Deadlines extended because this process\'s event loop was stalled, not the server slow.', [[{}, store.stalls ?? 0]]);
     out.metric('xa_cache_store_hashed_keys_total', 'counter', 'Keys hashed because they were too long or held forbidden bytes.', [[{}, store.hashedKeys]]);
     out.metric('xa_cache_store_errors_total', 'counter', 'memcached operations that ended in an error, by error class.', Object.entries(store.errors).map(([error, n]) => [{ error }, n]));
   }

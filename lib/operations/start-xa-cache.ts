@@ -1,8 +1,10 @@
 import type { MikroORM } from '@mikro-orm/core';
+import type { ServerProbe } from '../store/cache-store.js';
 import { XaPostgreSqlDriver } from '../mikro-orm/xa-driver.js';
 import { OperationsError } from './operations-error.js';
 import { OutsideChangesFollower } from './outside-changes-follower.js';
 import { captureTargets, verifyWriteCapture } from '../mikro-orm/write-capture-setup.js';
+import { verifyUniqueKeys } from '../mikro-orm/unique-key-catalog.js';
 import { XaCacheRuntime, type RuntimeSweepOptions } from './xa-cache-runtime.js';
 
 /** Options of {@link startXaCache}. The cache logs through MikroORM's logger (namespace `xa-cache`) unless its options gave a `logger`. */
@@ -33,6 +35,12 @@ export interface StartXaCacheOptions extends RuntimeSweepOptions {
    * `mikro-orm-xa-cache follow`, does).
    */
   readonly outsideChangesFollower?: 'elected' | 'every' | 'none';
+  /**
+   * Whether to reject when no memcached server answers the startup probe (default true). With false, the cache
+   * starts anyway and logs a warning: reads go to the database and writes follow the failure policy until a
+   * server answers. Servers that do not answer while others do are always only logged (and counted).
+   */
+  readonly requireMemcached?: boolean;
 }
 
 /**
@@ -50,9 +58,17 @@ export interface StartXaCacheOptions extends RuntimeSweepOptions {
  * await orm.close();
  * ```
  *
+ * First it probes every memcached server (connect within `connectTimeoutMs`, one `get` within `timeoutMs`). If none
+ * answers it rejects, naming them (unless `requireMemcached: false`: then it warns). Servers that do not answer
+ * while others do are logged as a warning naming them and counted in `stats.serversUnreachableAtStart`; the
+ * probe's results are in `runtime.memcachedAtStart`.
+ *
+ * Rejects when a declared `uniqueKeys` entry has no unique index on exactly its columns in the database
+ * (`XaConfigError` naming the entity, table and columns).
+ *
  * Rejects if the startup sweep fails (the database refused the log statements): the cache would still be
- * correct, but an operator should know. A memcached server that is down does not reject; its keys stay in doubt
- * (`runtime.lastSweep.unresolved`) for the next sweep.
+ * correct, but an operator should know. A memcached server that is down does not reject (as long as one answers);
+ * its keys stay in doubt (`runtime.lastSweep.unresolved`) for the next sweep.
  */
 export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions = {}): Promise<XaCacheRuntime> {
   if (!(await orm.isConnected())) await orm.connect();
@@ -60,6 +76,20 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
   if (!(driver instanceof XaPostgreSqlDriver)) throw OperationsError.notXaOrm(driver.constructor.name);
   const connection = driver.xaConnection;
   const cache = connection.cache.xa;
+  const probes = (await cache.store.probe?.()) ?? [];
+  const unreachable = probes.filter((p) => !p.reachable);
+  cache.stats.serversUnreachableAtStart += unreachable.length;
+  if (unreachable.length > 0) {
+    const named = unreachable.map((p) => `${p.server} (${p.error?.message ?? 'no answer'})`).join(', ');
+    const servers = unreachable.map((p) => p.server);
+    if (unreachable.length < probes.length) {
+      cache.options.logger?.('warn', `memcached unreachable at startup: ${named}; keys on ${unreachable.length === 1 ? 'it' : 'them'} are read from the database and writes to them follow the failure policy until ${unreachable.length === 1 ? 'it answers' : 'they answer'}`, { servers });
+    } else if (options.requireMemcached ?? true) {
+      throw OperationsError.memcachedUnreachable(unreachable);
+    } else {
+      cache.options.logger?.('warn', `no memcached server answered at startup (${named}); starting anyway (requireMemcached: false): reads go to the database and writes follow the failure policy until one answers`, { servers });
+    }
+  }
   const missing = await verifyWriteCapture(orm, options.captureSchemas ? { schemas: options.captureSchemas } : {});
   if (missing.length > 0) {
     const tables = missing.map((t) => `${t.schema}.${t.table}`);
@@ -67,7 +97,10 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
     connection.cache.stopCaching(missing.map((t) => `${t.schema}.${t.logicalTable ?? t.table}`));
     cache.options.logger?.('warn', `write capture missing on ${tables.join(', ')}: these tables are not cached; run "mikro-orm-xa-cache capture --apply" or installWriteCapture(orm)`, { tables });
   }
+  // Declared unique keys must be enforced by the database, or one index entry could stand for two rows.
+  await verifyUniqueKeys(orm, options.captureSchemas);
   const runtime = new XaCacheRuntime(cache, await connection.sqlRunner(), options);
+  (runtime as { memcachedAtStart: readonly ServerProbe[] }).memcachedAtStart = probes;
   const mode = options.outsideChangesFollower ?? 'elected';
   if (mode !== 'none') {
     const follower = followerOf(orm, options, mode === 'elected');
@@ -100,6 +133,8 @@ export function followerOf(orm: MikroORM, options: Pick<StartXaCacheOptions, 'ou
     tables: async () =>
       (await captureTargets(orm, options.captureSchemas ? { schemas: options.captureSchemas } : {})).filter((t) => !connection.cache.stoppedTables.has(`${t.schema}.${t.logicalTable ?? t.table}`)),
     onSuspend: (reason) => (connection.cache.servingSuspended = reason),
-    onUncaptured: (tables) => connection.cache.suspendTables(tables),
+    // The follower's check answers the capture gate's question afresh every round (over every captured table,
+    // tenant schemas included); stopped, it leaves the gate to check again on its own.
+    onUncaptured: (tables) => (tables === undefined ? connection.cache.captureGate.recheck() : connection.cache.captureGate.report(tables)),
   });
 }

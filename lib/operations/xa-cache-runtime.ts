@@ -1,3 +1,4 @@
+import type { ServerProbe } from '../store/cache-store.js';
 import type { XaCache } from '../protocol/xa-cache.js';
 import type { SqlRunner } from '../protocol/sql-runner.js';
 import type { SweepOptions, SweepReport } from '../protocol/recovery-sweeper.js';
@@ -33,6 +34,8 @@ export class XaCacheRuntime {
   #lastError: unknown;
   readonly #onStop: Array<() => Promise<void>> = [];
   #follower: OutsideChangesFollower | undefined;
+  /** What the startup probe of `startXaCache` found: one entry per memcached server (empty if not probed). */
+  readonly memcachedAtStart: readonly ServerProbe[] = [];
 
   constructor(
     /** The protocol of the ORM (counters in `cache.stats`). */

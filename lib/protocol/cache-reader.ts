@@ -1,7 +1,8 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
 import { lockHolders } from './entry.js';
-import { regionKey, type ProtocolContext } from './protocol-context.js';
+import { combineGenerations, regionCopies, type ProtocolContext } from './protocol-context.js';
+import type { OperationEnd } from './cache-observer.js';
 import { RegionStats, regionLabel } from './cache-stats.js';
 
 /** Why a read was not served from the cache. */
@@ -79,28 +80,37 @@ export class CacheReader {
   async readMany(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
     const { store, stats } = this.ctx;
     const regions = options.regions ?? NO_REGIONS;
-    const regionKeys = regions.map(regionKey);
+    // Every copy of every region: a result is trusted only if all of them are reachable and current.
+    const copies = regions.map((region) => regionCopies(region, store));
+    const regionKeys = copies.flat();
     const label = regionLabel(regions, options.label);
     const perRegion = label ? stats.region(label) : UNCOUNTED;
+    const end = stats.observed ? stats.start('read', { keys: keys.length, region: label }) : undefined;
     const fetched = await store.getMulti(regionKeys.length > 0 ? [...keys, ...regionKeys] : keys);
 
-    // Current generation of every region, or why none can be trusted.
+    // Current generation of every region (of its copies, combined), or why none can be trusted.
     const generations = new Map<string, string>();
     let regionProblem: MissReason | undefined;
     const regionOps: StoreOp[] = [];
     regions.forEach((region, i) => {
-      const key = regionKeys[i] as string;
-      if (fetched.failed.has(key)) return void (regionProblem ??= 'unavailable');
-      const item = fetched.items.get(key);
-      const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
-      if (entry?.kind === 'generation') return void generations.set(region, entry.id);
-      if (entry?.kind === 'lock' && lockHolders(entry).length > 0) return void (regionProblem = 'region-locked');
-      // Absent, or not ours: start a fresh generation, which no stored result can carry.
-      if (entry?.kind === 'foreign') stats.foreignEntries++;
-      const id = uuidv4();
-      generations.set(region, id);
-      const value = this.ctx.codec.encode(key, { kind: 'generation', id });
-      regionOps.push(item ? { op: 'cas', key, value, ttl: 0, cas: item.cas } : { op: 'add', key, value, ttl: 0 });
+      const ids: string[] = [];
+      for (const key of copies[i] as string[]) {
+        if (fetched.failed.has(key)) return void (regionProblem ??= 'unavailable');
+        const item = fetched.items.get(key);
+        const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
+        if (entry?.kind === 'generation') {
+          ids.push(entry.id);
+          continue;
+        }
+        if (entry?.kind === 'lock' && lockHolders(entry).length > 0) return void (regionProblem = 'region-locked');
+        // Absent, or not ours: start a fresh generation, which no stored result can carry.
+        if (entry?.kind === 'foreign') stats.foreignEntries++;
+        const id = uuidv4();
+        ids.push(id);
+        const value = this.ctx.codec.encode(key, { kind: 'generation', id });
+        regionOps.push(item ? { op: 'cas', key, value, ttl: 0, cas: item.cas } : { op: 'add', key, value, ttl: 0 });
+      }
+      generations.set(region, combineGenerations(ids));
     });
 
     const reads = new Map<string, CacheRead>();
@@ -158,7 +168,10 @@ export class CacheReader {
       leaseOps.push(item ? { op: 'cas', key, value, ttl, cas: item.cas } : { op: 'add', key, value, ttl });
       leaseKeys.push({ key, reason });
     }
-    if (leaseOps.length === 0) return reads;
+    if (leaseOps.length === 0) {
+      if (end) endRead(end, reads);
+      return reads;
+    }
 
     const results = (await store.execute([...regionOps, ...leaseOps])) as StoreResult[];
     const regionsReady = results.slice(0, regionOps.length).every((r) => r.status === 'stored');
@@ -172,6 +185,7 @@ export class CacheReader {
       if (regionsReady) reads.set(key, { status: 'miss', reason, ticket, storedRegions: storedRegions.get(key) });
       else void this.abandon(ticket);
     });
+    if (end) endRead(end, reads);
     return reads;
   }
 
@@ -195,6 +209,11 @@ export class CacheReader {
     }
   }
 
+  /** {@link readManyWaiting} of one key. */
+  async readWaiting(key: string, options: ReadOptions = {}): Promise<CacheRead> {
+    return (await this.readManyWaiting([key], options)).get(key) as CacheRead;
+  }
+
   /** Reads one key. */
   async read(key: string, options: ReadOptions = {}): Promise<CacheRead> {
     return (await this.readMany([key], options)).get(key) as CacheRead;
@@ -205,6 +224,20 @@ export class CacheReader {
    * (the key was locked, promoted or evicted since): that value may predate a commit.
    */
   async fill(ticket: FillTicket, payload: Buffer, ttlSeconds?: number): Promise<boolean> {
+    const { stats } = this.ctx;
+    if (!stats.observed) return this.#fill(ticket, payload, ttlSeconds);
+    const end = stats.start('fill', { keys: 1, region: regionLabel(ticket.generations, ticket.label), bytes: payload.length });
+    try {
+      const stored = await this.#fill(ticket, payload, ttlSeconds);
+      end({ outcome: stored ? 'stored' : 'refused' });
+      return stored;
+    } catch (error) {
+      end({ outcome: 'error' }, error);
+      throw error;
+    }
+  }
+
+  async #fill(ticket: FillTicket, payload: Buffer, ttlSeconds?: number): Promise<boolean> {
     const { store, stats, options } = this.ctx;
     const value = this.ctx.codec.encode(ticket.key, { kind: 'value', generations: ticket.generations, payload });
     const ttl = ttlSeconds ?? options.valueTtlSeconds;
@@ -275,4 +308,12 @@ function sameGenerations(stored: ReadonlyMap<string, string>, current: ReadonlyM
   if (stored.size !== current.size) return false;
   for (const [region, id] of current) if (stored.get(region) !== id) return false;
   return true;
+}
+
+/** Ends an observed read with its hits and misses. */
+function endRead(end: OperationEnd, reads: ReadonlyMap<string, CacheRead>): void {
+  let hits = 0;
+  for (const read of reads.values()) if (read.status === 'hit') hits++;
+  const misses = reads.size - hits;
+  end({ hits, misses, outcome: misses === 0 ? 'hit' : hits === 0 ? 'miss' : 'partial' });
 }

@@ -1,3 +1,5 @@
+import { startAll, type CacheObserver, type CacheOperation, type ObservedAttributes, type OperationEnd } from './cache-observer.js';
+
 /**
  * Counters of what the protocol did, in the spirit of Hibernate's statistics: read them in-process
  * (`cache.stats.snapshot()`); the operations layer exports them.
@@ -50,10 +52,32 @@ export class CacheStats {
   outsideChanges = 0;
   /** Log rows resolved by the recovery sweeper. */
   sweptTransactions = 0;
+  /** memcached servers that did not answer the probe of `startXaCache` (each start adds the servers it missed). */
+  serversUnreachableAtStart = 0;
   /** Store errors by kind. */
   readonly errors: Record<string, number> = {};
+  /** Timing hooks; private so `snapshot()` stays flat. */
+  #observers: readonly CacheObserver[] = [];
   /** Read counters per region label (see {@link CacheStats.region}); private so `snapshot()` stays flat. */
   readonly #regions = new Map<string, RegionStats>();
+
+  /** Whether any observer is installed: the one check the hot paths make before timing anything. */
+  get observed(): boolean {
+    return this.#observers.length > 0;
+  }
+
+  /** Installs a timing observer (metrics histograms, tracing); returns the function that removes it. */
+  observe(observer: CacheObserver): () => void {
+    this.#observers = [...this.#observers, observer];
+    return () => {
+      this.#observers = this.#observers.filter((o) => o !== observer);
+    };
+  }
+
+  /** Starts an observed operation; call only when {@link observed} (callers build `attributes` only then). */
+  start(operation: CacheOperation, attributes: ObservedAttributes): OperationEnd {
+    return startAll(this.#observers, operation, attributes);
+  }
 
   /** Counts a store error of a kind. */
   error(kind: string): void {

@@ -6,7 +6,7 @@ import { applyTransitions } from './cas-batch.js';
 import type { DecodedEntry, Entry } from './entry.js';
 import { prepareTransition, promoteTransition, releaseTransition, type KeyRole, type Transition } from './key-transitions.js';
 import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
-import { regionKey, type ProtocolContext } from './protocol-context.js';
+import { regionCopies, unreachedRegions, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { CapturedKeys } from './write-capture.js';
 
@@ -48,8 +48,11 @@ export class CacheTransaction {
   readonly #valueTtls = new Map<string, number>();
   readonly #regions = new Set<string>();
   #locked = new Map<string, KnownState>();
+  readonly #copyKeys = new Map<string, string[]>();
   #carriedDone: string[] = [];
   #degraded = false;
+  /** How long prepare took, when observed: part of the commit overhead reported with promote. */
+  #prepareMs = 0;
   #xid: string | undefined;
 
   /** @internal built by `XaCache.begin()` */
@@ -113,6 +116,22 @@ export class CacheTransaction {
    * statement to learn whether the database wrote anything.
    */
   async prepare(db: SqlRunner): Promise<void> {
+    const { stats, options } = this.ctx;
+    if (!stats.observed) return this.#prepare(db);
+    const started = performance.now();
+    const end = stats.start('prepare', { policy: options.failurePolicy });
+    try {
+      await this.#prepare(db);
+      end({ keys: this.#items.size, regions: this.#regions.size, outcome: this.#degraded ? 'degraded' : 'ok' });
+    } catch (error) {
+      end({ keys: this.#items.size, regions: this.#regions.size, outcome: 'failed' }, error);
+      throw error;
+    } finally {
+      this.#prepareMs = performance.now() - started;
+    }
+  }
+
+  async #prepare(db: SqlRunner): Promise<void> {
     this.#assertOpen('prepare');
     this.#state = 'prepared';
     const hook = this.ctx.capture();
@@ -151,7 +170,7 @@ export class CacheTransaction {
       if (this.#addDerived(hook.derive(recorded.value.captured))) {
         const added = this.#storeKeys().filter((key) => !before.has(key));
         const extraItems = added.filter((key) => !key.startsWith('r:'));
-        const extraRegions = [...this.#regions].filter((region) => !before.has(regionKey(region)));
+        const extraRegions = [...this.#regions].filter((region) => !before.has(this.#copies(region)[0] as string));
         stats.capturedKeys += added.length;
         const [appended, extra] = await Promise.allSettled([
           log.addKeys(db, this.id, extraItems, extraRegions),
@@ -169,7 +188,7 @@ export class CacheTransaction {
         }
       }
     }
-    const failures = outcomes ? failuresOf(outcomes) : new Map<string, StoreError | 'contended'>();
+    const failures = outcomes ? this.#failuresOf(outcomes) : new Map<string, StoreError | 'contended'>();
     if (failures.size > 0) {
       if (options.failurePolicy === 'strict') {
         await this.release();
@@ -194,6 +213,20 @@ export class CacheTransaction {
 
   /** Phase two after COMMIT: writes known values, evicts the rest, and queues the log row for lazy deletion. */
   async promote(): Promise<CompletionReport> {
+    if (!this.ctx.stats.observed) return this.#promote();
+    const end = this.ctx.stats.start('promote', { keys: this.#items.size, regions: this.#regions.size });
+    try {
+      const report = await this.#promote();
+      // What the cache added to this commit: its prepare (before COMMIT) and this promote (after).
+      end({ written: report.written, evicted: report.evicted, unresolved: report.unresolved, outcome: report.unresolved === 0 ? 'ok' : 'unresolved', prepare_ms: this.#prepareMs });
+      return report;
+    } catch (error) {
+      end({ outcome: 'failed', prepare_ms: this.#prepareMs }, error);
+      throw error;
+    }
+  }
+
+  async #promote(): Promise<CompletionReport> {
     if (this.#state !== 'prepared') throw new ProtocolStateError(this.id, this.#state, 'promote');
     this.#state = 'promoted';
     const { doneQueue, stats } = this.ctx;
@@ -232,6 +265,19 @@ export class CacheTransaction {
 
   /** Phase two after ROLLBACK (or a failed prepare): removes this transaction's locks. */
   async release(): Promise<CompletionReport> {
+    if (!this.ctx.stats.observed || this.#state !== 'prepared') return this.#release();
+    const end = this.ctx.stats.start('release', { keys: this.#items.size, regions: this.#regions.size });
+    try {
+      const report = await this.#release();
+      end({ unresolved: report.unresolved, outcome: report.unresolved === 0 ? 'ok' : 'unresolved' });
+      return report;
+    } catch (error) {
+      end({ outcome: 'failed' }, error);
+      throw error;
+    }
+  }
+
+  async #release(): Promise<CompletionReport> {
     if (this.#state === 'released') return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
     if (this.#state === 'prepared' && this.ctx.options.unsafeTestSwitches.rollbackAsCommit) return this.promote();
     if (this.#state === 'promoted') throw new ProtocolStateError(this.id, this.#state, 'release');
@@ -247,7 +293,29 @@ export class CacheTransaction {
   }
 
   #storeKeys(): string[] {
-    return [...this.#items.keys(), ...[...this.#regions].map(regionKey)];
+    return [...this.#items.keys(), ...[...this.#regions].flatMap((region) => this.#copies(region))];
+  }
+
+  /** The store keys of a region's copies (see `regionCopies`), computed once per transaction. */
+  #copies(region: string): string[] {
+    let copies = this.#copyKeys.get(region);
+    if (!copies) {
+      copies = regionCopies(region, this.ctx.store);
+      this.#copyKeys.set(region, copies);
+    }
+    return copies;
+  }
+
+  /**
+   * Keys that could not be locked, where it matters: every item key, and the copies of a region none of whose
+   * copies was locked. A region copy that failed while another copy of the region is locked is no failure: every
+   * reader reads the locked copy too (see docs/protocol.md, "Region copies").
+   */
+  #failuresOf(outcomes: Map<string, TransitionOutcome>): Map<string, StoreError | 'contended'> {
+    const all = failuresOf(outcomes);
+    const regionFailures = new Set(unreachedRegions([...this.#regions].map((r) => this.#copies(r)), (key) => outcomes.get(key)?.status === 'done'));
+    for (const key of all.keys()) if (key.startsWith('r:') && !regionFailures.has(key)) all.delete(key);
+    return all;
   }
 
   #apply(
@@ -272,7 +340,11 @@ export class CacheTransaction {
     let written = 0;
     let evicted = 0;
     let unresolved = 0;
-    for (const outcome of outcomes.values()) {
+    // A region is resolved when one of its copies is: an unreached copy either holds no lock of ours (prepare did
+    // not reach it either) or holds one that expires, and readers trust no result while any copy differs.
+    const unreached = new Set(unreachedRegions([...this.#regions].map((r) => this.#copies(r)), (key) => outcomes.get(key)?.status === 'done'));
+    for (const [key, outcome] of outcomes) {
+      if (outcome.status !== 'done' && key.startsWith('r:') && !unreached.has(key)) continue;
       if (outcome.status !== 'done') {
         unresolved++;
         if (outcome.status === 'failed') this.ctx.stats.error(outcome.error.kind);

@@ -11,6 +11,7 @@ export { XaCache } from './xa-cache.js';
 export { CacheTransaction, type CacheTransactionState, type CompletionReport } from './cache-transaction.js';
 export { CacheReader, type CacheRead, type FillTicket, type MissReason, type PayloadVerdict, type ReadOptions } from './cache-reader.js';
 export { CacheStats } from './cache-stats.js';
+export type { CacheObserver, CacheOperation, ObservedAttributes, OperationEnd } from './cache-observer.js';
 export { TransactionLog, type LogRow, type DatabaseOutcome } from './transaction-log.js';
 export type { SqlRunner } from './sql-runner.js';
 export type { SweepOptions, SweepReport } from './recovery-sweeper.js';

@@ -1,7 +1,7 @@
 import { applyTransitions } from './cas-batch.js';
 import { composeTransitions } from './compose-transitions.js';
 import { promoteTransition, type KeyRole } from './key-transitions.js';
-import { regionKey, type ProtocolContext } from './protocol-context.js';
+import { regionCopies, unreachedRegions, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { LogRow } from './transaction-log.js';
 
@@ -68,7 +68,7 @@ async function resolveBatch(ctx: ProtocolContext, db: SqlRunner, rows: LogRow[],
   };
   for (const row of rows) {
     for (const key of row.keys) add(key, 'item', row.txId);
-    for (const region of row.regions) add(regionKey(region), 'region', row.txId);
+    for (const region of row.regions) for (const key of regionCopies(region, ctx.store)) add(key, 'region', row.txId);
   }
   const outcomes = await applyTransitions(
     ctx.store,
@@ -82,8 +82,10 @@ async function resolveBatch(ctx: ProtocolContext, db: SqlRunner, rows: LogRow[],
   );
   const done: string[] = [];
   for (const row of rows) {
-    const keys = [...row.keys, ...row.regions.map(regionKey)];
-    if (keys.every((key) => outcomes.get(key)?.status === 'done')) done.push(row.txId);
+    // A region is resolved when one of its copies is (readers need them all; see docs/protocol.md).
+    const reached = (key: string): boolean => outcomes.get(key)?.status === 'done';
+    const regions = row.regions.map((region) => regionCopies(region, ctx.store));
+    if (row.keys.every(reached) && unreachedRegions(regions, reached).length === 0) done.push(row.txId);
   }
   for (const outcome of outcomes.values()) if (outcome.status === 'done') report.keys++;
   await ctx.log.deleteRows(db, done);

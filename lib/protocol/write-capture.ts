@@ -72,12 +72,14 @@ const TRIGGERS = [
 export class WriteCapture {
   readonly #changes: string;
   readonly #function: string;
+  readonly #take: string;
   readonly #prefix: string;
 
   /** @param logTable the transaction log's table (optionally schema-qualified): capture objects are named after it */
   constructor(logTable: string) {
     this.#changes = `${logTable}_changes`;
     this.#function = `${logTable}_capture`;
+    this.#take = `${logTable}_take`;
     this.#prefix = (logTable.split('.').pop() ?? logTable).slice(0, 40);
   }
 
@@ -94,6 +96,11 @@ export class WriteCapture {
   /** The capture function. */
   get functionName(): string {
     return this.#function;
+  }
+
+  /** The function prepare calls to take a transaction's captured changes. */
+  get takeFunctionName(): string {
+    return this.#take;
   }
 
   /** Name of the trigger of one event on a table. */
@@ -156,7 +163,18 @@ $xa$`)}, current_schema()); END $fn$`,
       // Only triggers call it: nobody else may attach it to a table of theirs and write rows as its owner.
       `REVOKE ALL ON FUNCTION ${this.#function}() FROM PUBLIC`,
       `COMMENT ON FUNCTION ${this.#function}() IS '${VERSION_COMMENT}${CAPTURE_VERSION}'`,
+      this.takeDdl(),
     ];
+  }
+
+  /**
+   * DDL of the take function. A function, so that a transaction without a transaction id (read-only, or on a
+   * standby) never runs the DELETE, which a read-only transaction refuses even when it would delete nothing.
+   */
+  private takeDdl(): string {
+    return `CREATE OR REPLACE FUNCTION ${this.#take}() RETURNS text LANGUAGE sql VOLATILE AS $xa$
+WITH ${this.takeCte()} SELECT ${this.takenJson()}
+$xa$`;
   }
 
   /**
@@ -164,14 +182,17 @@ $xa$`)}, current_schema()); END $fn$`,
    * Concurrent callers are serialised with an advisory lock.
    */
   async ensureBase(db: SqlRunner): Promise<void> {
-    // A newer version installed by a newer process is kept: replacing it would flip-flop during a rolling upgrade.
-    const { rows } = await db.query(`SELECT to_regclass($1) IS NOT NULL AND to_regprocedure($2) IS NOT NULL AND ${installedVersion('to_regprocedure($2)')} >= $3 AS ok`, [
-      this.#changes,
-      `${this.#function}()`,
-      CAPTURE_VERSION,
-    ]);
-    if ((rows[0] as { ok: boolean | null }).ok) return;
-    const body = this.baseDdl().map((s) => `EXECUTE ${dollarQuote(s)};`).join(' ');
+    // A newer capture version installed by a newer process is kept: replacing it would flip-flop during a rolling
+    // upgrade. The take function (prepare's) must exist too; when only it is missing, only it is created.
+    const { rows } = await db.query(
+      `SELECT to_regclass($1) IS NOT NULL AND to_regprocedure($2) IS NOT NULL AND ${installedVersion('to_regprocedure($2)')} >= $3 AS capture_ok,
+              to_regprocedure($4) IS NOT NULL AS take_ok`,
+      [this.#changes, `${this.#function}()`, CAPTURE_VERSION, `${this.#take}()`],
+    );
+    const row = rows[0] as { capture_ok: boolean | null; take_ok: boolean | null };
+    if (row.capture_ok && row.take_ok) return;
+    const ddl = row.capture_ok ? [this.takeDdl()] : this.baseDdl();
+    const body = ddl.map((s) => `EXECUTE ${dollarQuote(s)};`).join(' ');
     await db.query(`DO $ensure$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(${dollarQuote(this.#changes)})); ${body} END $ensure$`);
   }
 
@@ -290,7 +311,7 @@ $xa$`)}, current_schema()); END $fn$`,
 
   /** Takes this transaction's captured changes, for a transaction that has nothing else to send (one statement). */
   async take(db: SqlRunner): Promise<CapturedChange[]> {
-    const { rows } = await db.query(`WITH ${this.takeCte()} SELECT ${this.takenJson()} AS taken`);
+    const { rows } = await db.query(`SELECT CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN NULL ELSE ${this.#take}() END AS taken`);
     return parseTaken((rows[0] as { taken: string | null } | undefined)?.taken ?? null);
   }
 }
@@ -301,7 +322,8 @@ $xa$`)}, current_schema()); END $fn$`,
  */
 export function parseTaken(json: string | null): CapturedChange[] {
   if (!json) return [];
-  const raw = JSON.parse(json, exactNumbers) as Array<{ s: string; t: string; op: CapturedChange['op']; o: Record<string, unknown>[] | null; n: Record<string, unknown>[] | null }> | null;
+  // The reviver costs ~10x the parse itself: only text with a 16-digit run can hold an integer a number cannot.
+  const raw = JSON.parse(json, /\d{16}/.test(json) ? exactNumbers : undefined) as Array<{ s: string; t: string; op: CapturedChange['op']; o: Record<string, unknown>[] | null; n: Record<string, unknown>[] | null }> | null;
   return (raw ?? []).map((r) => ({ schema: r.s, table: r.t, op: r.op, ...(r.o ? { oldRows: r.o } : {}), ...(r.n ? { newRows: r.n } : {}) }));
 }
 

@@ -7,7 +7,7 @@ import { CacheStats } from './cache-stats.js';
 import { CacheTransaction } from './cache-transaction.js';
 import type { TransitionTtls } from './cas-batch.js';
 import { listInDoubt, type InDoubtTransaction } from './in-doubt.js';
-import { DoneQueue, regionKey, type ProtocolContext } from './protocol-context.js';
+import { DoneQueue, regionCopies, unreachedRegions, type ProtocolContext } from './protocol-context.js';
 import { resolveProtocolOptions, type ProtocolOptions, type ResolvedProtocolOptions } from './protocol-options.js';
 import { sweep, type SweepOptions, type SweepReport } from './recovery-sweeper.js';
 import type { SqlRunner } from './sql-runner.js';
@@ -108,12 +108,15 @@ export class XaCache {
    */
   async invalidateNow(keys: readonly string[], regions: readonly string[]): Promise<string[]> {
     const outsider = uuidv4();
-    const all = [...keys, ...regions.map(regionKey)];
+    const copies = regions.map((region) => regionCopies(region, this.store));
+    const all = [...keys, ...copies.flat()];
     const outcomes = await applyTransitions(this.store, all, (key, current) => promoteTransition(current, outsider, key.startsWith('r:') ? 'region' : 'item', undefined), this.#ctx.ttls(), {
       codec: this.#ctx.codec,
       maxRounds: this.options.maxCasRounds,
     });
-    return all.filter((key) => outcomes.get(key)?.status !== 'done');
+    const reached = (key: string): boolean => outcomes.get(key)?.status === 'done';
+    // A region is reached when one of its copies is (readers need them all; see docs/protocol.md).
+    return [...keys.filter((key) => !reached(key)), ...unreachedRegions(copies, reached)];
   }
 
   /**
@@ -124,7 +127,8 @@ export class XaCache {
    */
   async applyOutsideChanges(db: SqlRunner, options: { limit?: number; claimMs?: number } = {}): Promise<number> {
     const derive = this.#deriver;
-    if (!derive) return 0;
+    // The test switch stands for "no database-side capture at all": outside changes are not applied either.
+    if (!derive || this.options.unsafeTestSwitches.skipCapture) return 0;
     let applied = 0;
     for (;;) {
       const limit = options.limit ?? 500;
@@ -168,8 +172,17 @@ export class XaCache {
   }
 
   /** Resolves in-doubt transactions of the log (see {@link sweep}). */
-  sweep(db: SqlRunner, options?: SweepOptions): Promise<SweepReport> {
-    return sweep(this.#ctx, db, options);
+  async sweep(db: SqlRunner, options?: SweepOptions): Promise<SweepReport> {
+    if (!this.stats.observed) return sweep(this.#ctx, db, options);
+    const end = this.stats.start('sweep', {});
+    try {
+      const report = await sweep(this.#ctx, db, options);
+      end({ resolved: report.resolved, unresolved: report.unresolved, keys: report.keys, batches: report.batches, outcome: report.unresolved === 0 ? 'ok' : 'unresolved' });
+      return report;
+    } catch (error) {
+      end({ outcome: 'failed' }, error);
+      throw error;
+    }
   }
 
   /** Lists in-doubt transactions with their keys' states. */

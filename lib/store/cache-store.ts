@@ -104,6 +104,12 @@ export interface StoreCounters {
   errors: Record<string, number>;
   /** Keys that were hashed because they were too long or held forbidden bytes. */
   hashedKeys: number;
+  /**
+   * Deadlines that fired late because this process's event loop was stalled (a busy loop, a long synchronous
+   * task), and were extended rather than counted against the server. A rising count means the process is too
+   * busy, not that memcached is slow.
+   */
+  stalls?: number;
 }
 
 /**
@@ -128,10 +134,27 @@ export interface CacheStore {
   /** Traffic counters. */
   readonly counters: StoreCounters;
   /**
+   * Asks every server for a (missing) probe key, connecting if needed: the connection attempt is bounded by the
+   * connect timeout and the answer by the operation deadline. One answer per server, in the order of the server
+   * list. Never rejects. Optional: stores that cannot tell servers apart do not implement it.
+   */
+  probe?(): Promise<readonly ServerProbe[]>;
+  /**
    * Closes every connection. Operations issued before the call settle first (each within its deadline);
    * operations issued afterwards fail with `unavailable`.
    */
   close(): Promise<void>;
+}
+
+/** Whether one server answered {@link CacheStore.probe}. */
+export interface ServerProbe {
+  /** `host:port`. */
+  readonly server: string;
+  readonly reachable: boolean;
+  /** How long the probe took, connecting included. */
+  readonly ms: number;
+  /** Why it is not reachable. */
+  readonly error?: StoreError;
 }
 
 /** What {@link CacheStore.getMulti} found. */

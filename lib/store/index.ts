@@ -10,6 +10,7 @@ export type {
   CacheStore,
   CasToken,
   MultiGetResult,
+  ServerProbe,
   StoreCounters,
   StoredItem,
   StoreOp,

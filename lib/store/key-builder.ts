@@ -15,6 +15,11 @@ export class KeyBuilder {
   readonly #prefix: string;
   readonly #hashedPrefix: string;
 
+  /** What every key built here starts with: `namespace:` (hashed keys go on with `h:`). */
+  get prefix(): string {
+    return this.#prefix;
+  }
+
   constructor(
     namespace: string,
     /** Where hashed keys are counted. */

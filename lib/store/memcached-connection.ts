@@ -23,6 +23,14 @@ type State = 'idle' | 'connecting' | 'ready' | 'down';
 
 const connectionLost = StoreTimeoutError.connectionLost;
 
+/**
+ * A deadline timer that fires this much later than it was due was held up by our own event loop (a busy loop, a
+ * long synchronous task, a GC pause, or a starved CPU), not by the server: the time it was late is then credited
+ * back, once, to every batch in flight instead of failing them. Timers on a loaded machine run a few milliseconds late; this is well
+ * above that and well below any useful `timeoutMs`.
+ */
+export const STALL_TOLERANCE_MS = 25;
+
 // Epochs are unique in the process, not only per connection, so a token that strays into another store instance
 // (whose epochs would otherwise count from 1 as well) is refused rather than sent.
 let lastEpoch = 0;
@@ -58,11 +66,19 @@ export class MemcachedConnection extends Server {
   #outbox: Buffer[] = [];
   #flushQueued = false;
   #deadlineTimer: NodeJS.Timeout | undefined;
+  /** When the deadline timer is due (`performance.now()` time), to tell a late timer (our stall) from a slow server. */
+  #deadlineDue = 0;
+  /** A deadline verdict deferred to the check phase, so that answers already received are read first. */
+  #verdict: NodeJS.Immediate | undefined;
+  /** How long our event loop was stalled while the timer waited, measured when it fired. */
+  #stalledMs = 0;
   #connectTimer: NodeJS.Timeout | undefined;
   /** Bytes of a partly received answer, and how many are needed before it is worth parsing again. */
   #partial: Buffer[] = [];
   #partialBytes = 0;
   #partialNeeded = 0;
+  /** Waiting for the connection attempt under way to end (ready or failed). */
+  #openWaiters: Array<() => void> = [];
 
   constructor(server: ServerAddress, settings: ConnectionSettings) {
     super(server.host, server.port, settings.username, settings.password, {
@@ -80,6 +96,20 @@ export class MemcachedConnection extends Server {
   /** Which socket the connection is on; a new one for every socket. */
   get epoch(): number {
     return this.#epoch;
+  }
+
+  /** Whether the socket is open (and logged in): batches are written at once. */
+  get isReady(): boolean {
+    return this.#state === 'ready';
+  }
+
+  /**
+   * Resolves when no connection attempt is under way: at once unless connecting, else once the socket is ready or
+   * the attempt failed (refused, or no connection within `connectTimeoutMs`).
+   */
+  attempted(): Promise<void> {
+    if (this.#state !== 'connecting') return Promise.resolve();
+    return new Promise((resolve) => this.#openWaiters.push(resolve));
   }
 
   /** Why the server was last marked down. */
@@ -107,7 +137,7 @@ export class MemcachedConnection extends Server {
     this.#nextOpaque += count;
     batch.deadline = now + this.#settings.timeoutMs;
     this.#batches.push(batch);
-    if (this.#deadlineTimer === undefined) this.#armDeadline(this.#settings.timeoutMs);
+    if (this.#deadlineTimer === undefined && this.#verdict === undefined) this.#armDeadline(this.#settings.timeoutMs);
     if (this.#state === 'ready' && !this.#flushQueued) {
       this.#flushQueued = true;
       queueMicrotask(this.#flush);
@@ -167,9 +197,12 @@ export class MemcachedConnection extends Server {
     socket.on('end', closed);
     socket.on('close', closed);
     this.#connectTimer = setTimeout(() => {
-      if (socket === this.#socket && this.#state === 'connecting') {
-        this.#lost(new Error(`no connection within ${this.#settings.connectTimeoutMs} ms`), true);
-      }
+      // A stalled loop may not have read the connection's completion yet: let the I/O phase run first.
+      setImmediate(() => {
+        if (socket === this.#socket && this.#state === 'connecting') {
+          this.#lost(new Error(`no connection within ${this.#settings.connectTimeoutMs} ms`), true);
+        }
+      });
     }, this.#settings.connectTimeoutMs).unref();
   }
 
@@ -177,6 +210,14 @@ export class MemcachedConnection extends Server {
     clearTimeout(this.#connectTimer);
     this.#state = 'ready';
     if (this.#outbox.length > 0) this.#flush();
+    this.#notifyAttempted();
+  }
+
+  #notifyAttempted(): void {
+    if (this.#openWaiters.length === 0) return;
+    const waiters = this.#openWaiters;
+    this.#openWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   readonly #flush = (): void => {
@@ -196,13 +237,46 @@ export class MemcachedConnection extends Server {
   };
 
   #armDeadline(ms: number): void {
-    this.#deadlineTimer = setTimeout(this.#onDeadline, Math.max(1, Math.ceil(ms))).unref();
+    const delay = Math.max(1, Math.ceil(ms));
+    this.#deadlineDue = performance.now() + delay;
+    this.#deadlineTimer = setTimeout(this.#onDeadline, delay).unref();
   }
 
+  /**
+   * The deadline timer fired. The verdict waits for the check phase of this loop iteration (`setImmediate`): the
+   * poll phase in between reads whatever the server already sent, so answers that arrived while our own event loop
+   * was busy settle their batches instead of being declared missing. How late the timer fired is how long the loop
+   * was stalled; the verdict credits that time back (see {@link STALL_TOLERANCE_MS}).
+   */
   readonly #onDeadline = (): void => {
     this.#deadlineTimer = undefined;
+    const late = performance.now() - this.#deadlineDue;
+    this.#stalledMs = late > STALL_TOLERANCE_MS ? late : 0;
+    // Not unref'd: an unref'd immediate lets the poll phase block on other I/O before the verdict runs.
+    this.#verdict = setImmediate(this.#decide);
+  };
+
+  readonly #decide = (): void => {
+    this.#verdict = undefined;
     const now = performance.now();
+    const stalled = this.#stalledMs;
+    this.#stalledMs = 0;
     let head = this.#batches.peek();
+    if (head && head.deadline <= now && stalled > 0 && !head.credited) {
+      // Our loop, not the server, used up the time: every batch that lived through the stall gets that time back
+      // from now (at most `timeoutMs`), once. The server is not marked down for a stall of ours; if it is truly
+      // stuck, the re-armed deadline fails it after the credited time: at most the stall plus `timeoutMs` in all.
+      const fresh = now + Math.min(stalled, this.#settings.timeoutMs);
+      for (let i = 0; i < this.#batches.length; i++) {
+        const batch = this.#batches.at(i) as RequestBatch;
+        if (batch.credited) continue;
+        batch.credited = true;
+        if (batch.deadline < fresh) batch.deadline = fresh;
+      }
+      this.#settings.counters.stalls = (this.#settings.counters.stalls ?? 0) + 1;
+      this.#armDeadline(head.deadline - now);
+      return;
+    }
     if (head && head.deadline <= now && head.sent) {
       this.#lost(new Error(`no answer within ${this.#settings.timeoutMs} ms`), true, now);
       return;
@@ -278,6 +352,8 @@ export class MemcachedConnection extends Server {
     clearTimeout(this.#connectTimer);
     clearTimeout(this.#deadlineTimer);
     this.#deadlineTimer = undefined;
+    clearImmediate(this.#verdict);
+    this.#verdict = undefined;
     this.#partial = [];
     this.#partialBytes = 0;
     if (markDown) {
@@ -295,6 +371,7 @@ export class MemcachedConnection extends Server {
       else batch.fail(connectionLost);
     }
     this.#notifyDrained();
+    this.#notifyAttempted();
   }
 
   #notifyDrained(): void {

@@ -2,6 +2,7 @@ import type {
   CacheStore,
   CasToken,
   MultiGetResult,
+  ServerProbe,
   StoreCounters,
   StoreOp,
   StoreResult,
@@ -18,6 +19,10 @@ import { checkOp } from './op-checks.js';
 import { RequestBatch } from './request-batch.js';
 import { StoreInputError, StoreUnavailableError, type StoreError } from './store-errors.js';
 
+const PROBE_KEY = 'xa-probe';
+/** How many answers of `serverFor` are remembered. */
+const SERVER_FOR_MEMO = 10_000;
+
 type ExecuteResults<Ops extends readonly StoreOp[]> = { -readonly [I in keyof Ops]: StoreResultOf<Ops[I]> };
 
 /**
@@ -29,12 +34,13 @@ type ExecuteResults<Ops extends readonly StoreOp[]> = { -readonly [I in keyof Op
  */
 export class MemcachedStore implements CacheStore {
   /** @inheritDoc */
-  readonly counters: StoreCounters = { roundTrips: 0, requests: 0, errors: {}, hashedKeys: 0 };
+  readonly counters: StoreCounters = { roundTrips: 0, requests: 0, errors: {}, hashedKeys: 0, stalls: 0 };
   /** @inheritDoc */
   readonly maxValueBytes: number;
   readonly #options: ResolvedStoreOptions;
   readonly #ring: KetamaRing;
   #keys: KeyBuilder;
+  readonly #serverFor = new Map<string, string>();
   readonly #connections: readonly MemcachedConnection[];
   #closed = false;
 
@@ -81,9 +87,20 @@ export class MemcachedStore implements CacheStore {
     return { items, failed };
   }
 
-  /** @inheritDoc */
+  /**
+   * @inheritDoc
+   * Remembered for up to {@link SERVER_FOR_MEMO} keys (then forgotten all at once), and forgotten on `scopeTo`:
+   * the protocol asks it for every region of every read to name the region's copies, and an MD5 per key would
+   * otherwise cost a noticeable share of a hit.
+   */
   serverFor(key: string): string {
-    return this.#ring.serverFor(this.#keys.build(key, false));
+    let server = this.#serverFor.get(key);
+    if (server === undefined) {
+      server = this.#ring.serverFor(this.#keys.build(key, false));
+      if (this.#serverFor.size >= SERVER_FOR_MEMO) this.#serverFor.clear();
+      this.#serverFor.set(key, server);
+    }
+    return server;
   }
 
   /**
@@ -95,11 +112,48 @@ export class MemcachedStore implements CacheStore {
     const namespace = `${this.#options.namespace}/${scope}`;
     if (!/^[\x21-\x39\x3b-\x7e]{1,160}$/.test(namespace)) throw new RangeError(`scope ${JSON.stringify(scope)} must be printable ASCII without spaces or ":"`);
     this.#keys = new KeyBuilder(namespace, this.counters);
+    this.#serverFor.clear();
+  }
+
+  /**
+   * What every memcached key of this store starts with: `namespace:`, or `namespace/scope:` once scoped (see
+   * {@link scopeTo}); hashed keys go on with `h:`. For operators' tools that list keys (`inspect --scan-locks`).
+   */
+  get keyPrefix(): string {
+    return this.#keys.prefix;
   }
 
   /** The memcached key a logical key is stored under (namespaced, hashed if needed), for operators and tests. */
   keyFor(key: string): string {
     return this.#keys.build(key, false);
+  }
+
+  /**
+   * @inheritDoc
+   * Each server gets a `get` of `<namespace>:xa-probe` sent to it directly (not through the ring), after its
+   * connection attempt ended (at most `connectTimeoutMs`); the answer has the usual `timeoutMs` deadline. A server
+   * backing off after a failure is reported unreachable at once, with that failure.
+   */
+  async probe(): Promise<readonly ServerProbe[]> {
+    return Promise.all(
+      this.#connections.map(async (connection): Promise<ServerProbe> => {
+        const started = performance.now();
+        const unreachable = (error: StoreError): ServerProbe => ({ server: connection.address, reachable: false, ms: performance.now() - started, error });
+        const down = (): ServerProbe =>
+          unreachable(StoreUnavailableError.serverDown('get', PROBE_KEY, connection.address, this.#closed ? new Error('the store is closed') : connection.lastFailure));
+        if (this.#closed || !connection.usable(started)) return down();
+        await connection.attempted();
+        if (!connection.isReady) return down();
+        const call = new ExecuteCall(1, true, this.counters);
+        const batch = new RequestBatch(call, connection.address, connection.epoch, this.maxValueBytes);
+        batch.add({ op: 'get', key: PROBE_KEY }, 0, this.#keys.build(PROBE_KEY, false));
+        call.addBatch();
+        connection.enqueue(batch, performance.now());
+        call.start();
+        const result = (await call.promise) as StoreResult;
+        return result.status === 'error' ? unreachable(result.error) : { server: connection.address, reachable: true, ms: performance.now() - started };
+      }),
+    );
   }
 
   /**

@@ -24,6 +24,8 @@ export class RequestBatch {
   /** When the batch must have settled (`performance.now()` time). */
   deadline = 0;
   sent = false;
+  /** Whether the deadline was already extended once for a stall of our own event loop. */
+  credited = false;
 
   constructor(
     readonly call: ExecuteCall,

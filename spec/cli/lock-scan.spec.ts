@@ -9,7 +9,8 @@ const WRITER = fileURLToPath(new URL('../protocol/crash-writer.js', import.meta.
 
 /**
  * Issue 14, case 7: a process killed after prepare, before COMMIT, leaves locks and no log row. `inspect` alone
- * cannot see them; `inspect --scan-locks` finds them in memcached.
+ * cannot see them; `inspect --scan-locks` finds them in memcached. The writer scopes its keys to the database's
+ * identity as an application does (`namespace/<identity>:`), so the scan must recognise that prefix.
  */
 describe('inspect --scan-locks: locks of transactions that never committed', function () {
   this.timeout(60_000);
@@ -18,7 +19,7 @@ describe('inspect --scan-locks: locks of transactions that never committed', fun
 
   before(async () => {
     const s = sharedServers();
-    f = await ProtocolFixture.create(s.memcachedAddresses, s.db, { protocol: { lockTtlSeconds: 30 } });
+    f = await ProtocolFixture.create(s.memcachedAddresses, s.db, { protocol: { lockTtlSeconds: 30 }, scopeToDatabase: true });
     await f.seed([1, 2]);
     conn = ['--db', s.db, '--memcached', s.memcachedAddresses.join(','), '--namespace', f.namespace, '--log-table', f.cache.options.logTable];
   });
@@ -30,7 +31,7 @@ describe('inspect --scan-locks: locks of transactions that never committed', fun
     expect(before.stdout).to.include('No key is locked by a transaction missing from the log');
 
     const s = sharedServers();
-    await killAtReady(WRITER, { ...cleanEnv(), CRASH_AT: 'after-prepare', MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: f.namespace, LOCK_TTL: '30', IDS: '1,2' }, 'after-prepare');
+    await killAtReady(WRITER, { ...cleanEnv(), CRASH_AT: 'after-prepare', MEMCACHED_SERVERS: s.memcachedAddresses.join(','), DATABASE_URL: s.db, NAMESPACE: f.namespace, LOCK_TTL: '30', IDS: '1,2', SCOPED: '1' }, 'after-prepare');
 
     const plain = await runTool(['inspect', '--min-age', '0', ...conn]);
     expect(plain.stdout).to.include('Nothing in doubt'); // no log row: the log cannot show it

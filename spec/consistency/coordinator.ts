@@ -19,16 +19,19 @@ import type { UnsafeTestSwitches } from '../../lib/protocol/protocol-options.js'
 import { MemcachedStore } from '../../lib/store/memcached-store.js';
 import { decodeEntry } from '../../lib/protocol/entry-codec.js';
 import { lockHolders } from '../../lib/protocol/entry.js';
-import { regionKey } from '../../lib/protocol/protocol-context.js';
+import { regionCopies } from '../../lib/protocol/protocol-context.js';
 import { MemcachedProcess } from '../support/memcached-process.js';
 import { terminateBackends } from '../support/postgres-cluster.js';
 import { CGroup, CItem, GROUPS, ITEMS, consistencyEntities, createConsistencySchema, readDatabaseState, readHistory } from './schema.js';
 import { Rng, isWrite, nextOp, type Op, type OpResult, type PhaseMode } from './ops.js';
-import { checkHistory, countByGuarantee, type Anomaly, type CheckSummary, type OpRecord, type StaleWindow } from './checker.js';
+import { checkHistory, countByGuarantee, stalenessByKind, type Anomaly, type CheckSummary, type OpRecord, type StaleRead, type StalenessByKind, type StaleWindow } from './checker.js';
 import { PartitionProxy, evictions, flood, writeGarbage } from './fault-tools.js';
 
 export const FAULT_KINDS = ['kill-worker', 'kill-mid-promote', 'kill-memcached', 'partition', 'pg-terminate', 'evict', 'hold-past-lock-ttl', 'garbage'] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
+/** Fault kinds injected only when named (`--faults`): not part of the default set the CI run holds to. */
+export const OPTIONAL_FAULT_KINDS = ['stall-memcached'] as const;
+export const ALL_FAULT_KINDS = [...FAULT_KINDS, ...OPTIONAL_FAULT_KINDS] as const;
+export type FaultKind = (typeof ALL_FAULT_KINDS)[number];
 
 export interface RunOptions {
   readonly databaseUrl: string;
@@ -63,6 +66,10 @@ export interface RunReport {
   readonly faultCounts: Record<FaultKind, number>;
   readonly byGuarantee: ReturnType<typeof countByGuarantee>;
   readonly evictions: number;
+  /** `degrade`: the windows, the sweep interval, and the allowed stale reads measured per fault kind. */
+  readonly windows: StaleWindow[];
+  readonly sweepIntervalMs: number;
+  readonly staleness: StalenessByKind[];
 }
 
 const workerScript = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -70,6 +77,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const now = (): number => performance.now();
 const APP = 'xa-consistency-worker';
 const LOG_TABLE = 'c_xa_log';
+/** The periodic sweeper (minAgeMs 2000); every degrade window also ends with a sweep of its own (minAgeMs 0). */
+const SWEEP_EVERY_MS = 1000;
 
 interface WorkerSlot {
   readonly index: number;
@@ -81,13 +90,13 @@ interface WorkerSlot {
   restarts: number;
 }
 
-/** Every library key of the hot set that we can name (query results are hashed and are left out). */
-function libraryKeys(): string[] {
+/** Every library key of the hot set that we can name (query results are hashed and are left out), region copies included. */
+function libraryKeys(store: MemcachedStore): string[] {
   const keys: string[] = [];
   for (let id = 1; id <= ITEMS; id++) keys.push(`e:public.c_item:${id}`);
   for (let g = 1; g <= GROUPS; g++) keys.push(`e:public.c_group:${g}`, `c:public.c_group.items:${g}`);
   for (const table of ['c_item', 'c_group', 'c_slot', 'c_history']) {
-    for (const kind of ['t', 'rows', 'coll']) keys.push(regionKey(`${kind}:public.${table}`));
+    for (const kind of ['t', 'rows', 'coll']) keys.push(...regionCopies(`${kind}:public.${table}`, store));
   }
   return keys;
 }
@@ -124,7 +133,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   const adapter = orm.config.getResultCacheAdapter() as XaCacheAdapter;
   const raw = new MemcachedStore({ servers: addresses, namespace, timeoutMs: 500, retryAfterMs: 50 });
   if (adapter.identity) raw.scopeTo(adapter.identity); // the application's keys are scoped to its database
-  const keys = libraryKeys();
+  const keys = libraryKeys(raw);
 
   const records: OpRecord[] = [];
   const faults: FaultRecord[] = [];
@@ -134,6 +143,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   const end = t0 + options.durationMs;
   let stopping = false;
   let lastDisturbance = t0;
+  let stalledServer = false;
 
   const sweep = async (minAgeMs: number): Promise<void> => {
     try {
@@ -148,12 +158,14 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
    * workers in flight now — a transaction that prepared, degraded, while the server was out of reach may commit only
    * now, and the policy's bound runs until the first sweep after that commit — then one sweep.
    */
-  const settleAndSweep = async (affected: readonly WorkerSlot[]): Promise<void> => {
+  const settleAndSweep = async (affected: readonly WorkerSlot[]): Promise<number> => {
     await sleep(150);
     const pending = affected.map((s) => s.inflight?.record).filter((r): r is OpRecord => r !== undefined && r.end === undefined);
     const deadline = now() + 5000;
     while (pending.some((r) => r.end === undefined) && now() < deadline) await sleep(5);
+    const sweepStart = now();
     await sweep(0);
+    return sweepStart;
   };
 
   /** G6: right after a process died after COMMIT, one sweep must leave none of its keys locked by it. */
@@ -199,8 +211,9 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
           slot.inflight.record.result = m.result;
           slot.inflight.resolve();
         }
-        if (m.type === 'phase' && m.phase === 'mid-promote' && slot.inflight) {
-          slot.inflight.record.committedBy = now();
+        // Promote runs after the commit call returned (in the background): the operation may be over already.
+        if (m.type === 'phase' && m.phase === 'mid-promote') {
+          if (slot.inflight) slot.inflight.record.committedBy = now();
           const txId = m.txId!;
           faults.push({ kind: 'kill-mid-promote', at: now() - t0, detail: `worker ${slot.index} killed in the middle of promote of ${txId}` });
           void killWorker(slot).then(() => auditKilledAfterCommit(txId, slot.index));
@@ -298,10 +311,27 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         await memcached[1]!.kill();
         await sleep(down);
         await memcached[1]!.restart();
+        const healed = now();
         // Restarted empty, but not back for everyone at once: a writer whose client still backs off commits under
         // `degrade` without reaching it while readers already fill from it. The same bound as a partition applies.
-        await settleAndSweep(slots);
-        windows.push({ start, until: now() });
+        const sweepStart = await settleAndSweep(slots);
+        windows.push({ kind, start, healed, sweepStart, until: now() });
+        break;
+      }
+      case 'stall-memcached': {
+        // SIGSTOP: connections stay open, nothing is answered; the server keeps every value it held, so a key a
+        // degraded commit could not lock still holds its old value when the server resumes.
+        const stalled = faultRng.int(300, 900);
+        recordFault(kind, `memcached ${addresses[1]} SIGSTOPped for ${stalled} ms, then SIGCONT`);
+        const start = now();
+        memcached[1]!.pause();
+        stalledServer = true;
+        await sleep(stalled);
+        memcached[1]!.resume();
+        stalledServer = false;
+        const healed = now();
+        const sweepStart = await settleAndSweep(slots);
+        windows.push({ kind, start, healed, sweepStart, until: now() });
         break;
       }
       case 'partition': {
@@ -313,8 +343,9 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         for (const s of cut) proxies[s.index]!.partition();
         await sleep(ms);
         for (const s of cut) proxies[s.index]!.heal();
-        await settleAndSweep(cut);
-        windows.push({ start, until: now() });
+        const healed = now();
+        const sweepStart = await settleAndSweep(cut);
+        windows.push({ kind, start, healed, sweepStart, until: now() });
         break;
       }
       case 'pg-terminate': {
@@ -356,7 +387,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
 
   const sweeperLoop = async (): Promise<void> => {
     while (now() < end) {
-      await sleep(1000);
+      await sleep(SWEEP_EVERY_MS);
       await sweep(2000);
     }
   };
@@ -372,6 +403,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   stopping = true;
   lastDisturbance = now();
   for (const p of proxies) p.heal();
+  if (stalledServer) memcached[1]!.resume();
   for (const m of memcached) if (!m.running) await m.restart();
   await Promise.all(
     slots.map(async (slot) => {
@@ -419,7 +451,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
 
   const history = await readHistory(pool);
   const summary = checkHistory(records, history, { windows: policy === 'degrade' ? windows : [], extra });
-  const faultCounts = Object.fromEntries(FAULT_KINDS.map((k) => [k, faults.filter((f) => f.kind === k).length])) as Record<FaultKind, number>;
+  const faultCounts = Object.fromEntries(ALL_FAULT_KINDS.filter((k) => (FAULT_KINDS as readonly string[]).includes(k) || faultKinds.includes(k)).map((k) => [k, faults.filter((f) => f.kind === k).length])) as Record<FaultKind, number>;
   const report: RunReport = {
     seed: options.seed,
     policy,
@@ -428,13 +460,27 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
     faultCounts,
     byGuarantee: countByGuarantee(summary.anomalies),
     evictions: await evictions(addresses[2]!),
+    windows: policy === 'degrade' ? windows : [],
+    sweepIntervalMs: SWEEP_EVERY_MS,
+    staleness: policy === 'degrade' ? stalenessByKind(summary.staleReads, windows) : [],
   };
 
   if (options.logFile) {
     mkdirSync(dirname(options.logFile), { recursive: true });
     writeFileSync(
       options.logFile,
-      JSON.stringify({ options: { ...options, print: undefined, databaseUrl: undefined }, policy, windows: policy === 'degrade' ? windows : [], extra, faults, records, history }),
+      JSON.stringify({
+        options: { ...options, print: undefined, databaseUrl: undefined },
+        policy,
+        windows: report.windows,
+        sweepIntervalMs: SWEEP_EVERY_MS,
+        staleness: report.staleness,
+        staleReads: summary.staleReads,
+        extra,
+        faults,
+        records,
+        history,
+      }),
     );
   }
 
@@ -454,9 +500,48 @@ export function formatReport(report: RunReport): string[] {
     `operations: ${s.operations} answered (${s.failed} failed under faults, ${s.lost} lost with a killed worker); observations checked: ${s.observations}; commits: ${s.committed}; rollbacks: ${s.rolledBack}`,
     `faults injected: ${Object.entries(report.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ')} (memcached evictions: ${report.evictions})`,
   ];
-  if (report.policy === 'degrade') lines.push(`stale reads within the degrade bound (allowed): ${s.allowedStale}`);
+  if (report.policy === 'degrade') {
+    lines.push(`stale reads within the degrade bound (allowed): ${s.allowedStale}`);
+    lines.push(...formatStaleness(report.staleness, report.sweepIntervalMs));
+    for (const r of suspectStaleReads(s.staleReads).slice(0, 10)) lines.push(`    ${describeStaleRead(r, report.windows)}`);
+  }
   lines.push(`anomalies: ${Object.entries(report.byGuarantee).map(([g, n]) => `${g} ${n}`).join(', ')}`);
   for (const a of s.anomalies.slice(0, 15)) lines.push(`  ${a.guarantee}${a.worker !== undefined ? ` [worker ${a.worker} op ${a.seq ?? '-'}]` : ''}: ${a.what}`);
   if (s.anomalies.length > 15) lines.push(`  … ${s.anomalies.length - 15} more`);
   return lines;
+}
+
+const ms = (v: number | undefined): string => (v === undefined || Number.isNaN(v) ? '-' : `${Math.round(v)}`);
+
+/** The measured `degrade` staleness, one line per fault kind that opened windows. */
+export function formatStaleness(staleness: readonly StalenessByKind[], sweepIntervalMs?: number): string[] {
+  if (staleness.length === 0) return [];
+  const lines = [`degrade staleness measured (periodic sweep every ${sweepIntervalMs ?? '?'} ms, plus one closing each window):`];
+  for (const k of staleness) {
+    lines.push(
+      `  ${k.kind}: ${k.windows} windows, ${k.staleReads} stale reads (${k.mixed} mixed collections); ` +
+        `age after the superseding commit returned p50/p99/max ${ms(k.ageMs.p50)}/${ms(k.ageMs.p99)}/${ms(k.ageMs.max)} ms; ` +
+        `versions behind p50/p99/max ${ms(k.versionsBehind.p50)}/${ms(k.versionsBehind.p99)}/${ms(k.versionsBehind.max)}; ` +
+        `fault end to last stale read ${ms(k.lastAfterHealedMs)} ms; fault end to closing sweep's end p50/max ${ms(k.sweepAfterHealedMs.p50)}/${ms(k.sweepAfterHealedMs.max)} ms`,
+    );
+    if (k.afterSweepStart + k.supersededBeforeFault + k.afterCleanCommit > 0) {
+      lines.push(`    beyond the documented bound? sent after the closing sweep began ${k.afterSweepStart}; superseded before the fault began ${k.supersededBeforeFault}; after a non-degraded superseding commit ${k.afterCleanCommit}`);
+    }
+  }
+  return lines;
+}
+
+/** Stale reads that the documented bound does not explain (see StalenessByKind). */
+export function suspectStaleReads(reads: readonly StaleRead[]): StaleRead[] {
+  return reads.filter((r) => r.afterSweepStart || r.supersededBeforeFault || r.superseding.clean > 0);
+}
+
+/** One stale read with its window's timings (coordinator clock, ms). */
+export function describeStaleRead(r: StaleRead, windows: readonly StaleWindow[]): string {
+  const w = windows.find((x) => x.start <= r.end && r.start <= x.until);
+  const t = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(1));
+  return (
+    `worker ${r.worker} op ${r.seq}: ${r.what} (${r.kind}; ${r.versionsBehind ?? '?'} versions behind, ${ms(r.ageMs)} ms after the superseding commit returned; ` +
+    `read ${t(r.start)}-${t(r.end)}, fault ${t(w?.start)}-${t(w?.healed)}, closing sweep ${t(w?.sweepStart)}-${t(w?.until)}; superseding commits: ${JSON.stringify(r.superseding)})`
+  );
 }

@@ -5,11 +5,11 @@
  * `--unsafe fillWithoutLease` (or skipLog, …) switches a safeguard off, to see the checker catch it.
  * `--recheck <log.json>` checks the history of an earlier run's log again, offline.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { PostgresCluster, createDatabase } from '../support/postgres-cluster.js';
-import { checkHistory, countByGuarantee } from './checker.js';
-import { FAULT_KINDS, formatReport, runConsistency, type FaultKind } from './coordinator.js';
+import { checkHistory, countByGuarantee, stalenessByKind } from './checker.js';
+import { FAULT_KINDS, OPTIONAL_FAULT_KINDS, formatReport, formatStaleness, runConsistency, type FaultKind } from './coordinator.js';
 
 const { values } = parseArgs({
   options: {
@@ -19,6 +19,7 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '4' },
     faults: { type: 'string' },
     log: { type: 'string' },
+    json: { type: 'string' },
     recheck: { type: 'string' },
     unsafe: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
@@ -32,9 +33,11 @@ if (values.help) {
   --seed N             seed of the op mix and the fault schedule (default: random, printed)
   --policy P           strict, degrade or both (default strict)
   --workers N          worker processes (default 4)
-  --faults LIST        comma-separated fault kinds, or none (default: all: ${FAULT_KINDS.join(', ')})
+  --faults LIST        comma-separated fault kinds, or none (default: all: ${FAULT_KINDS.join(', ')});
+                       also ${OPTIONAL_FAULT_KINDS.join(', ')} (SIGSTOP/SIGCONT of a memcached) when named, or all+stall
   --unsafe SWITCH      switch one safeguard off (fillWithoutLease, skipLog, …) to watch the checker catch it
   --log FILE           where to write the run's log (default .tmp/consistency/)
+  --json FILE          write the reports (summary, faults, anomalies, degrade staleness per fault kind) as JSON
   --recheck FILE       check an earlier run's log again, offline
 
 Exits 0 when no anomaly was found, 1 otherwise.`);
@@ -47,6 +50,7 @@ if (values.recheck) {
   console.log(`rechecked ${values.recheck}: ${summary.operations} operations, ${summary.observations} observations`);
   console.log(`anomalies: ${Object.entries(countByGuarantee(summary.anomalies)).map(([g, n]) => `${g} ${n}`).join(', ')}`);
   for (const a of summary.anomalies.slice(0, 20)) console.log(`  ${a.guarantee}: ${a.what}`);
+  for (const line of formatStaleness(stalenessByKind(summary.staleReads, log.windows ?? []), log.sweepIntervalMs)) console.log(line);
   process.exit(summary.anomalies.length > 0 ? 1 : 0);
 }
 
@@ -59,6 +63,7 @@ if (!databaseUrl) {
   databaseUrl = await createDatabase(cluster.url, 'xa_consistency');
 }
 let anomalies = 0;
+const reports: unknown[] = [];
 try {
   for (const policy of policies) {
     const logFile = values.log ?? `.tmp/consistency/run-${seed}-${policy}.json`;
@@ -68,13 +73,22 @@ try {
       policy,
       durationMs: Number(values.duration) * 1000,
       workers: Number(values.workers),
-      faults: values.faults === undefined ? FAULT_KINDS : values.faults === 'none' ? [] : (values.faults.split(',') as FaultKind[]),
+      faults:
+        values.faults === undefined || values.faults === 'all'
+          ? FAULT_KINDS
+          : values.faults === 'none'
+            ? []
+            : values.faults === 'all+stall'
+              ? [...FAULT_KINDS, ...OPTIONAL_FAULT_KINDS]
+              : (values.faults.split(',') as FaultKind[]),
       logFile,
       switches: Object.fromEntries((values.unsafe ?? '').split(',').filter(Boolean).map((k) => [k, true])),
     });
     for (const line of formatReport(report)) console.log(line);
     console.log(`log: ${logFile} (same op streams and fault schedule: --seed ${seed}; re-check: --recheck ${logFile})`);
     anomalies += report.summary.anomalies.length;
+    reports.push(report);
+    if (values.json) writeFileSync(values.json, JSON.stringify(reports, null, 1));
   }
 } finally {
   await cluster?.stop();

@@ -56,6 +56,8 @@ export interface OpResult {
   readonly rolledBack?: string[];
   /** Own-write checks that failed inside the transaction (G4). */
   readonly ownWriteFailures?: string[];
+  /** Keys its transaction committed without locking them (failure policy `degrade`; up to 20 per transaction). */
+  readonly degraded?: string[];
 }
 
 /** A small, seedable PRNG (mulberry32), so an op stream is reproducible from its seed. */

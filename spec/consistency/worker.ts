@@ -67,6 +67,8 @@ process.on('uncaughtException', (error) => {
 });
 
 let mode: PhaseMode;
+/** Keys the current op's transactions committed without locking (failure policy `degrade`), from the library's warning. */
+let degradedKeys: string[] = [];
 const holdMs = Number(process.env.HOLD_MS ?? '0');
 
 const orm = await MikroORM.init(
@@ -82,6 +84,9 @@ const orm = await MikroORM.init(
       leaseWaitMs: 20,
       store: { timeoutMs: 150, connectTimeoutMs: 300, retryAfterMs: 100 },
       unsafeTestSwitches: JSON.parse(process.env.SWITCHES ?? '{}') as UnsafeTestSwitches,
+      logger: (_level: string, message: string, data?: Record<string, unknown>) => {
+        if (/could not be locked/.test(message)) degradedKeys.push(...((data?.keys as string[] | undefined) ?? ['?']));
+      },
       midPromoteHook: async (txId: string) => {
         const now = mode;
         mode = undefined;
@@ -382,10 +387,12 @@ process.on('message', (message: { type: string; seq: number; op: Op; tokens: str
   }
   if (message.type !== 'op') return;
   mode = message.mode;
+  degradedKeys = [];
+  const degraded = (): { degraded?: string[] } => (degradedKeys.length > 0 ? { degraded: degradedKeys } : {});
   // Tokens come from the coordinator, so it knows them even if this process dies before answering.
   run(message.op, message.tokens).then(
-    (result) => process.send!({ type: 'done', seq: message.seq, result }),
-    (error: unknown) => process.send!({ type: 'done', seq: message.seq, result: { ok: false, error: String(error).slice(0, 300), obs: [] } }),
+    (result) => process.send!({ type: 'done', seq: message.seq, result: { ...result, ...degraded() } }),
+    (error: unknown) => process.send!({ type: 'done', seq: message.seq, result: { ok: false, error: String(error).slice(0, 300), obs: [], ...degraded() } }),
   ).finally(() => (mode = undefined));
 });
 process.send!({ type: 'ready' });

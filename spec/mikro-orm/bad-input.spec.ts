@@ -4,6 +4,7 @@ import { MikroORM, defineEntity, p, Type, type Platform } from '@mikro-orm/postg
 import { sharedServers } from '../support/global-servers.js';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
+import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 
 /** A custom type: stored as text "x,y", used in JavaScript as a point. */
 class PointType extends Type<{ x: number; y: number } | null, string | null> {
@@ -50,6 +51,7 @@ describe('inputs the cache cannot keep as they are', () => {
       ),
     );
     await orm.schema.refresh();
+    await installWriteCapture(orm);
   });
   after(async () => orm.close(true));
 

@@ -9,6 +9,7 @@ import { ReadOnlyEntityError, XaConfigError } from '../../lib/mikro-orm/xa-error
 import { ProtocolConfigError } from '../../lib/protocol/protocol-errors.js';
 import { StoreConfigError } from '../../lib/store/store-errors.js';
 import { Country, Genre, Shelf } from './decorated-entities.js';
+import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 
 describe('configuration', () => {
   const servers = (): string[] => sharedServers().memcachedAddresses;
@@ -67,6 +68,7 @@ describe('configuration', () => {
       const s = sharedServers();
       orm = await MikroORM.init(withXaCache({ entities: [Genre, Country], clientUrl: s.db }, { servers: s.memcachedAddresses, namespace: `d${randomUUID().slice(0, 8)}` }));
       await orm.schema.refresh();
+      await installWriteCapture(orm);
       const em = orm.em.fork();
       em.create(Genre, { id: 1, name: 'Poetry' });
       await em.flush();

@@ -34,3 +34,14 @@ export class Shelf {
   @PrimaryKey({ type: 'integer' })
   position!: number;
 }
+
+/** A decorated entity with a cached unique lookup (`uniqueKeys`) backed by a unique column. */
+@Cacheable({ uniqueKeys: [['handle']] })
+@Entity({ tableName: 'uk_member' })
+export class Member {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string', unique: true })
+  handle!: string;
+}

@@ -18,6 +18,8 @@ const hang = async (): Promise<never> => {
 
 const fixture = await ProtocolFixture.create(env('MEMCACHED_SERVERS').split(','), env('DATABASE_URL'), {
   namespace: env('NAMESPACE'),
+  // SCOPED=1: keys scoped to the database's identity, like an application's (what the operator tool reads).
+  scopeToDatabase: process.env.SCOPED === '1',
   protocol: {
     lockTtlSeconds: Number(env('LOCK_TTL')),
     midPromoteHook: crashAt === 'mid-promote' ? hang : undefined,

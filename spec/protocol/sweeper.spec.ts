@@ -4,7 +4,7 @@ import { sharedServers } from '../support/global-servers.js';
 import { ProtocolFixture } from '../support/protocol-fixture.js';
 import { lockHolders } from '../../lib/protocol/entry.js';
 import { decodeEntry } from '../../lib/protocol/entry-codec.js';
-import { regionKey } from '../../lib/protocol/protocol-context.js';
+import { regionCopies, regionKey } from '../../lib/protocol/protocol-context.js';
 import type { CacheTransaction } from '../../lib/protocol/cache-transaction.js';
 import type { SweepReport } from '../../lib/protocol/recovery-sweeper.js';
 
@@ -81,7 +81,8 @@ describe('recovery sweeper', function () {
     const progress: SweepReport[] = [];
     const report = await f.cache.sweep(f.pool, { minAgeMs: 0, batchSize: 50, onProgress: (p) => progress.push(p) });
 
-    expect(report).to.deep.equal({ resolved: 300, unresolved: 0, batches: 6, keys: 300 + 6 });
+    // Each batch renews the region's copies: one per copy (see regionCopies).
+    expect(report).to.deep.equal({ resolved: 300, unresolved: 0, batches: 6, keys: 300 + 6 * regionCopies('kv', f.store).length });
     expect(progress.map((p) => [p.batches, p.resolved, p.unresolved])).to.deep.equal([1, 2, 3, 4, 5, 6].map((b) => [b, b * 50, 0]));
     expect(f.cache.stats.sweptTransactions).to.equal(300);
     const after = await kinds(f, keys);
@@ -142,7 +143,7 @@ describe('recovery sweeper', function () {
       expect(doubt.keys).to.deep.equal([
         { key: 'kv:1', region: false, state: 'locked-by-this', holders: [tx.id] },
         { key: 'kv:2', region: false, state: 'locked-by-this', holders: [tx.id, shared.tx.id] },
-        { key: regionKey('kv'), region: true, state: 'locked-by-this', holders: [tx.id] },
+        ...regionCopies('kv', f.store).map((key) => ({ key, region: true, state: 'locked-by-this', holders: [tx.id] })),
       ]);
       expect(done.outcome).to.equal('committed');
       expect(done.keys).to.deep.equal([{ key: 'kv:1', region: false, state: 'locked-by-others', holders: [tx.id] }]);

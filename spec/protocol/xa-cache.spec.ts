@@ -3,7 +3,7 @@ import { sharedServers } from '../support/global-servers.js';
 import { ProtocolFixture } from '../support/protocol-fixture.js';
 import { decodeEntry } from '../../lib/protocol/entry-codec.js';
 import { lockHolders } from '../../lib/protocol/entry.js';
-import { regionKey } from '../../lib/protocol/protocol-context.js';
+import { regionCopies, regionKey } from '../../lib/protocol/protocol-context.js';
 
 describe('two-phase protocol against real memcached and PostgreSQL', () => {
   let f: ProtocolFixture;
@@ -97,6 +97,36 @@ describe('two-phase protocol against real memcached and PostgreSQL', () => {
     expect(await entryKind('kv:3')).to.equal('not_found');
     expect(await f.read(3)).to.deep.equal({ v: 1, token: 'seed' });
     expect(await f.cache.log.count(f.pool)).to.equal(0);
+  });
+
+  it('keeps two copies of a region on two servers: a result is served only while both are current, and a rollback restores both', async () => {
+    const regions = ['kv'];
+    const copies = regionCopies('kv', f.store);
+    expect(copies).to.have.length(2);
+    expect(new Set(copies.map((key) => f.store.serverFor(key))).size).to.equal(2);
+    const load = async (): Promise<Buffer> => Buffer.from('[1]');
+    const fresh = async (): Promise<void> => {
+      const read = await f.cache.reader.read('q:copies', { regions });
+      if (read.status === 'miss' && read.ticket) await f.cache.reader.fill(read.ticket, await load());
+      expect((await f.cache.reader.read('q:copies', { regions })).status).to.equal('hit');
+    };
+    await fresh();
+    for (const copy of copies) {
+      // Either copy lost (evicted, its server restarted): the result is no longer trusted.
+      await f.store.execute([{ op: 'delete', key: copy }]);
+      const read = await f.cache.reader.read('q:copies', { regions });
+      expect(read).to.include({ status: 'miss', reason: 'stale' });
+      if (read.status === 'miss' && read.ticket) await f.cache.reader.abandon(read.ticket);
+      await fresh();
+    }
+    await f.write([1], { rollback: true, regions });
+    expect((await f.cache.reader.read('q:copies', { regions })).status).to.equal('hit');
+    const before = await Promise.all(copies.map(async (key) => ((await f.store.get(key)) as { item: { value: Buffer } }).item.value.toString('hex')));
+    await f.write([1], { regions });
+    const after = await Promise.all(copies.map(async (key) => ((await f.store.get(key)) as { item: { value: Buffer } }).item.value.toString('hex')));
+    expect(after[0], 'both copies renewed when both are reachable').to.not.equal(before[0]);
+    expect(after[1]).to.not.equal(before[1]);
+    expect(await f.cache.reader.read('q:copies', { regions })).to.include({ status: 'miss', reason: 'stale' });
   });
 
   it('restores a region generation after a rollback, so query results stay valid', async () => {

@@ -6,6 +6,7 @@ import { sharedServers } from '../support/global-servers.js';
 import { PostgresCluster, createDatabase } from '../support/postgres-cluster.js';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
+import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 
 /**
  * G14 / issue 13: two databases with identical tables and primary keys, two ORMs sharing one memcached and one
@@ -41,6 +42,7 @@ async function openApp(label: string, url: string, namespace: string, extra: { c
 
 async function seed(app: App): Promise<void> {
   await app.orm.schema.refresh();
+  await installWriteCapture(app.orm);
   const em = app.orm.em.fork();
   // Each database has both shelves, with the items on different shelves: a collection served across databases
   // would show the other database's members.

@@ -7,6 +7,7 @@ import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import { decodeEntry, encodeEntry, encodeLockRecords } from '../../lib/protocol/entry-codec.js';
 import { encodeValue } from '../../lib/mikro-orm/value-codec.js';
+import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 
 /**
  * Issue 13: every entry is checked against the key it is read under. Entries are copied, planted and corrupted
@@ -40,6 +41,7 @@ for (const secrets of [undefined, [randomBytes(32).toString('base64')]]) {
     });
     beforeEach(async () => {
       await orm.schema.refresh();
+      await installWriteCapture(orm);
       const em = orm.em.fork();
       const boxes = [1, 2].map((id) => em.create(Kb.Box, { id }));
       for (let id = 1; id <= 30; id++) em.create(Kb.Item, { id, name: `item ${id}`, box: boxes[id <= 20 ? 0 : 1]! });

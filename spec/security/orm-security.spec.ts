@@ -4,6 +4,7 @@ import { MikroORM, defineEntity, p } from '@mikro-orm/postgresql';
 import { sharedServers } from '../support/global-servers.js';
 import { dumpMemcached } from '../support/memcached-scan.js';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
+import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 import { XaConfigError } from '../../lib/mikro-orm/xa-errors.js';
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 
@@ -26,6 +27,7 @@ describe('secret fields never enter the cache', () => {
     const s = sharedServers();
     orm = await MikroORM.init(withXaCache({ entities: [Account], clientUrl: s.db }, { servers: s.memcachedAddresses, namespace }));
     await orm.schema.refresh();
+    await installWriteCapture(orm);
     await orm.em.fork().insert(Account, { id: 1, email: 'ada@example.org', passwordHash: SECRET });
   });
   after(async () => orm.close(true));
@@ -87,6 +89,7 @@ describe('tenants (schema per tenant) never share cache entries', () => {
     for (const schema of ['tenant_a', 'tenant_b']) {
       await orm.em.fork().execute(`drop schema if exists ${schema} cascade`);
       await orm.schema.create({ schema, includeWildcardSchema: true } as never);
+      await installWriteCapture(orm, { schemas: [schema] });
       const em = orm.em.fork({ schema });
       const author = em.create(Tenant.Author, { id: 1, name: `${schema} author` });
       em.create(Tenant.Book, { id: 1, title: `${schema} book`, author });

@@ -6,6 +6,7 @@ import { sharedServers } from '../support/global-servers.js';
 import { createDatabase } from '../support/postgres-cluster.js';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
+import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 
 /**
  * G14 for `search_path` tenants: where the schema an unqualified table resolves to is not known, the cache is not
@@ -44,6 +45,7 @@ describe('search_path: unqualified tables are cached only where their schema is 
   const open = async (clientUrl: string): Promise<{ orm: MikroORM; cache: XaCacheAdapter }> => {
     const orm = await MikroORM.init(withXaCache({ entities: [SpItem], clientUrl, pool: { min: 1, max: 1 } }, { servers: sharedServers().memcachedAddresses, namespace: `p${randomUUID().slice(0, 8)}`, logTable: 'public.xa_cache_log' }));
     await orm.connect();
+    await installWriteCapture(orm);
     return { orm, cache: orm.config.getResultCacheAdapter() as XaCacheAdapter };
   };
 

@@ -5,6 +5,7 @@ import { settledWithin } from './fake-peer.js';
 import { MemcachedStore, type StoreResult } from '../../lib/store/index.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 const buf = (s: string): Buffer => Buffer.from(s);
 
 /** The first `count` keys with `prefix` that map to `server`. */
@@ -89,6 +90,9 @@ describe('MemcachedStore under server faults', function () {
     for (let cycle = 0; cycle < 6; cycle++) {
       stalled.pause();
       try {
+        // On a loaded machine SIGSTOP can take a moment to stop every thread; a request answered before it did
+        // would be a hit.
+        await stalled.untilSilent();
         const started = performance.now();
         const requests = stuck.map((key, i) =>
           settledWithin<StoreResult>(
@@ -129,6 +133,30 @@ describe('MemcachedStore under server faults', function () {
     expect(after.status).to.equal('stored');
     expect((await store.get('big')).status).to.equal('not_found');
     expect(store.counters.errors.ValueTooLargeError).to.equal(1);
+  });
+
+  it('probes every server directly: reachable ones answer, a refused one and a SIGSTOPped one are named with their error', async () => {
+    servers = await Servers.start({ memcached: 2, postgres: false, owned: true });
+    const [live, stopped] = servers.memcached;
+    if (!live || !stopped) throw new Error('no memcached');
+    const refused = `127.0.0.1:${await freePort()}`;
+    const timeoutMs = 200;
+    store = new MemcachedStore({ servers: [live.address, stopped.address, refused], timeoutMs, connectTimeoutMs: 300 });
+    expect((await store.probe()).map((p) => p.reachable)).to.deep.equal([true, true, false]);
+    stopped.pause();
+    try {
+      await sleep(1100); // past the refused server's back-off: it is asked again
+      const started = performance.now();
+      const probes = await store.probe();
+      expect(performance.now() - started).to.be.below(300 + timeoutMs + 150);
+      expect(probes.map((p) => [p.server, p.reachable, p.error?.kind])).to.deep.equal([
+        [live.address, true, undefined],
+        [stopped.address, false, 'timeout'],
+        [refused, false, 'unavailable'],
+      ]);
+    } finally {
+      stopped.resume();
+    }
   });
 
   it('answers unavailable at once for a server nobody listens on, without retrying until the back-off ends', async () => {

@@ -16,11 +16,12 @@ export const Publisher = defineEntity({
 
 export const Author = defineEntity({
   name: 'Author',
-  xaCache: { ttlSeconds: 600 },
+  // Lookups by email are served like lookups by id (docs/usage.md, "Lookups by unique keys").
+  xaCache: { ttlSeconds: 600, uniqueKeys: [['email']] },
   properties: {
     id: p.integer().primary(),
     name: p.string(),
-    email: p.string().nullable(),
+    email: p.string().nullable().unique(),
     born: p.datetime().nullable(),
     mentor: () => p.manyToOne(Author).nullable(),
     books: () => p.oneToMany(Book).mappedBy('author').orderBy({ id: 'asc' }),

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { freePort, waitForPort } from './free-port.js';
 import { isRoot, requireBinary } from './binaries.js';
 import { onProcessExit } from './exit-cleanup.js';
@@ -38,6 +39,11 @@ export class MemcachedProcess {
 
   get port(): number {
     return this.#port;
+  }
+
+  /** The process id, while it runs (for signals sent from outside this process, e.g. by a helper shell). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
   }
 
   get running(): boolean {
@@ -88,6 +94,31 @@ export class MemcachedProcess {
   /** SIGSTOPs the process: connections stay open but nothing is answered. */
   pause(): void {
     this.#child?.kill('SIGSTOP');
+  }
+
+  /**
+   * Resolves once a paused process no longer answers `version` within 100 ms. On a loaded machine SIGSTOP can take
+   * a moment to stop every thread, and a request sent meanwhile would still be answered.
+   */
+  async untilSilent(): Promise<void> {
+    for (let i = 0; i < 100; i++) {
+      const answered = await new Promise<boolean>((resolve) => {
+        const socket = connect(this.#port, '127.0.0.1');
+        const timer = setTimeout(() => {
+          socket.destroy();
+          resolve(false);
+        }, 100);
+        socket.once('data', () => {
+          clearTimeout(timer);
+          socket.destroy();
+          resolve(true);
+        });
+        socket.on('error', () => undefined);
+        socket.write('version\r\n');
+      });
+      if (!answered) return;
+    }
+    throw new Error(`memcached on ${this.address} still answers after SIGSTOP`);
   }
 
   /** SIGCONTs a paused process. */

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { MemcachedStore } from '../../lib/store/memcached-store.js';
 import type { MemcachedStoreOptions } from '../../lib/store/memcached-store-options.js';
 import { XaCache } from '../../lib/protocol/xa-cache.js';
+import { readDataIdentity } from '../../lib/protocol/data-identity.js';
 import type { ProtocolOptions } from '../../lib/protocol/protocol-options.js';
 import type { CacheTransaction } from '../../lib/protocol/cache-transaction.js';
 
@@ -21,13 +22,26 @@ export class ProtocolFixture {
   static async create(
     servers: readonly string[],
     databaseUrl: string,
-    options: { protocol?: ProtocolOptions; store?: Partial<MemcachedStoreOptions>; namespace?: string; table?: string; logTable?: string } = {},
+    options: {
+      protocol?: ProtocolOptions;
+      store?: Partial<MemcachedStoreOptions>;
+      namespace?: string;
+      table?: string;
+      logTable?: string;
+      /** Scope keys and entries to the database's identity, as the MikroORM layer (and the CLI) do. */
+      scopeToDatabase?: boolean;
+    } = {},
   ): Promise<ProtocolFixture> {
     const namespace = options.namespace ?? `t${randomUUID().slice(0, 8)}`;
     const store = new MemcachedStore({ servers, namespace, ...options.store });
     const pool = new pg.Pool({ connectionString: databaseUrl, max: 20 });
     const table = options.table ?? `kv_${namespace}`;
     const cache = new XaCache(store, { logTable: options.logTable ?? `log_${namespace}`, ...options.protocol });
+    if (options.scopeToDatabase) {
+      const identity = await readDataIdentity(pool);
+      store.scopeTo(identity);
+      cache.scopeTo(identity);
+    }
     await cache.ensureLogTable(pool);
     await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (id int PRIMARY KEY, v int NOT NULL, token text NOT NULL)`);
     return new ProtocolFixture(cache, store, pool, table);
