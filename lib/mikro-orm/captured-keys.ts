@@ -1,5 +1,6 @@
 import { ReferenceKind, type EntityMetadata, type EntityProperty } from '@mikro-orm/core';
 import type { CapturedChange, CapturedKeys, CaptureDeriver } from '../protocol/write-capture.js';
+import type { UnsafeTestSwitches } from '../protocol/protocol-options.js';
 import { keys, pkString, regions } from './cache-keys.js';
 import { entityCacheOf } from './entity-marker.js';
 import { keyedByText } from './text-keys.js';
@@ -53,12 +54,13 @@ type Effect = RowsOf | MembersOf | UniqueOf;
  *   an update, only when that column or a column of the collection's order changed);
  * - `TRUNCATE`, or a statement too large to carry images: the table's row and collection regions.
  */
-export function captureDeriver(all: Iterable<EntityMetadata>): CaptureDeriver {
+export function captureDeriver(all: Iterable<EntityMetadata>, switches: Pick<UnsafeTestSwitches, 'forgetOldUniqueValues'> = {}): CaptureDeriver {
   const effects = effectsByTable([...all]);
-  return (changes) => derive(changes, effects);
+  const forgetOld = switches.forgetOldUniqueValues === true;
+  return (changes) => derive(changes, effects, forgetOld);
 }
 
-function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string, Effect[]>): CapturedKeys {
+function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string, Effect[]>, forgetOld: boolean): CapturedKeys {
   const found = new Set<string>();
   const touched = new Set<string>();
   for (const change of changes) {
@@ -84,7 +86,7 @@ function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string,
         continue;
       }
       if (effect.kind === 'unique') {
-        uniqueEntries(effect, change.op, olds, news, table).forEach((k) => found.add(k));
+        uniqueEntries(effect, change.op, olds, news, table, forgetOld).forEach((k) => found.add(k));
         continue;
       }
       const ownerTable = `${ownerSchema(effect.owner, change.schema)}.${(effect.owner.root ?? effect.owner).tableName}`;
@@ -109,13 +111,15 @@ function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string,
   return { keys: found, regions: touched };
 }
 
-function uniqueEntries(effect: UniqueOf, op: CapturedChange['op'], olds: readonly Row[], news: readonly Row[], table: string): string[] {
+function uniqueEntries(effect: UniqueOf, op: CapturedChange['op'], olds: readonly Row[], news: readonly Row[], table: string, forgetOld: boolean): string[] {
   const entry = (row: Row | undefined): string | undefined => {
     if (!row) return undefined;
     const values = effect.columns.map((c) => row[c]);
     return values.some((v) => v === undefined || v === null) ? undefined : keys.unique(table, effect.columns, values.map(pkString));
   };
-  const rows = op === 'UPDATE' ? pairs(olds, news).filter(([before, after]) => !before || !after || [effect.pkColumn, ...effect.columns].some((c) => !sameValue(before[c], after[c]))).flat() : [...olds, ...news];
+  const changed = op === 'UPDATE' ? pairs(olds, news).filter(([before, after]) => !before || !after || [effect.pkColumn, ...effect.columns].some((c) => !sameValue(before[c], after[c]))) : [];
+  // `forgetOldUniqueValues` (a test switch, the bug the consistency checker must catch): new values' entries only.
+  const rows = forgetOld ? (op === 'UPDATE' ? changed.map(([, after]) => after) : [...news]) : op === 'UPDATE' ? changed.flat() : [...olds, ...news];
   return rows.map(entry).filter((k): k is string => k !== undefined);
 }
 

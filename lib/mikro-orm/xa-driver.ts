@@ -42,7 +42,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     this.xaConnection.cache.attach();
     // Every prepare takes what the database captured in its transaction and names its keys from this metadata.
     const cache = this.xaConnection.cache;
-    cache.xa.useCapture(captureDeriver(metadata.getAll().values()));
+    cache.xa.useCapture(captureDeriver(metadata.getAll().values(), cache.xa.options.unsafeTestSwitches));
     cache.captureGate.setCheck(async () => {
       const db = await this.xaConnection.sqlRunner();
       const targets = await captureTargetsOf(metadata.getAll().values(), db, cache.defaultSchema, { skipWildcard: true });

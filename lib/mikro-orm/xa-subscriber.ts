@@ -25,7 +25,8 @@ export class XaSubscriber implements EventSubscriber {
     const driver = args.em.getDriver() as unknown as XaPostgreSqlDriver;
     const defaultSchema = driver.xaConnection.cache.defaultSchema;
     const found: Pending = { keys: new Set() };
-    for (const cs of args.uow.getChangeSets()) this.#changeSet(args.uow, cs, defaultSchema, found);
+    const forgetOld = driver.xaConnection.cache.xa.options.unsafeTestSwitches.forgetOldUniqueValues === true;
+    for (const cs of args.uow.getChangeSets()) this.#changeSet(args.uow, cs, defaultSchema, found, forgetOld);
     for (const coll of args.uow.getCollectionUpdates()) this.#collection(coll, defaultSchema, found);
     if (found.keys.size === 0) return;
     const scope = args.em.isInTransaction() ? driver.xaConnection.scopeOf(args.em.getTransactionContext()) : undefined;
@@ -41,7 +42,7 @@ export class XaSubscriber implements EventSubscriber {
     if (scope) apply(scope, pending);
   }
 
-  #changeSet(uow: UnitOfWork, cs: ChangeSet<AnyEntity>, defaultSchema: string, found: Pending): void {
+  #changeSet(uow: UnitOfWork, cs: ChangeSet<AnyEntity>, defaultSchema: string, found: Pending, forgetOld: boolean): void {
     const meta = cs.meta as EntityMetadata;
     if (entityCacheOf(meta)?.strategy === 'read-only') throw new ReadOnlyEntityError(meta.className);
     const original = (cs.originalEntity ?? uow.getOriginalEntityData(cs.entity) ?? {}) as Record<string, unknown>;
@@ -58,7 +59,7 @@ export class XaSubscriber implements EventSubscriber {
       const ownerTable = qualifiedTable(ownerMeta, cs.schema, defaultSchema);
       for (const owner of owners) if (owner !== undefined && owner !== null) found.keys.add(keys.collection(ownerTable, collection.name, pkString(owner)));
     }
-    this.#uniqueEntries(cs, original, defaultSchema, found);
+    this.#uniqueEntries(cs, original, defaultSchema, found, forgetOld);
   }
 
   /**
@@ -66,7 +67,7 @@ export class XaSubscriber implements EventSubscriber {
    * with the rest of the flush's keys in one round; the capture names them too (for every other write path), and
    * a key named twice is locked once.
    */
-  #uniqueEntries(cs: ChangeSet<AnyEntity>, original: Record<string, unknown>, defaultSchema: string, found: Pending): void {
+  #uniqueEntries(cs: ChangeSet<AnyEntity>, original: Record<string, unknown>, defaultSchema: string, found: Pending, forgetOld: boolean): void {
     const meta = cs.meta as EntityMetadata;
     const uniques = uniqueKeysOf(meta);
     if (uniques.length === 0) return;
@@ -75,9 +76,10 @@ export class XaSubscriber implements EventSubscriber {
     const payload = cs.payload as Record<string, unknown>;
     for (const key of uniques) {
       const images: Array<Record<string, unknown>> = [];
+      // `forgetOldUniqueValues` (a test switch) drops the old images: the bug the consistency checker must catch.
       if (cs.type === 'create') images.push(entity);
-      else if (cs.type === 'delete' || cs.type === 'delete_early') images.push(original);
-      else if (key.props.some((prop) => prop in payload)) images.push(original, entity);
+      else if (cs.type === 'delete' || cs.type === 'delete_early') images.push(...(forgetOld ? [] : [original]));
+      else if (key.props.some((prop) => prop in payload)) images.push(...(forgetOld ? [entity] : [original, entity]));
       for (const image of images) {
         const values = key.props.map((prop) => refId(image[prop]));
         if (values.every((v) => v !== undefined && v !== null)) found.keys.add(keys.unique(table, key.columns, values.map(pkString)));

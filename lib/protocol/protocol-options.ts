@@ -70,6 +70,11 @@ export interface UnsafeTestSwitches {
   readonly rollbackAsCommit?: boolean;
   /** Prepare ignores what the database captured: only the keys the ORM layer named are locked. */
   readonly skipCapture?: boolean;
+  /**
+   * Writes name the unique-key index entries of the new values only (from the capture and from flushes): the entry
+   * of a value a row gave up (an update) or took away (a delete) is left naming that row.
+   */
+  readonly forgetOldUniqueValues?: boolean;
 }
 
 /** {@link ProtocolOptions} with every default applied. */

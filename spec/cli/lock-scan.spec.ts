@@ -38,11 +38,12 @@ describe('inspect --scan-locks: locks of transactions that never committed', fun
 
     const scan = await runTool(['inspect', '--min-age', '0', '--scan-locks', ...conn]);
     expect(scan.code, scan.stdout + scan.stderr).to.equal(1);
-    expect(scan.stdout).to.match(/3 keys locked by transactions missing from the log/);
+    // Two rows and the region's two copies (docs/protocol.md, "Region copies").
+    expect(scan.stdout).to.match(/4 keys locked by transactions missing from the log/);
     expect(scan.stdout).to.match(/r:kv\s+[0-9a-f-]{36}\s+\d+s\s+\d+s/);
 
     const json = JSON.parse((await runTool(['inspect', '--min-age', '0', '--scan-locks', '--json', ...conn])).stdout) as { orphanLocks: Array<{ key: string; holders: string[]; expiresInSeconds: number }> };
-    expect(json.orphanLocks).to.have.length(3);
+    expect(json.orphanLocks).to.have.length(4);
     expect(new Set(json.orphanLocks.flatMap((l) => l.holders)).size).to.equal(1);
     for (const lock of json.orphanLocks) expect(lock.expiresInSeconds).to.be.within(25, 30);
 

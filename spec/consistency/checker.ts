@@ -222,9 +222,11 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
   const matches = (o: Observation, states: State[]): State[] => {
     if ('token' in o) return states.filter((s) => s.token === o.token && (o.token === null || s.version === o.version));
     if ('members' in o) return states.filter((s) => s.members?.join(',') === o.members.join(','));
+    if ('owner' in o) return states.filter((s) => s.owner === o.owner);
     return states.filter((s) => s.members?.length === o.count);
   };
-  const describe = (o: Observation): string => ('token' in o ? `${o.key}=v${o.version ?? '-'}/${o.token ?? 'absent'}` : 'members' in o ? `${o.key} (${o.via})=[${o.members}]` : `${o.key}=${o.count}`);
+  const describe = (o: Observation): string =>
+    'token' in o ? `${o.key}=v${o.version ?? '-'}/${o.token ?? 'absent'}` : 'members' in o ? `${o.key} (${o.via})=[${o.members}]` : 'owner' in o ? `${o.key} owned by ${o.owner ?? 'none'}` : `${o.key}=${o.count}`;
 
   for (const r of records) {
     const res = r.result;
@@ -245,7 +247,7 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
       }
       if (found.length === 0) {
         if ('token' in o && o.token && rolledBack.has(o.token)) anomalies.push({ guarantee: 'G7', what: `read a rolled-back write: ${describe(o)}`, ...at });
-        else if ('token' in o || 'members' in o) anomalies.push({ guarantee: 'G1', what: `read a value never committed: ${describe(o)}`, ...at });
+        else if ('token' in o || 'members' in o || 'owner' in o) anomalies.push({ guarantee: 'G1', what: `read a value never committed: ${describe(o)}`, ...at });
         else anomalies.push({ guarantee: 'G2', what: `count matches no committed state: ${describe(o)}`, ...at });
         continue;
       }
@@ -257,7 +259,8 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
         continue;
       }
       const newest = states.filter((s) => s.version === min)[0];
-      anomalies.push({ guarantee: 'G2', what: `stale read: ${describe(o)}, but v${min}/${newest?.token ?? 'absent'} had returned before the read began`, ...at });
+      const was = newest?.owner !== undefined ? `owner ${newest.owner ?? 'none'}` : (newest?.token ?? 'absent');
+      anomalies.push({ guarantee: 'G2', what: `stale read: ${describe(o)}, but v${min}/${was} had returned before the read began`, ...at });
     }
     if (res.rr) {
       const snap = parseSnapshot(res.rr.snapshot);

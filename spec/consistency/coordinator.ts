@@ -18,11 +18,12 @@ import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import type { UnsafeTestSwitches } from '../../lib/protocol/protocol-options.js';
 import { MemcachedStore } from '../../lib/store/memcached-store.js';
 import { decodeEntry } from '../../lib/protocol/entry-codec.js';
+import { decodeValue } from '../../lib/mikro-orm/value-codec.js';
 import { lockHolders } from '../../lib/protocol/entry.js';
 import { regionCopies } from '../../lib/protocol/protocol-context.js';
 import { MemcachedProcess } from '../support/memcached-process.js';
 import { terminateBackends } from '../support/postgres-cluster.js';
-import { CGroup, CItem, GROUPS, ITEMS, consistencyEntities, createConsistencySchema, readDatabaseState, readHistory } from './schema.js';
+import { CGroup, CItem, CODES, GROUPS, ITEMS, consistencyEntities, createConsistencySchema, readDatabaseState, readHistory } from './schema.js';
 import { Rng, isWrite, nextOp, type Op, type OpResult, type PhaseMode } from './ops.js';
 import { checkHistory, countByGuarantee, stalenessByKind, type Anomaly, type CheckSummary, type OpRecord, type StaleRead, type StalenessByKind, type StaleWindow } from './checker.js';
 import { PartitionProxy, evictions, flood, writeGarbage } from './fault-tools.js';
@@ -45,6 +46,8 @@ export interface RunOptions {
   readonly faultEveryMs?: number;
   readonly switches?: UnsafeTestSwitches;
   readonly lockTtlSeconds?: number;
+  /** Share of the op mix that looks items up by code or gives items other codes. Default 0.125. */
+  readonly codeShare?: number;
   /** Share of the workers' reads of the hot tables that the database answers 1-8 ms late. Default 0.15. */
   readonly slowReads?: number;
   /** Where to write the log (JSON: options, every op, faults, history, verdict). */
@@ -90,11 +93,15 @@ interface WorkerSlot {
   restarts: number;
 }
 
+/** The unique-key index entry of a code (lib/mikro-orm/cache-keys.ts `keys.unique`). */
+const codeEntryKey = (code: string): string => `u:public.c_item:code:${code}`;
+
 /** Every library key of the hot set that we can name (query results are hashed and are left out), region copies included. */
 function libraryKeys(store: MemcachedStore): string[] {
   const keys: string[] = [];
   for (let id = 1; id <= ITEMS; id++) keys.push(`e:public.c_item:${id}`);
   for (let g = 1; g <= GROUPS; g++) keys.push(`e:public.c_group:${g}`, `c:public.c_group.items:${g}`);
+  keys.push(...CODES.map(codeEntryKey));
   for (const table of ['c_item', 'c_group', 'c_slot', 'c_history']) {
     for (const kind of ['t', 'rows', 'coll']) keys.push(...regionCopies(`${kind}:public.${table}`, store));
   }
@@ -140,7 +147,8 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   const extra: Anomaly[] = [];
   const windows: StaleWindow[] = [];
   const t0 = now();
-  const end = t0 + options.durationMs;
+  /** The workload runs for `durationMs` from the moment every worker is ready (starting them takes seconds under load). */
+  let end = t0 + options.durationMs;
   let stopping = false;
   let lastDisturbance = t0;
   let stalledServer = false;
@@ -242,6 +250,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   };
 
   await Promise.all(slots.map(spawnWorker));
+  end = now() + options.durationMs;
   print(`consistency run: seed ${options.seed}, policy ${policy}, ${workerCount} workers, ${Math.round(options.durationMs / 1000)} s, namespace ${namespace}`);
 
   const driveWorker = async (slot: WorkerSlot): Promise<void> => {
@@ -253,7 +262,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         continue;
       }
       await slot.ready?.catch(() => undefined);
-      const op: Op = nextOp(rng);
+      const op: Op = nextOp(rng, options.codeShare);
       const tokens = isWrite(op) ? [randomUUID(), randomUUID()] : [];
       const mode = isWrite(op) ? slot.nextMode : undefined;
       if (mode) slot.nextMode = undefined;
@@ -433,6 +442,24 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
 
   // G6: the cache equals the database for every key (read twice: the first read may fill).
   const db = await readDatabaseState(pool);
+  // First the unique-key index entries the run left: each must name the item the database says holds the code.
+  // (Lookups would still answer right past a wrong entry — they check the row — so only this audit sees one.)
+  const entries = (await raw.getMulti(CODES.map(codeEntryKey))).items;
+  for (const code of CODES) {
+    const item = entries.get(codeEntryKey(code));
+    if (!item) continue;
+    let entry: ReturnType<typeof decodeEntry> | undefined;
+    try {
+      entry = decodeEntry(item.value);
+    } catch {
+      entry = undefined;
+    }
+    if (entry?.kind !== 'value') continue;
+    const decoded = decodeValue(entry.payload);
+    const named = decoded.ok ? Number(decoded.value) : NaN;
+    const owner = db.get(`k:${code}`)!.owner ?? null;
+    if (named !== owner) extra.push({ guarantee: 'G6', what: `after the run, the index entry of code ${code} names item ${decoded.ok ? String(decoded.value) : '(undecodable)'}, the database: ${owner === null ? 'no item holds it' : `item ${owner} holds it`}` });
+  }
   for (let pass = 0; pass < 2; pass++) {
     for (let id = 1; id <= ITEMS; id++) {
       const item = await orm.em.fork().findOne(CItem, id);
@@ -446,6 +473,11 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
       if (group.token !== want.token || members.join(',') !== want.members!.join(',')) extra.push({ guarantee: 'G6', what: `after the run, the cache serves g:${g} ${group.token} [${members}], the database ${want.token} [${want.members}]` });
       const count = await orm.em.fork().count(CItem, { grp: g }, { cache: 60_000 });
       if (count !== want.members!.length) extra.push({ guarantee: 'G6', what: `after the run, the cached count of g:${g} is ${count}, the database has ${want.members!.length}` });
+    }
+    for (const code of CODES) {
+      const item = await orm.em.fork().findOne(CItem, { code });
+      const owner = db.get(`k:${code}`)!.owner ?? null;
+      if ((item?.id ?? null) !== owner) extra.push({ guarantee: 'G6', what: `after the run, the lookup of code ${code} returns ${item?.id ?? 'none'}, the database: ${owner ?? 'none'}` });
     }
   }
 

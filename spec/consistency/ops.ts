@@ -2,7 +2,7 @@
  * Operations of the consistency checker, what a worker answers, and the seeded generator that picks them.
  * Everything here is plain data: it crosses the IPC channel and is written to the run's log.
  */
-import { GROUPS, ITEMS, tagOf } from './schema.js';
+import { CODES, GROUPS, ITEMS, tagOf } from './schema.js';
 
 /**
  * How a write reaches the database: the unit of work, `nativeUpdate`, raw `em.execute`, and ways only the
@@ -25,7 +25,12 @@ export type Op =
   /** A transaction made REPEATABLE READ by `SET TRANSACTION` sent through `em.execute`, that reads (checked against its snapshot) and writes. */
   | { kind: 'rrWrite'; ids: number[]; rollback: boolean }
   | { kind: 'move'; id: number; to: number }
-  | { kind: 'insert'; id: number; g: number }
+  /** Inserted with `code` if the code is free then, else with none. */
+  | { kind: 'insert'; id: number; g: number; code: string }
+  /** Lookups by the unique key `code`: `findOne(CItem, { code })`, or `find(CItem, { code: [...] })` for two. */
+  | { kind: 'byCode'; codes: string[] }
+  /** Gives item `id` the code: moves it there if the code is free, swaps codes with its holder if not. */
+  | { kind: 'recode'; id: number; code: string; via: 'flush' | 'execute' | 'kysely' }
   | { kind: 'delete'; id: number }
   | { kind: 'multi'; ids: number[]; moveId: number | null; to: number; rollback: boolean }
   | { kind: 'savepoint'; outer: number; inner: number }
@@ -41,7 +46,9 @@ export type Observation =
   /** A collection, or the ids of a cached query, of group g: `m:<g>` with the member ids, sorted. */
   | { key: string; members: number[]; via: 'collection' | 'query' }
   /** A cached count of group g's members: `n:<g>`. */
-  | { key: string; count: number };
+  | { key: string; count: number }
+  /** A lookup by code: `k:<code>` with the id of the item it returned, null for none. */
+  | { key: string; owner: number | null };
 
 export interface OpResult {
   readonly ok: boolean;
@@ -86,10 +93,16 @@ export class Rng {
 }
 
 /** The op mix: about half reads (rows, collections, queries), half writes of every kind. */
-export function nextOp(rng: Rng): Op {
+export function nextOp(rng: Rng, codeShare = 0.125): Op {
   const r = rng.next();
   const id = rng.int(1, ITEMS);
   const g = rng.int(1, GROUPS);
+  const code = rng.pick(CODES);
+  // Lookups by the unique key and writes that change which item holds a code: an eighth of the mix by default.
+  if (rng.next() < codeShare) {
+    if (r < 0.65) return { kind: 'byCode', codes: rng.next() < 0.75 ? [code] : [...new Set([code, rng.pick(CODES)])] };
+    return { kind: 'recode', id, code, via: rng.pick(['flush', 'flush', 'execute', 'kysely'] as const) };
+  }
   if (r < 0.2) return { kind: 'read', id };
   if (r < 0.27) return { kind: 'readMany', ids: rng.distinct(3, 1, ITEMS) };
   if (r < 0.35) return { kind: 'group', g };
@@ -102,7 +115,7 @@ export function nextOp(rng: Rng): Op {
   if (r < 0.65) return { kind: 'kyselyOutside', id };
   if (r < 0.67) return { kind: 'rrWrite', ids: rng.distinct(rng.int(1, 2), 1, ITEMS), rollback: rng.next() < 0.25 };
   if (r < 0.72) return { kind: 'move', id, to: g };
-  if (r < 0.77) return { kind: 'insert', id, g };
+  if (r < 0.77) return { kind: 'insert', id, g, code };
   if (r < 0.80) return { kind: 'delete', id };
   if (r < 0.89) return { kind: 'multi', ids: rng.distinct(rng.int(2, 3), 1, ITEMS), moveId: rng.next() < 0.5 ? id : null, to: g, rollback: rng.next() < 0.3 };
   if (r < 0.93) {
@@ -112,4 +125,4 @@ export function nextOp(rng: Rng): Op {
   return { kind: 'rr', ids: rng.distinct(3, 1, ITEMS), g, pauseMs: rng.int(5, 40) };
 }
 
-export const isWrite = (op: Op): boolean => !['read', 'readMany', 'group', 'count', 'query', 'rr'].includes(op.kind);
+export const isWrite = (op: Op): boolean => !['read', 'readMany', 'group', 'count', 'query', 'rr', 'byCode'].includes(op.kind);

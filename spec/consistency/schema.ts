@@ -3,12 +3,16 @@
  * every committing transaction writes in the same transaction (so the history is exactly the committed writes).
  *
  * - `c_item` (cached): `version` (strictly increasing per id, in commit order) and `token` (unique per
- *   transaction) let every read be matched to the commit it saw; `grp` puts it in a group.
+ *   transaction) let every read be matched to the commit it saw; `grp` puts it in a group; `code` (unique,
+ *   nullable, one of {@link CODES}) is a declared cached unique key (`findOne(CItem, { code })`): writers move an
+ *   item to a free code, swap two items' codes, insert with a code and delete (freeing it).
  * - `c_group` (cached, with its `items` collection): `version` is bumped by every transaction that changes the
  *   group's membership, so membership states are ordered by the group's version.
  * - `c_slot` (raw, not cached): one row per item id and per group, locked `FOR UPDATE` by every writer of that
  *   id, holding the last version given out. Inserts and deletes of the same id are serialized through it too, so
- *   versions never go back when a row is deleted and inserted again.
+ *   versions never go back when a row is deleted and inserted again. Slot {@link CODE_SLOT} serializes every
+ *   transaction that may change which item holds a code (inserts, deletes, cascades, recodes): its version orders
+ *   the owner states of codes (`k:<code>`).
  * - `c_history` (raw, not cached): one row per committed transaction: its token, its `pg_current_xact_id()` and
  *   the states it produced. A transaction that rolled back (or whose outcome the client never learned and which
  *   did not commit) has no row.
@@ -40,11 +44,12 @@ export const CGroup = defineEntity({
 export const CItem = defineEntity({
   name: 'CItem',
   tableName: 'c_item',
-  xaCache: true,
+  xaCache: { uniqueKeys: [['code']] },
   properties: {
     id: p.integer().primary().autoincrement(false),
     version: p.integer(),
     token: p.string(),
+    code: p.string().nullable().unique(),
     grp: () => p.manyToOne(CGroup),
   },
 });
@@ -69,8 +74,12 @@ export const ITEMS = 12;
 export const GROUPS = 3;
 /** Slot ids of groups, so one slot table serializes both. */
 export const groupSlot = (g: number): number => 1000 + g;
+/** The slot every transaction that may change a code's owner locks (first: it has the lowest id). */
+export const CODE_SLOT = 0;
+/** The codes items can hold (more than items, so there are free codes to move to); item `id` starts with `k<id>`. */
+export const CODES = Array.from({ length: ITEMS + 4 }, (_, i) => `k${i + 1}`);
 
-/** A state a transaction produced for one key (`i:<id>` item row, `g:<id>` group row and its membership). */
+/** A state a transaction produced for one key (`i:<id>` item row, `g:<id>` group row and its membership, `k:<code>` the code's owner). */
 export interface KeyState {
   readonly key: string;
   readonly version: number;
@@ -78,6 +87,8 @@ export interface KeyState {
   readonly token: string | null;
   /** For groups: the member item ids after the transaction, sorted. */
   readonly members?: number[];
+  /** For codes: the id of the item holding the code after the transaction, null if none. */
+  readonly owner?: number | null;
 }
 
 /** One committed transaction, as read back from `c_history`. */
@@ -93,7 +104,7 @@ export async function createConsistencySchema(pool: pg.Pool | pg.Client): Promis
     DROP TABLE IF EXISTS c_item, c_group, c_slot, c_history, c_tag, c_touch, c_kwrite CASCADE;
     CREATE TABLE c_group (id int PRIMARY KEY, version int NOT NULL, token text NOT NULL);
     CREATE TABLE c_tag (id int PRIMARY KEY);
-    CREATE TABLE c_item (id int PRIMARY KEY, version int NOT NULL, token text NOT NULL, grp_id int NOT NULL REFERENCES c_group (id),
+    CREATE TABLE c_item (id int PRIMARY KEY, version int NOT NULL, token text NOT NULL, code text UNIQUE, grp_id int NOT NULL REFERENCES c_group (id),
       tag_id int GENERATED ALWAYS AS ((id + 1) / 2) STORED REFERENCES c_tag (id) ON DELETE CASCADE);
     CREATE INDEX c_item_grp ON c_item (grp_id);
     CREATE TABLE c_slot (id int PRIMARY KEY, version int NOT NULL);
@@ -130,6 +141,7 @@ export async function createConsistencySchema(pool: pg.Pool | pg.Client): Promis
   const states: KeyState[] = [];
   const members = new Map<number, number[]>();
   await pool.query('BEGIN');
+  await pool.query('INSERT INTO c_slot (id, version) VALUES ($1, 1)', [CODE_SLOT]);
   for (let g = 1; g <= GROUPS; g++) members.set(g, []);
   for (let id = 1; id <= ITEMS; id++) {
     await pool.query('INSERT INTO c_slot (id, version) VALUES ($1, 1)', [id]);
@@ -146,7 +158,9 @@ export async function createConsistencySchema(pool: pg.Pool | pg.Client): Promis
     await pool.query('INSERT INTO c_slot (id, version) VALUES ($1, 1)', [groupSlot(g)]);
     states.push({ key: `g:${g}`, version: 1, token: 'seed', members: members.get(g)! });
   }
-  for (const [g, ids] of members) for (const id of ids) await pool.query('INSERT INTO c_item (id, version, token, grp_id) VALUES ($1, 1, $2, $3)', [id, 'seed', g]);
+  for (const [g, ids] of members) for (const id of ids) await pool.query('INSERT INTO c_item (id, version, token, code, grp_id) VALUES ($1, 1, $2, $3, $4)', [id, 'seed', `k${id}`, g]);
+  const seeded = new Set([...members.values()].flat());
+  for (const code of CODES) states.push({ key: `k:${code}`, version: 1, token: 'seed', owner: seeded.has(Number(code.slice(1))) ? Number(code.slice(1)) : null });
   await pool.query(`INSERT INTO c_history (token, xid, states) VALUES ('seed', pg_current_xact_id()::text, $1)`, [JSON.stringify(states)]);
   await pool.query('COMMIT');
 }
@@ -158,9 +172,10 @@ export async function readHistory(pool: pg.Pool | pg.Client): Promise<CommittedT
 }
 
 /** The database's current state of every key, in the form of {@link KeyState}s (versions are those of c_slot). */
-export async function readDatabaseState(pool: pg.Pool | pg.Client): Promise<Map<string, { token: string | null; version: number; members?: number[] }>> {
-  const out = new Map<string, { token: string | null; version: number; members?: number[] }>();
-  const items = (await pool.query<{ id: number; version: number; token: string; grp_id: number }>('SELECT id, version, token, grp_id FROM c_item')).rows;
+export async function readDatabaseState(pool: pg.Pool | pg.Client): Promise<Map<string, { token: string | null; version: number; members?: number[]; owner?: number | null }>> {
+  const out = new Map<string, { token: string | null; version: number; members?: number[]; owner?: number | null }>();
+  const items = (await pool.query<{ id: number; version: number; token: string; grp_id: number; code: string | null }>('SELECT id, version, token, grp_id, code FROM c_item')).rows;
+  for (const code of CODES) out.set(`k:${code}`, { token: null, version: 0, owner: items.find((r) => r.code === code)?.id ?? null });
   for (let id = 1; id <= ITEMS; id++) {
     const row = items.find((r) => r.id === id);
     out.set(`i:${id}`, row ? { token: row.token, version: row.version } : { token: null, version: 0 });

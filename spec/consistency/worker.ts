@@ -14,8 +14,9 @@ import { randomUUID } from 'node:crypto';
 import { IsolationLevel, MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import type { UnsafeTestSwitches } from '../../lib/protocol/protocol-options.js';
+import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import type { Kysely } from 'kysely';
-import { CGroup, CItem, CTag, consistencyEntities, groupSlot, tagItems, tagOf, type KeyState } from './schema.js';
+import { CGroup, CItem, CTag, CODES, CODE_SLOT, consistencyEntities, groupSlot, tagItems, tagOf, type KeyState } from './schema.js';
 import type { Observation, Op, OpResult, PhaseMode, WriteVia } from './ops.js';
 
 const env = (name: string): string => {
@@ -108,8 +109,8 @@ class Rollback extends Error {}
 const itemObs = (id: number, item: { version: number; token: string } | null): Observation => ({ key: `i:${id}`, token: item?.token ?? null, version: item?.version ?? null });
 
 /** Locks the slots of items and groups (in id order) and says which items exist and where. */
-async function lockSlots(em: EntityManager, ids: number[], groups: number[]): Promise<Map<number, { version: number; grp: number | null }>> {
-  const slots = [...ids, ...groups.map(groupSlot)].sort((a, b) => a - b);
+async function lockSlots(em: EntityManager, ids: number[], groups: number[], codes = false): Promise<Map<number, { version: number; grp: number | null }>> {
+  const slots = [...(codes ? [CODE_SLOT] : []), ...ids, ...groups.map(groupSlot)].sort((a, b) => a - b);
   const locked = await em.execute<Array<{ id: number; version: number }>>(
     `SELECT id, version FROM c_slot WHERE id IN (${slots.map(() => '?').join(', ')}) ORDER BY id FOR UPDATE`,
     slots,
@@ -139,10 +140,30 @@ async function record(em: EntityManager, token: string, states: KeyState[]): Pro
  */
 interface ItemChange {
   id: number;
-  action: 'update' | 'move' | 'insert' | 'delete';
+  /** `recode`: an update that also gives the item `code` (swapping with its holder, an `update` change of the same transaction). */
+  action: 'update' | 'move' | 'insert' | 'delete' | 'recode';
   /** For deletes, `cascade`: the database deletes the item when its tag is deleted. */
   via?: WriteVia | 'cascade';
   to?: number;
+  /** For inserts (if free) and recodes. */
+  code?: string;
+}
+
+/** Which item holds each code (codes no item holds are absent). */
+async function codeOwners(em: EntityManager): Promise<Map<string, number>> {
+  const rows = await em.execute<Array<{ id: number; code: string }>>('SELECT id, code FROM c_item WHERE code IS NOT NULL');
+  return new Map(rows.map((r) => [r.code, r.id]));
+}
+
+/** Sets one item's code by the way the op asks: the unit of work, raw SQL, or Kysely (the capture alone reports it). */
+async function setCode(em: EntityManager, id: number, code: string | null, via: WriteVia | 'cascade' | undefined): Promise<void> {
+  if (via === 'execute') await em.execute('UPDATE c_item SET code = ? WHERE id = ?', [code, id]);
+  else if (via === 'kysely') await kysely(em).updateTable('c_item').set({ code }).where('id', '=', id).execute();
+  else {
+    const item = await em.findOneOrFail(CItem, id);
+    item.code = code;
+    await em.flush();
+  }
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -154,13 +175,21 @@ async function applyChanges(em: EntityManager, token: string, changes: ItemChang
   // Lock the groups the items are in now too: read the items' groups first (unlocked), then lock everything.
   const before = await em.execute<Array<{ id: number; grp_id: number }>>(`SELECT id, grp_id FROM c_item WHERE id IN (${ids.map(() => '?').join(', ')})`, ids);
   const groups = [...new Set([...targetGroups, ...before.map((r) => r.grp_id)])];
-  let slots = await lockSlots(em, ids, groups);
+  // Changes that may move a code between items lock the code slot too (first), and so are serialized.
+  const codeWork = changes.some((c) => c.action === 'insert' || c.action === 'delete' || c.action === 'recode');
+  let slots = await lockSlots(em, ids, groups, codeWork);
   // An item moved between our two statements: lock its current group as well (bounded retry).
   for (let i = 0; i < 3; i++) {
-    const missing = [...slots.entries()].filter(([id, s]) => id < 1000 && s.grp !== null && !groups.includes(s.grp)).map(([, s]) => s.grp!);
+    const missing = [...slots.entries()].filter(([id, s]) => id > CODE_SLOT && id < 1000 && s.grp !== null && !groups.includes(s.grp)).map(([, s]) => s.grp!);
     if (missing.length === 0) break;
     groups.push(...missing);
-    slots = await lockSlots(em, ids, [...new Set(groups)]);
+    slots = await lockSlots(em, ids, [...new Set(groups)], codeWork);
+  }
+  const ownersBefore = codeWork ? await codeOwners(em) : new Map<string, number>();
+  for (const change of changes) {
+    const holder = change.action === 'recode' ? ownersBefore.get(change.code!) : undefined;
+    // The holder was read before the locks: a recode whose code changed hands since fails (an allowed error).
+    if (holder !== undefined && !ids.includes(holder)) throw new Error(`code ${change.code} changed hands before the lock (now ${holder})`);
   }
   const states: KeyState[] = [];
   const touched = new Set<number>();
@@ -183,7 +212,8 @@ async function applyChanges(em: EntityManager, token: string, changes: ItemChang
     }
     if (!exists) {
       const g = change.to ?? 1;
-      em.create(CItem, { id: change.id, version, token, grp: em.getReference(CGroup, g) });
+      const code = change.code !== undefined && !ownersBefore.has(change.code) ? change.code : null;
+      em.create(CItem, { id: change.id, version, token, code, grp: em.getReference(CGroup, g) });
       touched.add(g);
     } else if (change.via === 'nativeUpdate') {
       await em.nativeUpdate(CItem, { id: change.id }, { version, token });
@@ -210,6 +240,19 @@ async function applyChanges(em: EntityManager, token: string, changes: ItemChang
     states.push({ key: `i:${change.id}`, version, token });
   }
   await em.flush();
+  // Recodes: a move to a free code, or a swap with the holder (through a null: the unique index is not deferred).
+  for (const change of changes) {
+    if (change.action !== 'recode' || slots.get(change.id)!.grp === null) continue;
+    const owners = await codeOwners(em);
+    const holder = owners.get(change.code!);
+    if (holder === change.id) continue;
+    const mine = [...owners.entries()].find(([, id]) => id === change.id)?.[0] ?? null;
+    if (holder !== undefined) {
+      if (mine !== null) await setCode(em, change.id, null, change.via);
+      await setCode(em, holder, mine, change.via);
+    }
+    await setCode(em, change.id, change.code!, change.via);
+  }
   // Cascades: delete the tags (the database deletes their items), then re-create them so items can come back.
   const tags = [...new Set(changes.filter((c) => c.via === 'cascade').map((c) => tagOf(c.id)))].sort((a, b) => a - b);
   if (tags.length > 0) {
@@ -222,6 +265,15 @@ async function applyChanges(em: EntityManager, token: string, changes: ItemChang
     await em.execute('UPDATE c_group SET version = ?, token = ? WHERE id = ?', [version, token, g]);
     states.push({ key: `g:${g}`, version, token, members: await membersOf(em, g) });
   }
+  if (codeWork) {
+    const ownersAfter = await codeOwners(em);
+    const moved = CODES.filter((c) => ownersBefore.get(c) !== ownersAfter.get(c));
+    if (moved.length > 0) {
+      const version = slots.get(CODE_SLOT)!.version + 1;
+      await bump(em, CODE_SLOT, version);
+      for (const c of moved) states.push({ key: `k:${c}`, version, token, owner: ownersAfter.get(c) ?? null });
+    }
+  }
   return states;
 }
 
@@ -230,7 +282,11 @@ async function checkOwnWrites(em: EntityManager, states: KeyState[]): Promise<st
   const failures: string[] = [];
   em.clear();
   for (const s of states) {
-    if (s.key.startsWith('i:')) {
+    if (s.key.startsWith('k:')) {
+      // Inside a transaction the database answers lookups by a unique key.
+      const item = await em.findOne(CItem, { code: s.key.slice(2) });
+      if ((item?.id ?? null) !== s.owner) failures.push(`${s.key}: saw owner ${item?.id ?? 'none'}, wrote ${s.owner ?? 'none'}`);
+    } else if (s.key.startsWith('i:')) {
       const id = Number(s.key.slice(2));
       const item = await em.findOne(CItem, id);
       if ((item?.token ?? null) !== s.token) failures.push(`${s.key}: saw ${item?.token ?? 'absent'}, wrote ${s.token ?? 'absent'}`);
@@ -270,6 +326,15 @@ async function run(op: Op, tokens: string[]): Promise<OpResult> {
     case 'group':
       await readGroup(em, op.g, obs);
       return { ok: true, obs };
+    case 'byCode': {
+      const found = op.codes.length === 1 ? [await em.findOne(CItem, { code: op.codes[0] })].filter((i) => i !== null) : await em.find(CItem, { code: op.codes });
+      for (const code of op.codes) {
+        const item = found.find((i) => i.code === code) ?? null;
+        obs.push({ key: `k:${code}`, owner: item?.id ?? null });
+        if (item) obs.push(itemObs(item.id, item));
+      }
+      return { ok: true, obs };
+    }
     case 'count':
       obs.push({ key: `n:${op.g}`, count: await em.count(CItem, { grp: op.g }, { cache: 60_000 }) });
       return { ok: true, obs };
@@ -350,6 +415,8 @@ async function run(op: Op, tokens: string[]): Promise<OpResult> {
     }
     default: {
       const token = tokens[0] ?? randomUUID();
+      // A recode swaps with the code's holder: read it now (unlocked), so it is locked with the item.
+      const holder = op.kind === 'recode' ? (await em.execute<Array<{ id: number }>>('SELECT id FROM c_item WHERE code = ?', [op.code]))[0]?.id : undefined;
       const changes: ItemChange[] =
         op.kind === 'update'
           ? op.ids.map((id) => ({ id, action: 'update', via: op.via }))
@@ -358,7 +425,9 @@ async function run(op: Op, tokens: string[]): Promise<OpResult> {
           : op.kind === 'move'
             ? [{ id: op.id, action: 'move', via: 'flush', to: op.to }]
             : op.kind === 'insert'
-              ? [{ id: op.id, action: 'insert', to: op.g }]
+              ? [{ id: op.id, action: 'insert', to: op.g, code: op.code }]
+            : op.kind === 'recode'
+              ? [{ id: op.id, action: 'recode', via: op.via, code: op.code }, ...(holder !== undefined && holder !== op.id ? [{ id: holder, action: 'update' as const, via: op.via }] : [])]
               : op.kind === 'delete'
                 ? [{ id: op.id, action: 'delete' }]
                 : op.ids.map((id) => (id === op.moveId ? { id, action: 'move', via: 'flush', to: op.to } : { id, action: 'update', via: 'flush' }));
@@ -367,7 +436,7 @@ async function run(op: Op, tokens: string[]): Promise<OpResult> {
       try {
         await em.transactional(async (tx) => {
           const states = await applyChanges(tx, token, changes, obs);
-          if (op.kind === 'multi') ownWriteFailures = await checkOwnWrites(tx, states);
+          if (op.kind === 'multi' || op.kind === 'recode') ownWriteFailures = await checkOwnWrites(tx, states);
           await record(tx, token, states);
           if (rollback) throw new Rollback('rollback');
         });
@@ -391,7 +460,12 @@ process.on('message', (message: { type: string; seq: number; op: Op; tokens: str
   const degraded = (): { degraded?: string[] } => (degradedKeys.length > 0 ? { degraded: degradedKeys } : {});
   // Tokens come from the coordinator, so it knows them even if this process dies before answering.
   run(message.op, message.tokens).then(
-    (result) => process.send!({ type: 'done', seq: message.seq, result: { ...result, ...degraded() } }),
+    async (result) => {
+      // Promote runs after COMMIT returned, off the op's path: an armed crash must happen in this op's promote, so
+      // the answer waits for it (the worker dies there); otherwise the answer would disarm it first, most times.
+      if (message.mode === 'crash-mid-promote') await (orm.config.getResultCacheAdapter() as XaCacheAdapter).promotes.settle();
+      process.send!({ type: 'done', seq: message.seq, result: { ...result, ...degraded() } });
+    },
     (error: unknown) => process.send!({ type: 'done', seq: message.seq, result: { ok: false, error: String(error).slice(0, 300), obs: [], ...degraded() } }),
   ).finally(() => (mode = undefined));
 });
