@@ -242,8 +242,10 @@ export function writeReport(r: BenchResults, dir: string): string[] {
     );
   }
 
-  const notes = 'bench/analysis.md';
-  if (existsSync(notes)) md.push(readFileSync(notes, 'utf8').trim(), '');
+  // Hand-kept sections measured by their own scripts (outside-latency.md: `node dist/bench/outside-latency.js`).
+  for (const notes of ['bench/analysis.md', 'bench/outside-latency.md']) {
+    if (existsSync(notes)) md.push(readFileSync(notes, 'utf8').trim(), '');
+  }
   if (r.profiles && r.profiles.length > 0) {
     md.push('## CPU profiles of xa-cache (generated)', '');
     md.push('Focused runs of xa-cache alone, each in a child `node --cpu-prof` (`bench/profile.ts`), summarised over the measured window only (start-up and cache fill left out) by `bench/cpu-profile.ts`. Shares are of all samples in the window, idle included: with one process on 2 cores, idle is time spent waiting for the servers.', '');

@@ -2,8 +2,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CliError } from './cli-errors.js';
 
 /** The commands of the tool. */
-export type CommandName = 'inspect' | 'sweep' | 'stats' | 'capture' | 'invalidate';
-export const COMMANDS: readonly CommandName[] = ['inspect', 'sweep', 'stats', 'capture', 'invalidate'];
+export type CommandName = 'inspect' | 'sweep' | 'stats' | 'capture' | 'invalidate' | 'follow';
+export const COMMANDS: readonly CommandName[] = ['inspect', 'sweep', 'stats', 'capture', 'invalidate', 'follow'];
 
 type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -29,6 +29,7 @@ const COMMAND_OPTIONS: Record<CommandName, OptionSpec> = {
   capture: { apply: { type: 'boolean' }, drop: { type: 'boolean' }, schema: { type: 'string', multiple: true }, table: { type: 'string', multiple: true } },
   // --table is taken as a list so that a second one is refused rather than silently replacing the first.
   invalidate: { table: { type: 'string', multiple: true }, id: { type: 'string', multiple: true }, key: { type: 'string', multiple: true } },
+  follow: { interval: { type: 'string' }, 'max-lag': { type: 'string' }, schema: { type: 'string', multiple: true }, quiet: { type: 'boolean', short: 'q' } },
 };
 
 /** A parsed command line. */

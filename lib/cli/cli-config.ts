@@ -26,6 +26,8 @@ export interface CliConfig {
   readonly encryptValues: boolean;
   /** The MikroORM config file read, if any. */
   readonly configFile: string | undefined;
+  /** The configuration object that file exported (for `follow`, which starts the ORM itself). */
+  readonly ormConfig: Readonly<Record<string, unknown>> | undefined;
   /** Warnings to show (for example a config file that could not be loaded but was not needed). */
   readonly warnings: readonly string[];
 }
@@ -47,6 +49,7 @@ interface OrmSettings {
   store?: Omit<MemcachedStoreOptions, 'servers' | 'namespace'>;
   secrets?: unknown;
   encryptValues?: boolean;
+  raw?: Record<string, unknown>;
 }
 
 /**
@@ -124,6 +127,7 @@ export async function resolveCliConfig(parsed: ParsedCommand, env: NodeJS.Proces
     store: saslFromEnvironment(orm.store ?? {}, env),
     ...resolveSecrets(str('secrets-env'), env, orm, configFile),
     configFile,
+    ormConfig: orm.raw,
     warnings,
   };
 }
@@ -248,5 +252,6 @@ async function loadOrmConfig(file: string, contextName: string | undefined): Pro
     store: typeof cache.store === 'object' && cache.store !== null ? (cache.store as OrmSettings['store']) : undefined,
     secrets: cache.secrets,
     encryptValues: cache.encryptValues === true,
+    raw: c,
   };
 }

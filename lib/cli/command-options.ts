@@ -41,6 +41,8 @@ export interface CommandOptions {
   readonly ids: readonly string[];
   /** `invalidate`: raw item keys (`r:<region>` names a region). */
   readonly keys: readonly string[];
+  /** `follow`: the bound past which the feed counts as down (`outsideChangesMaxLagMs`). */
+  readonly maxLagMs: number;
 }
 
 /**
@@ -54,7 +56,9 @@ export function readCommandOptions(parsed: ParsedCommand): CommandOptions {
     minAgeMs: durationFlag(values, 'min-age', DEFAULT_MIN_AGE_MS, command, { minMs: 0 }),
     limit: countFlag(values, 'limit', command === 'sweep' ? 1000 : 100, command, MAX_LIMIT),
     batchSize: countFlag(values, 'batch-size', 500, command, MAX_BATCH_SIZE),
-    intervalMs: durationFlag(values, 'interval', 30_000, command, { minMs: MIN_WATCH_INTERVAL_MS }),
+    // follow: the fallback poll (notifications wake it at once); sweep --watch: the sweep interval.
+    intervalMs: durationFlag(values, 'interval', command === 'follow' ? 1000 : 30_000, command, { minMs: MIN_WATCH_INTERVAL_MS }),
+    maxLagMs: durationFlag(values, 'max-lag', 30_000, command, { minMs: 1 }),
     url: urlFlag(values, 'url', command),
     watch: values.watch === true,
     quiet: values.quiet === true,
@@ -77,6 +81,11 @@ function targets(parsed: ParsedCommand): Pick<CommandOptions, 'schemas' | 'table
     // Both would leave unclear whether the tables are added to the schemas or replace them.
     if (schemas.length > 0 && tables.length > 0) throw CliError.usage('give --schema or --table, not both', command);
     return { schemas: tables.length === 0 && schemas.length === 0 ? ['public'] : [...new Set(schemas)], tables, ids, keys };
+  }
+  if (command === 'follow') {
+    const intervalMs = durationFlag(values, 'interval', 1000, command, { minMs: MIN_WATCH_INTERVAL_MS });
+    // The bound is checked every interval: one shorter than the interval could never be kept.
+    if (durationFlag(values, 'max-lag', 30_000, command, { minMs: 1 }) <= intervalMs) throw CliError.usage('--max-lag must be longer than --interval', command);
   }
   if (command === 'invalidate') {
     if (tables.length === 0 && keys.length === 0) throw CliError.usage('say what to invalidate: --table SCHEMA.TABLE [--id ID …] or --key KEY …', command);

@@ -42,6 +42,7 @@ Commands:
   stats     counters of a running application (--url), or a one-off probe of memcached and the log
   capture   print or apply the DDL of the database-side write capture (triggers on the tables)
   invalidate  evict rows or renew tables' regions now, for changes no database reports (a restore, …)
+  follow    a sidecar that applies outside writers' changes (psql, other services) as they commit
 
 Run mikro-orm-xa-cache <command> --help for its options.
 
@@ -156,6 +157,37 @@ ${CONNECTION}
 
 Exit status: 0 every key reached, 4 a key's memcached server (or PostgreSQL) could not be reached (run it again),
 2/3/5 as for every command.`,
+  follow: `Usage: mikro-orm-xa-cache follow --config FILE [options]
+
+Applies the changes the database-side capture records for writers that do not use the cache (psql, other
+services, migrations, COPY): evicts the rows, collections and query results they touch, at once when their
+transaction commits (NOTIFY) and every --interval in any case. Runs until Ctrl-C / SIGTERM.
+
+Every application started with startXaCache competes for the same follower lock (an advisory lock held on a
+connection of its own), so exactly one process follows at a time, sidecar or application; run this when the
+applications should not (startXaCache(orm, { outsideChangesFollower: 'none' })) or to keep a follower up
+between deploys. If it dies, PostgreSQL releases the lock and another process takes over within --interval.
+It also runs the recovery sweeper once at start, like an application.
+
+It starts the application's ORM from its MikroORM config (the entities name what a changed row invalidates),
+so --config (or the lookup below) must find the compiled config wrapped with withXaCache; --db, --memcached,
+--namespace and --log-table override the config's settings.
+
+Options:
+  --interval DUR         fallback poll, and how often the feed's health is checked (default 1s, at least 100ms)
+  --max-lag DUR          the feed counts as down past this (default 30s; more than --interval): the same bound
+                         applications use (outsideChangesMaxLagMs) to stop serving
+  --schema NAME          schemas of wildcard-schema entities' tables (repeatable)
+  -q, --quiet            print only changes of role and of health (the default); --json prints every check
+
+Prints one line whenever its role (following / standing by) or the feed's health changes.
+
+${CONNECTION}
+
+${DURATIONS}
+
+Exit status: 0 stopped by a signal, 3 no usable config, 4 PostgreSQL or memcached could not be reached,
+5 any other failure, 2 as for every command.`,
 };
 
 /** The help of a command, or of the tool. */

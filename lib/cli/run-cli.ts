@@ -11,6 +11,7 @@ import { helpText } from './help-text.js';
 import { inspectCommand } from './inspect-command.js';
 import { statsFromUrl, statsProbe } from './stats-command.js';
 import { sweepCommand } from './sweep-command.js';
+import { followCommand } from './follow-command.js';
 
 /** Runs one command line and resolves to the exit status; every failure is reported on `io.err`. */
 export async function runCli(argv: readonly string[], io: CliOutput = processOutput): Promise<number> {
@@ -24,6 +25,7 @@ export async function runCli(argv: readonly string[], io: CliOutput = processOut
     if (parsed.command === 'stats' && options.url !== undefined) return await statsFromUrl(options.url, options, io);
     const config = await resolveCliConfig(parsed);
     for (const warning of config.warnings) io.err(`warning: ${warning}`);
+    if (parsed.command === 'follow') return await followCommand(config, options, io);
     if (parsed.command === 'capture') {
       // DDL only: no memcached, and no log table needed (the change table is created next to where it will be).
       const pool = await openDatabase(config, options.connectTimeoutMs);

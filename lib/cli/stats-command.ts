@@ -1,3 +1,4 @@
+import { FOLLOWER_HELD_SQL } from '../operations/follower-lease.js';
 import { countInDoubt, type InDoubtCounts } from '../operations/in-doubt-counts.js';
 import { parsePrometheusText, type PrometheusSample } from '../operations/prometheus-text.js';
 import type { CommandOptions } from './command-options.js';
@@ -54,6 +55,7 @@ export async function statsProbe(session: CliSession, options: CommandOptions, i
     countInDoubt(session.db, session.config.logTable, minAgeMs),
     session.pool.query(`SELECT count(*)::int AS n FROM ${session.config.logTable}`).then((r) => (r.rows[0] as { n: number }).n),
   ]);
+  const feed = await outsideFeed(session);
   const servers = await Promise.all(session.config.memcached.map((s) => memcachedStats(s, timeoutMs)));
   const { config } = session;
   if (options.json) {
@@ -64,6 +66,7 @@ export async function statsProbe(session: CliSession, options: CommandOptions, i
           namespace: config.namespace,
           memcached: servers.map((s) => ({ ...s, reachable: !probe.unreachable.includes(s.server), rttMs: round(probe.rttMs.get(s.server)) })),
           log: { table: config.logTable, database: config.dbLabel, inDoubt, younger: young - inDoubt.total },
+          outsideFeed: feed,
         },
         null,
         2,
@@ -74,10 +77,39 @@ export async function statsProbe(session: CliSession, options: CommandOptions, i
     io.out(textTable(['SERVER', 'REACHABLE', 'RTT', 'ITEMS', 'MEMORY', 'EVICTIONS', 'SERVER HIT RATIO', 'UPTIME', 'VERSION'], servers.map((s) => serverRow(s, probe.unreachable, probe.rttMs))));
     io.out(`\ntransaction log ${config.logTable} in ${config.dbLabel}`);
     io.out(inDoubtText(inDoubt, young - inDoubt.total));
+    io.out(`\noutside changes ${session.cache.capture.table}`);
+    io.out(feedText(feed));
     io.out('\nHits, misses, puts and the other protocol counters live in each application process: read them with');
     io.out('  mikro-orm-xa-cache stats --url http://<app>:<port>/metrics   (serveMetrics() or runtime.metrics())');
   }
   return probe.unreachable.length > 0 ? EXIT.unreachable : EXIT.ok;
+}
+
+/** The outside-changes feed as the database shows it: pending changes, the oldest's age, whether a follower holds the lock. */
+interface FeedProbe {
+  readonly present: boolean;
+  readonly pending: number;
+  readonly lagMs: number;
+  readonly followerHeld: boolean;
+}
+
+async function outsideFeed(session: CliSession): Promise<FeedProbe> {
+  const table = session.cache.capture.table;
+  const { rows } = await session.pool.query('SELECT to_regclass($1) IS NOT NULL AS present', [table]);
+  if (!(rows[0] as { present: boolean }).present) return { present: false, pending: 0, lagMs: 0, followerHeld: false };
+  const [{ oldestAgeMs }, counted, held] = await Promise.all([
+    session.cache.capture.feedState(session.db),
+    session.pool.query(`SELECT count(*)::int AS n FROM ${table}`),
+    session.pool.query(FOLLOWER_HELD_SQL, [table]),
+  ]);
+  return { present: true, pending: (counted.rows[0] as { n: number }).n, lagMs: Math.round(oldestAgeMs), followerHeld: (held.rows[0] as { held: boolean }).held };
+}
+
+function feedText(f: FeedProbe): string {
+  if (!f.present) return '  no change table: the write capture is not installed (mikro-orm-xa-cache capture --apply)';
+  const lag = f.pending === 0 ? 'nothing waiting' : `${formatCount(f.pending)} change${f.pending === 1 ? '' : 's'} waiting, the oldest ${formatAge(f.lagMs)} old`;
+  const follower = f.followerHeld ? 'a follower holds the lock' : 'NO FOLLOWER holds the lock (start the application with startXaCache, or mikro-orm-xa-cache follow)';
+  return `  ${lag}; ${follower}`;
 }
 
 function inDoubtText(d: InDoubtCounts, younger: number): string {

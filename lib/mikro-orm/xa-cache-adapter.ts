@@ -27,6 +27,13 @@ export interface XaCacheOptions extends ProtocolOptions {
   rowTtlSeconds?: number;
   /** Schema of unqualified tables. Default `'public'`. */
   defaultSchema?: string;
+  /**
+   * Mark the pool's sessions as the application's own (`-c xa_cache.managed=on` in their startup options), so
+   * the capture does not wake the outside-changes follower for transactions that run prepare. Default true. Set
+   * false behind a pooler that refuses startup options (PgBouncer without `options` in
+   * `ignore_startup_parameters`): every commit then notifies, which costs a follower run per commit.
+   */
+  markPoolSessions?: boolean;
   /** Set by MikroORM from `resultCache.expiration`: default TTL of query results, in milliseconds. */
   expiration?: number;
 }
@@ -73,7 +80,7 @@ export class XaCacheAdapter implements CacheAdapter {
     }
     this.options = options;
     this.#store = new MemcachedStore({ ...saslFromEnvironment(options.store), servers: options.servers, namespace: options.namespace });
-    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, ...protocol } = options;
+    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, markPoolSessions: _m, ...protocol } = options;
     this.xa = new XaCache(this.#store, { logNamespace: options.namespace ?? 'xa', ...protocol });
     this.searchPath = new SearchPathGuard(this.defaultSchema, this.xa.stats, () => this.xa.options.logger);
   }
@@ -91,6 +98,15 @@ export class XaCacheAdapter implements CacheAdapter {
   /** Tables (`schema.table`) this process no longer caches (their write capture is missing). */
   readonly stoppedTables = new Set<string>();
 
+  /**
+   * Why nothing is served from the cache in this process right now, if so: the outside-changes feed is down (the
+   * follower has not applied outside writers' changes within `outsideChangesMaxLagMs`, or changes may have been
+   * missed and not yet renewed), so cached entries may predate a committed write. Every read, of rows,
+   * collections and query results, then goes to the database (and stores nothing); set and cleared by the
+   * follower's health check.
+   */
+  servingSuspended: string | undefined;
+
   /** Stops caching rows, collections and query results of these tables in this process. */
   stopCaching(tables: Iterable<string>): void {
     for (const table of tables) this.stoppedTables.add(table);
@@ -101,9 +117,13 @@ export class XaCacheAdapter implements CacheAdapter {
     this.xa.options.logger?.('warn', `write capture missing on ${tables.join(', ')}: these tables are not cached by this process; run "mikro-orm-xa-cache capture --apply" or installWriteCapture(orm)`, { tables }),
   );
 
-  /** Whether rows, collections and results of a table may be served and stored by this process. */
+  /**
+   * Whether rows, collections and results of a table may be served and stored by this process: serving is not
+   * suspended ({@link servingSuspended}), caching of the table was not stopped, and the capture gate (or the
+   * follower's check, which feeds it) found its write capture.
+   */
   isCacheable(table: string): boolean {
-    return !this.stoppedTables.has(table) && this.captureGate.allows(table);
+    return this.servingSuspended === undefined && !this.stoppedTables.has(table) && this.captureGate.allows(table);
   }
 
   /**
@@ -141,6 +161,7 @@ export class XaCacheAdapter implements CacheAdapter {
     this.#assertAttached();
     if (this.#identity === undefined) return undefined; // not connected yet: the database answers, nothing is stored
     if (!this.searchPath.allowsResults()) return undefined;
+    if (this.servingSuspended !== undefined) return undefined; // the outside-changes feed is down: see servingSuspended
     const key = this.#queryKey(name);
     const scoped = key; // leases and remembered regions are per schema too: two schemas may ask one name at once
     let asked = this.#regionsOf.get(scoped) ?? this.#regionsKnownNow(name);

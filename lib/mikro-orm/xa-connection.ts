@@ -1,5 +1,6 @@
 import { EventType, isRaw, type EntityMetadata, type Transaction, type TransactionEventBroadcaster, type LogContext, type LoggingOptions, type Dictionary } from '@mikro-orm/core';
 import { NativeQueryBuilder, PostgreSqlConnection } from '@mikro-orm/postgresql';
+import pg from 'pg';
 import { CompiledQuery, type ControlledTransaction, type Kysely } from 'kysely';
 import { KyselyWritesPlugin } from './kysely-writes-plugin.js';
 import type { CacheTransaction } from '../protocol/cache-transaction.js';
@@ -18,6 +19,7 @@ import type { PromoteTracker } from './promote-tracker.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
 import { uniqueKeysOf } from './unique-keys.js';
 import { entityCacheOf } from './entity-marker.js';
+import { MANAGED_SESSION_SETTING } from '../protocol/write-capture.js';
 import { DATA_IDENTITY_COLUMNS, dataIdentityOf } from '../protocol/data-identity.js';
 
 type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
@@ -46,6 +48,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   #plainClient: unknown;
   #client: unknown;
   #idleFlush: IdleLogFlush | undefined;
+  #sessionOptions: pg.ClientConfig | undefined;
 
   /** The adapter that owns the protocol; a clear error when the ORM was not configured with it. */
   get cache(): XaCacheAdapter {
@@ -58,8 +61,12 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
 
   /** MikroORM's dialect, with a driver that gives connections back after a failed COMMIT/ROLLBACK (see {@link releasingDialect}). */
   override createKyselyDialect(overrides: Dictionary): ReturnType<PostgreSqlConnection['createKyselyDialect']> {
+    const { onPoolCreated: _created, ...poolOverrides } = overrides ?? {};
+    // What the pool's clients connect with (URL, credentials, ssl, driverOptions), for sessionClient().
+    this.#sessionOptions = this.mapOptions(poolOverrides) as pg.ClientConfig;
+    const marked = this.cache.options.markPoolSessions === false ? overrides : { ...overrides, options: managedOptions(this.#sessionOptions.options) };
     // Typed as MikroORM's PostgresDialect, which has private members; kysely only uses the Dialect interface.
-    return releasingDialect(super.createKyselyDialect(overrides)) as ReturnType<PostgreSqlConnection['createKyselyDialect']>;
+    return releasingDialect(super.createKyselyDialect(marked)) as ReturnType<PostgreSqlConnection['createKyselyDialect']>;
   }
 
   override async connect(options?: { skipOnConnect?: boolean }): Promise<void> {
@@ -114,6 +121,17 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   /** Applies the captured changes no prepare took (see `XaCache.applyOutsideChanges`). */
   async applyOutsideChanges(): Promise<number> {
     return this.cache.xa.applyOutsideChanges(await this.sqlRunner());
+  }
+
+  /**
+   * A new connection of its own, outside the pool, with the pool's settings: for work that needs a session for
+   * its whole life (the outside-changes follower holds an advisory lock and LISTENs on it). The caller ends it.
+   */
+  async sessionClient(applicationName: string): Promise<pg.Client> {
+    await this.ensureConnection();
+    const client = new pg.Client({ ...this.#sessionOptions, application_name: applicationName });
+    await client.connect();
+    return client;
   }
 
   /** A runner outside any transaction (the pool), for the log table and the sweeper. */
@@ -281,4 +299,13 @@ function transactionRunner(trx: Trx): SqlRunner {
       return { rows: result.rows as object[] };
     },
   };
+}
+
+/**
+ * The pool's startup `options` with the setting that marks the application's own sessions (see
+ * `MANAGED_SESSION_SETTING`): a startup option rather than a `SET`, so `RESET ALL` (MikroORM's session context)
+ * keeps it. Other options given in `driverOptions` are kept.
+ */
+function managedOptions(given: string | undefined): string {
+  return [given, `-c ${MANAGED_SESSION_SETTING}=on`].filter(Boolean).join(' ');
 }

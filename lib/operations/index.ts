@@ -6,6 +6,8 @@
  * @packageDocumentation
  */
 export { startXaCache, type StartXaCacheOptions } from './start-xa-cache.js';
+export { OutsideChangesFollower, type FollowerOptions } from './outside-changes-follower.js';
+export type { OutsideFeedHealth } from './feed-health.js';
 export { XaCacheRuntime, type RuntimeSweepOptions } from './xa-cache-runtime.js';
 export { prometheusText, parsePrometheusText, type MetricsSource, type SweeperCounters, type PrometheusSample } from './prometheus-text.js';
 export { serveMetrics, type MetricsProvider, type MetricsServer, type MetricsServerOptions } from './metrics-server.js';

@@ -1,6 +1,7 @@
 import type { CacheStats, RegionStats } from '../protocol/cache-stats.js';
 import type { StoreCounters } from '../store/cache-store.js';
 import type { InDoubtCounts } from './in-doubt-counts.js';
+import type { OutsideFeedHealth } from './feed-health.js';
 
 /** What the recovery sweeper of a process has done so far. */
 export interface SweeperCounters {
@@ -23,6 +24,8 @@ export interface MetricsSource {
   readonly sweeper?: SweeperCounters;
   /** Promoted transactions whose log rows wait for deletion. */
   readonly pendingLogDeletes?: number;
+  /** The outside-changes feed as this process sees it. */
+  readonly outsideFeed?: OutsideFeedHealth;
 }
 
 /** HELP text of each protocol counter; the metric is `xa_cache_<snake_case>_total` (also used by prom-client-metrics.ts). */
@@ -93,7 +96,20 @@ export function prometheusText(source: MetricsSource, labels: Readonly<Record<st
     out.metric('xa_cache_sweep_unresolved_total', 'counter', 'Log rows sweeps of this process left unresolved.', [[{}, s.unresolved]]);
     if (s.lastSweepAt !== undefined) out.metric('xa_cache_last_sweep_timestamp_seconds', 'gauge', 'When the last sweep ended.', [[{}, s.lastSweepAt / 1000]]);
   }
+  if (source.outsideFeed) outsideFeedMetrics(out, source.outsideFeed);
   return out.text();
+}
+
+function outsideFeedMetrics(out: MetricWriter, f: OutsideFeedHealth): void {
+  out.metric('xa_cache_outside_feed_leader', 'gauge', 'Whether this process is the elected follower of outside changes (1) or not (0).', [[{}, f.leading ? 1 : 0]]);
+  if (f.lagMs !== undefined) out.metric('xa_cache_outside_feed_lag_seconds', 'gauge', 'Age of the oldest committed outside change not applied yet, at the last check (database clock); 0: none.', [[{}, f.lagMs / 1000]]);
+  out.metric('xa_cache_outside_feed_suspended', 'gauge', 'Whether the cache stopped serving because the outside-changes feed is down (1) or serves (0).', [[{}, f.suspended === undefined ? 0 : 1]]);
+  out.metric('xa_cache_outside_feed_suspensions_total', 'counter', 'Times serving stopped because the outside-changes feed was down.', [[{}, f.suspensions]]);
+  out.metric('xa_cache_outside_feed_errors_total', 'counter', 'Outside-changes apply runs and feed checks that failed.', [[{}, f.errors]]);
+  out.metric('xa_cache_outside_feed_renewals_total', 'counter', 'Times every cached table was renewed because outside changes may have been missed.', [[{}, f.renewals]]);
+  if (f.lastSuccessAt !== undefined) out.metric('xa_cache_outside_feed_last_success_timestamp_seconds', 'gauge', 'When this process last applied outside changes without error.', [[{}, f.lastSuccessAt / 1000]]);
+  if (f.lastCheckAt !== undefined) out.metric('xa_cache_outside_feed_last_check_timestamp_seconds', 'gauge', 'When this process last read the feed without error.', [[{}, f.lastCheckAt / 1000]]);
+  if (f.lastError !== undefined) out.metric('xa_cache_outside_feed_last_error_info', 'gauge', 'The last error of the outside-changes feed, until a run succeeds.', [[{ error: f.lastError.slice(0, 200) }, 1]]);
 }
 
 type Sample = [Readonly<Record<string, string>>, number];

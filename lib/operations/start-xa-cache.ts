@@ -3,7 +3,7 @@ import type { ServerProbe } from '../store/cache-store.js';
 import { XaPostgreSqlDriver } from '../mikro-orm/xa-driver.js';
 import { OperationsError } from './operations-error.js';
 import { OutsideChangesFollower } from './outside-changes-follower.js';
-import { verifyWriteCapture } from '../mikro-orm/write-capture-setup.js';
+import { captureTargets, verifyWriteCapture } from '../mikro-orm/write-capture-setup.js';
 import { verifyUniqueKeys } from '../mikro-orm/unique-key-catalog.js';
 import { XaCacheRuntime, type RuntimeSweepOptions } from './xa-cache-runtime.js';
 
@@ -17,8 +17,24 @@ export interface StartXaCacheOptions extends RuntimeSweepOptions {
   readonly writeCapture?: 'require' | 'warn';
   /** Schemas of the tables of wildcard-schema entities (`schema: '*'`), for the capture check. */
   readonly captureSchemas?: readonly string[];
-  /** Apply outside writers' captured changes every this many milliseconds (0: never). Default 1000. */
+  /**
+   * Check the outside-changes feed every this many milliseconds (0: never); the elected follower also applies
+   * it then, besides at once on every notification. Default 1000.
+   */
   readonly outsideChangesIntervalMs?: number;
+  /**
+   * Stop serving from the cache (reads go to the database) when outside writers' changes cannot be vouched for
+   * within this many milliseconds: the oldest unapplied change is older, or the feed could not be read or
+   * applied for that long. Default 30000.
+   */
+  readonly outsideChangesMaxLagMs?: number;
+  /**
+   * `elected` (default): the process holding an advisory lock on a connection of its own applies the feed,
+   * woken by `NOTIFY`; the others only check it. `every`: every process applies it on its interval, no extra
+   * connection (the behaviour before election). `none`: this process neither applies nor checks (a sidecar,
+   * `mikro-orm-xa-cache follow`, does).
+   */
+  readonly outsideChangesFollower?: 'elected' | 'every' | 'none';
   /**
    * Whether to reject when no memcached server answers the startup probe (default true). With false, the cache
    * starts anyway and logs a warning: reads go to the database and writes follow the failure policy until a
@@ -85,12 +101,40 @@ export async function startXaCache(orm: MikroORM, options: StartXaCacheOptions =
   await verifyUniqueKeys(orm, options.captureSchemas);
   const runtime = new XaCacheRuntime(cache, await connection.sqlRunner(), options);
   (runtime as { memcachedAtStart: readonly ServerProbe[] }).memcachedAtStart = probes;
-  const follower = new OutsideChangesFollower(cache, await connection.sqlRunner(), options.outsideChangesIntervalMs ?? 1000);
-  await follower.runNow();
-  follower.start();
-  runtime.onStop(() => follower.stop());
+  const mode = options.outsideChangesFollower ?? 'elected';
+  if (mode !== 'none') {
+    const follower = followerOf(orm, options, mode === 'elected');
+    runtime.attachFollower(follower);
+    await follower.start();
+  }
   await runtime.sweepNow();
   runtime.schedule();
   if ((options.sweepIntervalMs ?? 0) === 0) await runtime.scheduleFollowUp();
   return runtime;
+}
+
+/**
+ * The outside-changes follower of an ORM started with `withXaCache`: elected (a session of its own for the lock
+ * and LISTEN) or not; serving stops in this ORM while it says the feed is down. Not started.
+ */
+export function followerOf(orm: MikroORM, options: Pick<StartXaCacheOptions, 'outsideChangesIntervalMs' | 'outsideChangesMaxLagMs' | 'captureSchemas'>, elected: boolean): OutsideChangesFollower {
+  const driver = orm.em.getDriver();
+  if (!(driver instanceof XaPostgreSqlDriver)) throw OperationsError.notXaOrm(driver.constructor.name);
+  const connection = driver.xaConnection;
+  const intervalMs = options.outsideChangesIntervalMs ?? 1000;
+  const maxLagMs = options.outsideChangesMaxLagMs ?? 30_000;
+  if (!Number.isInteger(intervalMs) || intervalMs < 0) throw OperationsError.invalid('outsideChangesIntervalMs', intervalMs, 'a whole number of milliseconds, 0 or more');
+  if (!Number.isInteger(maxLagMs) || maxLagMs <= intervalMs) throw OperationsError.invalid('outsideChangesMaxLagMs', maxLagMs, 'a whole number of milliseconds, more than outsideChangesIntervalMs');
+  return new OutsideChangesFollower(connection.cache.xa, { query: async (sql, params) => (await connection.sqlRunner()).query(sql, params) }, {
+    intervalMs,
+    maxLagMs,
+    ...(elected ? { session: () => connection.sessionClient('mikro-orm-xa-cache follower') } : {}),
+    // Tables this process stopped caching (writeCapture: 'warn') may lack capture: nothing of theirs is served.
+    tables: async () =>
+      (await captureTargets(orm, options.captureSchemas ? { schemas: options.captureSchemas } : {})).filter((t) => !connection.cache.stoppedTables.has(`${t.schema}.${t.logicalTable ?? t.table}`)),
+    onSuspend: (reason) => (connection.cache.servingSuspended = reason),
+    // The follower's check answers the capture gate's question afresh every round (over every captured table,
+    // tenant schemas included); stopped, it leaves the gate to check again on its own.
+    onUncaptured: (tables) => (tables === undefined ? connection.cache.captureGate.recheck() : connection.cache.captureGate.report(tables)),
+  });
 }

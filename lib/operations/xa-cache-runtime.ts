@@ -4,6 +4,7 @@ import type { SqlRunner } from '../protocol/sql-runner.js';
 import type { SweepOptions, SweepReport } from '../protocol/recovery-sweeper.js';
 import { countInDoubt, type InDoubtCounts } from './in-doubt-counts.js';
 import { OperationsError } from './operations-error.js';
+import type { OutsideChangesFollower } from './outside-changes-follower.js';
 import { prometheusText, type SweeperCounters } from './prometheus-text.js';
 
 /** Settings of the sweeps a {@link XaCacheRuntime} runs. */
@@ -32,6 +33,7 @@ export class XaCacheRuntime {
   #lastReport: SweepReport | undefined;
   #lastError: unknown;
   readonly #onStop: Array<() => Promise<void>> = [];
+  #follower: OutsideChangesFollower | undefined;
   /** What the startup probe of `startXaCache` found: one entry per memcached server (empty if not probed). */
   readonly memcachedAtStart: readonly ServerProbe[] = [];
 
@@ -150,12 +152,30 @@ export class XaCacheRuntime {
       inDoubt = undefined;
     }
     return prometheusText(
-      { stats: this.cache.stats, store: this.cache.store.counters, inDoubt, sweeper: this.sweeper, pendingLogDeletes: this.cache.pendingLogDeletes },
+      {
+        stats: this.cache.stats,
+        store: this.cache.store.counters,
+        inDoubt,
+        sweeper: this.sweeper,
+        pendingLogDeletes: this.cache.pendingLogDeletes,
+        ...(this.#follower ? { outsideFeed: this.#follower.health } : {}),
+      },
       labels,
     );
   }
 
-  /** @internal work started with the runtime (the outside-changes follower) that stops with it */
+  /** The outside-changes follower of this process, if it runs one. */
+  get follower(): OutsideChangesFollower | undefined {
+    return this.#follower;
+  }
+
+  /** @internal the outside-changes follower: exported in the metrics, stopped with the runtime */
+  attachFollower(follower: OutsideChangesFollower): void {
+    this.#follower = follower;
+    this.onStop(() => follower.stop());
+  }
+
+  /** @internal work started with the runtime that stops with it */
   onStop(stop: () => Promise<void>): void {
     this.#onStop.push(stop);
   }

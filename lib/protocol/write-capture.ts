@@ -33,8 +33,20 @@ export interface CaptureTarget {
   readonly logicalTable?: string;
 }
 
-/** Version of the capture function and triggers: bumped when their text changes, so `verify` finds old ones. */
-export const CAPTURE_VERSION = 1;
+/**
+ * Version of the capture function and triggers: bumped when their text changes, so `verify` finds old ones.
+ * v2: `SECURITY DEFINER` (writers need no grant on the change table) and `pg_notify` (followers wake at commit).
+ */
+export const CAPTURE_VERSION = 2;
+
+/** The comment that names an installed capture function's version (`…capture v<N>`). */
+const VERSION_COMMENT = 'mikro-orm-xa-cache write capture v';
+
+/**
+ * A session setting (`-c xa_cache.managed=on` in the connection's startup options) that marks sessions of the
+ * application's own pool: the capture function does not `pg_notify` for their transactions, which run prepare.
+ */
+export const MANAGED_SESSION_SETTING = 'xa_cache.managed';
 
 /** Above this many rows, one statement is recorded as `MANY` (table-wide) instead of row by row. */
 export const MAX_CAPTURED_ROWS = 1000;
@@ -76,6 +88,11 @@ export class WriteCapture {
     return this.#changes;
   }
 
+  /** The `NOTIFY` channel the capture function signals on (at most 63 bytes: PostgreSQL truncates longer names). */
+  get channel(): string {
+    return Buffer.from(this.#changes).subarray(0, 63).toString('utf8').replace(/\uFFFD$/, '');
+  }
+
   /** The capture function. */
   get functionName(): string {
     return this.#function;
@@ -96,6 +113,11 @@ export class WriteCapture {
     const c = this.#changes;
     const index = `${c.replace('.', '_')}_xid_idx`;
     const images = (alias: 'xa_old' | 'xa_new'): string => `(SELECT jsonb_agg(to_jsonb(r)) FROM ${alias} r)`;
+    // Delivered at COMMIT only, and once per transaction however many statements sent it (same channel and
+    // payload): a follower LISTENing wakes as soon as the change becomes visible, not at its next poll. Sessions
+    // of the application's own pool say so (MANAGED_SESSION_SETTING): their transactions take their rows at
+    // prepare, so waking the follower for them would only cost a run that finds nothing.
+    const notify = `IF coalesce(current_setting('${MANAGED_SESSION_SETTING}', true), '') <> 'on' THEN PERFORM pg_notify(${quoteLiteral(this.channel)}, ''); END IF;`;
     const record = (op: string, oldRows: string, newRows: string): string =>
       `INSERT INTO ${c} (schema_name, table_name, op, old_rows, new_rows) VALUES (TG_TABLE_SCHEMA, TG_ARGV[0], ${op}, ${oldRows}, ${newRows});`;
     return [
@@ -111,12 +133,16 @@ export class WriteCapture {
   claimed_until timestamptz
 )`,
       `CREATE INDEX IF NOT EXISTS ${index} ON ${c} (xid)`,
-      // One function for every table: TG_ARGV[0] is the logical table (a partition names its parent).
-      `CREATE OR REPLACE FUNCTION ${this.#function}() RETURNS trigger LANGUAGE plpgsql AS $xa$
+      // One function for every table: TG_ARGV[0] is the logical table (a partition names its parent). It runs as
+      // its owner (SECURITY DEFINER), so a writer role needs no privilege on the change table; its search_path is
+      // pinned (pg_temp last) so no writer can shadow the change table with a temporary one. The schema the change
+      // table was created in is only known when the DDL runs, hence the format().
+      `DO $fn$ BEGIN EXECUTE format(${dollarQuote(`CREATE OR REPLACE FUNCTION ${this.#function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, %I, pg_temp AS $xa$
 DECLARE n bigint;
 BEGIN
   IF TG_OP = 'TRUNCATE' THEN
     ${record("'TRUNCATE'", 'NULL', 'NULL')}
+    ${notify}
     RETURN NULL;
   END IF;
   IF TG_OP = 'DELETE' THEN SELECT count(*) INTO n FROM xa_old; ELSE SELECT count(*) INTO n FROM xa_new; END IF;
@@ -130,16 +156,25 @@ BEGIN
   ELSE
     ${record("'DELETE'", images('xa_old'), 'NULL')}
   END IF;
+  ${notify}
   RETURN NULL;
 END
-$xa$`,
-      `COMMENT ON FUNCTION ${this.#function}() IS 'mikro-orm-xa-cache write capture v${CAPTURE_VERSION}'`,
-      // A function, so that a transaction without a transaction id (read-only, or on a standby) never runs the
-      // DELETE, which a read-only transaction refuses even when it would delete nothing.
-      `CREATE OR REPLACE FUNCTION ${this.#take}() RETURNS text LANGUAGE sql VOLATILE AS $xa$
-WITH ${this.takeCte()} SELECT ${this.takenJson()}
-$xa$`,
+$xa$`)}, current_schema()); END $fn$`,
+      // Only triggers call it: nobody else may attach it to a table of theirs and write rows as its owner.
+      `REVOKE ALL ON FUNCTION ${this.#function}() FROM PUBLIC`,
+      `COMMENT ON FUNCTION ${this.#function}() IS '${VERSION_COMMENT}${CAPTURE_VERSION}'`,
+      this.takeDdl(),
     ];
+  }
+
+  /**
+   * DDL of the take function. A function, so that a transaction without a transaction id (read-only, or on a
+   * standby) never runs the DELETE, which a read-only transaction refuses even when it would delete nothing.
+   */
+  private takeDdl(): string {
+    return `CREATE OR REPLACE FUNCTION ${this.#take}() RETURNS text LANGUAGE sql VOLATILE AS $xa$
+WITH ${this.takeCte()} SELECT ${this.takenJson()}
+$xa$`;
   }
 
   /**
@@ -147,13 +182,17 @@ $xa$`,
    * Concurrent callers are serialised with an advisory lock.
    */
   async ensureBase(db: SqlRunner): Promise<void> {
-    const { rows } = await db.query(`SELECT to_regclass($1) IS NOT NULL AND to_regprocedure($2) IS NOT NULL AND obj_description(to_regprocedure($2), 'pg_proc') = $3 AS ok`, [
-      this.#changes,
-      `${this.#function}()`,
-      `mikro-orm-xa-cache write capture v${CAPTURE_VERSION}`,
-    ]);
-    if ((rows[0] as { ok: boolean | null }).ok && (await db.query('SELECT to_regprocedure($1) IS NOT NULL AS ok', [`${this.#take}()`])).rows.every((r) => (r as { ok: boolean }).ok)) return;
-    const body = this.baseDdl().map((s) => `EXECUTE ${dollarQuote(s)};`).join(' ');
+    // A newer capture version installed by a newer process is kept: replacing it would flip-flop during a rolling
+    // upgrade. The take function (prepare's) must exist too; when only it is missing, only it is created.
+    const { rows } = await db.query(
+      `SELECT to_regclass($1) IS NOT NULL AND to_regprocedure($2) IS NOT NULL AND ${installedVersion('to_regprocedure($2)')} >= $3 AS capture_ok,
+              to_regprocedure($4) IS NOT NULL AS take_ok`,
+      [this.#changes, `${this.#function}()`, CAPTURE_VERSION, `${this.#take}()`],
+    );
+    const row = rows[0] as { capture_ok: boolean | null; take_ok: boolean | null };
+    if (row.capture_ok && row.take_ok) return;
+    const ddl = row.capture_ok ? [this.takeDdl()] : this.baseDdl();
+    const body = ddl.map((s) => `EXECUTE ${dollarQuote(s)};`).join(' ');
     await db.query(`DO $ensure$ BEGIN PERFORM pg_advisory_xact_lock(hashtext(${dollarQuote(this.#changes)})); ${body} END $ensure$`);
   }
 
@@ -190,9 +229,9 @@ $xa$`,
                 WHERE n.nspname = t.schema_name AND c.relname = t.table_name
                   AND g.tgname = ANY($3::text[]) AND g.tgenabled IN ('O', 'A')
                   AND g.tgfoid = to_regprocedure($4)
-                  AND obj_description(g.tgfoid, 'pg_proc') = $5)::int AS found
+                  AND ${installedVersion('g.tgfoid')} >= $5)::int AS found
          FROM unnest($1::text[], $2::text[]) AS t(schema_name, table_name)`,
-      [targets.map((t) => t.schema), targets.map((t) => t.table), names, `${this.#function}()`, `mikro-orm-xa-cache write capture v${CAPTURE_VERSION}`],
+      [targets.map((t) => t.schema), targets.map((t) => t.table), names, `${this.#function}()`, CAPTURE_VERSION],
     );
     const complete = new Set(rows.filter((r) => (r as { found: number }).found === names.length).map((r) => key(r as { schema_name: string; table_name: string })));
     return targets.filter((t) => !complete.has(`${t.schema}.${t.table}`));
@@ -238,6 +277,38 @@ $xa$`,
     await db.query(sql, [ids]);
   }
 
+  /**
+   * The feed's state now, in one catalog-and-index statement:
+   *
+   * - `identity`: a digest of what decides whether the change table holds every outside change since it was last
+   *   followed: the change table's storage (a `TRUNCATE`, a drop and re-create, a `VACUUM FULL` give it new
+   *   storage, and rows may have gone with the old) and the capture triggers (installed, dropped, disabled or
+   *   replaced on any table: writes may have gone uncaptured). Rejects when the change table is absent.
+   * - `oldestAgeMs`: how long ago (database clock) the oldest committed change nobody applied yet was captured;
+   *   0 when there is none. Changes of transactions that ran prepare are never seen here (they took them).
+   */
+  async feedState(db: SqlRunner): Promise<{ identity: string; oldestAgeMs: number }> {
+    const names = TRIGGERS.map(({ suffix }) => this.triggerName(suffix));
+    const { rows } = await db.query(
+      `SELECT (SELECT md5(string_agg(x, ',' ORDER BY x)) FROM (
+                SELECT 'c' || c.oid || ':' || c.relfilenode AS x FROM pg_class c WHERE c.oid = $1::regclass
+                UNION ALL
+                SELECT 't' || g.oid || ':' || g.tgenabled::text FROM pg_trigger g WHERE g.tgname = ANY($2::text[]) AND g.tgfoid = to_regprocedure($3)) s) AS identity,
+              coalesce((SELECT extract(epoch FROM clock_timestamp() - created_at) * 1000 FROM ${this.#changes} ORDER BY id LIMIT 1), 0)::float8 AS oldest_ms`,
+      [this.#changes, names, `${this.#function}()`],
+    );
+    const row = rows[0] as { identity: string; oldest_ms: number };
+    return { identity: row.identity, oldestAgeMs: Math.max(0, Number(row.oldest_ms)) };
+  }
+
+  /**
+   * Gives back every claim (a new follower taking over: its predecessor's claims would otherwise hold their rows
+   * until they expire). Always safe: claims only save duplicate work, and applying a change twice evicts twice.
+   */
+  async releaseClaims(db: SqlRunner): Promise<void> {
+    await db.query(`UPDATE ${this.#changes} SET claimed_until = NULL WHERE claimed_until IS NOT NULL`);
+  }
+
   /** Takes this transaction's captured changes, for a transaction that has nothing else to send (one statement). */
   async take(db: SqlRunner): Promise<CapturedChange[]> {
     const { rows } = await db.query(`SELECT CASE WHEN pg_current_xact_id_if_assigned() IS NULL THEN NULL ELSE ${this.#take}() END AS taken`);
@@ -259,6 +330,11 @@ export function parseTaken(json: string | null): CapturedChange[] {
 function exactNumbers(this: unknown, _key: string, value: unknown, context?: { source?: string }): unknown {
   if (typeof value === 'number' && context?.source !== undefined && !Number.isSafeInteger(value) && /^-?\d+$/.test(context.source)) return context.source;
   return value;
+}
+
+/** SQL: the version number in the comment of the capture function `oid` (0 when absent or foreign). */
+function installedVersion(oid: string): string {
+  return `coalesce(substring(obj_description(${oid}, 'pg_proc') FROM '^${VERSION_COMMENT}(\\d+)$')::int, 0)`;
 }
 
 function key(r: { schema_name: string; table_name: string }): string {

@@ -154,6 +154,18 @@ export class XaCache {
     }
   }
 
+  /**
+   * Renews every region of these tables (`rows`, `coll`, `t`: all their rows, collections and query results), as
+   * if each had been truncated: for when changes may have been missed and nobody can say which. Resolves to the
+   * regions that could not be reached (the caller retries).
+   */
+  async renewTables(tables: ReadonlyArray<{ schema: string; table: string }>): Promise<string[]> {
+    const derive = this.#deriver;
+    if (!derive || tables.length === 0) return [];
+    const { regions } = derive(tables.map(({ schema, table }) => ({ schema, table, op: 'TRUNCATE' as const })));
+    return this.invalidateNow([], [...regions]);
+  }
+
   /** Creates the log table if it does not exist. */
   async ensureLogTable(db: SqlRunner): Promise<void> {
     await this.log.ensureTable(db);

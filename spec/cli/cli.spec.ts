@@ -45,13 +45,22 @@ describe('the operator tool (mikro-orm-xa-cache)', function () {
       const top = await runTool(['--help']);
       expect(top.code).to.equal(0);
       expect(top.stdout).to.match(/Usage: mikro-orm-xa-cache <command>/).and.match(/inspect/).and.match(/Exit status/);
-      for (const command of ['inspect', 'sweep', 'stats', 'capture', 'invalidate']) {
+      for (const command of ['inspect', 'sweep', 'stats', 'capture', 'invalidate', 'follow']) {
         const run = await runTool([command, '--help']);
         expect(run.code, command).to.equal(0);
         expect(run.stdout).to.include(`Usage: mikro-orm-xa-cache ${command}`);
         expect(run.stdout).to.include('--db URL');
       }
       expect((await runTool(['help', 'sweep'])).stdout).to.include('--watch');
+    });
+
+    it('follow: --max-lag must exceed --interval (exit 2), and it needs the MikroORM config (exit 3)', async () => {
+      const lag = await runTool(['follow', '--interval', '1s', '--max-lag', '500ms', ...conn]);
+      expect(lag.code, lag.stderr).to.equal(2);
+      expect(lag.stderr).to.include('--max-lag must be longer than --interval');
+      const noConfig = await runTool(['follow', '--no-config', ...conn]);
+      expect(noConfig.code, noConfig.stderr).to.equal(3);
+      expect(noConfig.stderr).to.include('follow needs the MikroORM config');
     });
 
     it('never prints a password: not the database one, not the memcached SASL one', async () => {
@@ -388,6 +397,7 @@ export default withXaCache({ entities: [], clientUrl: ${JSON.stringify(s.db)} },
       const json = JSON.parse((await runTool(['stats', '--json', ...conn])).stdout) as { memcached: Array<{ reachable: boolean; items: number }>; log: { inDoubt: { total: number } } };
       expect(json.memcached.every((m) => m.reachable && typeof m.items === 'number')).to.equal(true);
       expect(json.log.inDoubt.total).to.equal(0);
+      expect(run.stdout).to.match(/outside changes \S+_changes\n\s+(nothing waiting|[\d,]+ changes? waiting)/);
     });
 
     it('reads the counters of a running application from its metrics endpoint', async () => {
@@ -402,7 +412,7 @@ export default withXaCache({ entities: [], clientUrl: ${JSON.stringify(s.db)} },
         expect(run.stdout).to.match(/rows:public\.book\s+[1-9]/);
         const json = JSON.parse((await runTool(['stats', '--url', server.url, '--json'])).stdout) as { hitRatio: number; samples: Array<{ name: string }> };
         expect(json.hitRatio).to.be.greaterThan(0);
-        expect(json.samples.map((s) => s.name)).to.include.members(['xa_cache_misses_total', 'xa_cache_in_doubt_transactions', 'xa_cache_sweeps_total']);
+        expect(json.samples.map((s) => s.name)).to.include.members(['xa_cache_misses_total', 'xa_cache_in_doubt_transactions', 'xa_cache_sweeps_total', 'xa_cache_outside_feed_leader', 'xa_cache_outside_feed_suspended']);
       } finally {
         await server.close();
         await runtime.stop();
