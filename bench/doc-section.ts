@@ -1,10 +1,10 @@
 /**
  * Sections of docs/benchmarks.md that other scripts write: `npm run bench` regenerates the file and keeps them
- * (see `report.ts`), `npm run bench:capture` replaces its own.
+ * (see `report.ts`), `npm run bench:capture` and `npm run bench:unique` replace their own.
  */
 
 /** The headings of sections written by scripts other than `npm run bench`. */
-export const KEPT_SECTIONS = ['## Write capture'] as const;
+export const KEPT_SECTIONS = ['## Write capture', '## Lookups by unique keys'] as const;
 
 /** The section under `heading` in `doc` (up to the next `## ` heading), or undefined. */
 export function sectionOf(doc: string, heading: string): string | undefined {

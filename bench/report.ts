@@ -253,7 +253,7 @@ export function writeReport(r: BenchResults, dir: string): string[] {
   }
   const mdPath = join(dir, 'benchmarks.md');
   let doc = `${md.join('\n').replace(/\n{3,}/g, '\n\n')}\n`;
-  // Sections other scripts wrote (`npm run bench:capture`) stay, as they were measured.
+  // Sections other scripts wrote (`npm run bench:capture`, `npm run bench:unique`) stay, as they were measured.
   const previous = existsSync(mdPath) ? readFileSync(mdPath, 'utf8') : '';
   for (const heading of KEPT_SECTIONS) {
     const kept = sectionOf(previous, heading);
