@@ -12,12 +12,12 @@
  * Settings: `BENCH_ROUNDS` (default 5), `BENCH_SECONDS` (measured seconds per point, default 1.5),
  * `BENCH_WARMUP` (default 0.3), `BENCH_OUT` (default `docs`).
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Servers } from '../spec/support/servers.js';
+import { ContenderProcess } from './contender-process.js';
 import { adminUrlOf, cloneDatabase, createTemplate, dropDatabase } from './database.js';
 import { spliceSection } from './doc-section.js';
 import { describeEnvironment } from './environment.js';
@@ -45,53 +45,14 @@ const CONTENDERS: ReadonlyArray<{ key: CaptureContenderKey; label: string; descr
   { key: 'xa-bare', label: 'xa-cache, no triggers', description: '`withXaCache` without the capture triggers (the cost before the capture: prepare still sends its log statement)' },
 ];
 
-/** A contender's child process, asked one thing at a time. */
-class Runner {
-  #waiting: { resolve: (m: RunnerMessage) => void; reject: (e: Error) => void } | undefined;
-  readonly #exited: Promise<void>;
+type ReadyOf<M> = M extends { type: 'ready' } ? Omit<M, 'type'> : never;
 
-  private constructor(readonly child: ChildProcess) {
-    child.on('message', (m: RunnerMessage) => {
-      const w = this.#waiting;
-      this.#waiting = undefined;
-      w?.resolve(m);
-    });
-    this.#exited = new Promise((resolve) =>
-      child.on('exit', (code) => {
-        this.#waiting?.reject(new Error(`runner exited with ${code}`));
-        this.#waiting = undefined;
-        resolve();
-      }),
-    );
-  }
-
-  static async start(setup: RunnerSetup): Promise<{ runner: Runner; ready: Extract<RunnerMessage, { type: 'ready' }> }> {
-    const file = fileURLToPath(new URL('./write-capture-runner.js', import.meta.url));
-    const runner = new Runner(fork(file, [JSON.stringify(setup)], { stdio: 'inherit' }));
-    const ready = await runner.#next();
-    if (ready.type !== 'ready') throw new Error(`${setup.key}: ${ready.type === 'error' ? ready.message : 'unexpected message'}`);
-    return { runner, ready };
-  }
-
-  #next(): Promise<RunnerMessage> {
-    return new Promise((resolve, reject) => (this.#waiting = { resolve, reject }));
-  }
-
-  async run(command: Exclude<RunnerCommand, { type: 'close' }>): Promise<RunnerResult> {
-    const answer = this.#next();
-    this.child.send(command);
-    const m = await answer;
-    if (m.type !== 'result') throw new Error(m.type === 'error' ? m.message : 'unexpected message');
-    return m.result;
-  }
-
-  async close(): Promise<void> {
-    if (this.child.exitCode === null && this.child.connected) this.child.send({ type: 'close' } satisfies RunnerCommand);
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    await this.#exited;
-    clearTimeout(timer);
-  }
-}
+/** A contender's child process (see {@link ContenderProcess}). */
+const Runner = {
+  start: (setup: RunnerSetup) =>
+    ContenderProcess.start<RunnerCommand, ReadyOf<RunnerMessage>, RunnerResult>(fileURLToPath(new URL('./write-capture-runner.js', import.meta.url)), setup),
+};
+type Runner = ContenderProcess<RunnerCommand, ReadyOf<RunnerMessage>, RunnerResult>;
 
 type PointKey = `${number}` | 'raw';
 /** results[point][contender][round] */
