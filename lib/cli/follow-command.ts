@@ -7,6 +7,7 @@ import type { CommandOptions } from './command-options.js';
 import { CliError, EXIT, describe } from './cli-errors.js';
 import type { CliOutput } from './cli-output.js';
 import { formatAge } from './text-table.js';
+import { stopSignal } from './stop-signal.js';
 
 /**
  * `follow`: a sidecar that applies outside writers' changes (psql, other services, migrations) until
@@ -22,14 +23,7 @@ export async function followCommand(config: CliConfig, v: CommandOptions, io: Cl
     await orm.close(true);
     throw CliError.config(`the MikroORM config ${config.configFile} does not use the cache`, 'wrap it with withXaCache(config, { servers })');
   }
-  let stopping = false;
-  let wake: (() => void) | undefined;
-  const stop = (): void => {
-    stopping = true;
-    wake?.();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const signal = stopSignal();
   try {
     const runtime = await startXaCache(orm, {
       writeCapture: 'warn',
@@ -40,17 +34,14 @@ export async function followCommand(config: CliConfig, v: CommandOptions, io: Cl
     });
     let last = '';
     try {
-      while (!stopping) {
+      while (!signal.stopping) {
         const health = runtime.follower?.health;
         const line = health ? stateLine(health) : 'not following';
         if (line !== last || (!v.quiet && v.json)) {
           io.out(v.json ? JSON.stringify({ at: new Date().toISOString(), ...health }) : `${new Date().toISOString()} ${line}`);
           last = line;
         }
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, v.intervalMs).unref();
-        });
+        await signal.pause(v.intervalMs);
       }
     } finally {
       await runtime.stop();
@@ -59,8 +50,7 @@ export async function followCommand(config: CliConfig, v: CommandOptions, io: Cl
     io.err(`mikro-orm-xa-cache: follow stopped: ${describe(error)}`);
     return EXIT.failed;
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    signal.release();
     await orm.close(true);
   }
   return EXIT.ok;

@@ -5,6 +5,7 @@ import { EXIT, describe } from './cli-errors.js';
 import type { CliOutput } from './cli-output.js';
 import type { CliSession } from './cli-session.js';
 import { formatAge, formatCount } from './text-table.js';
+import { stopSignal } from './stop-signal.js';
 
 /** One sweep's result, as printed and as `--json`. */
 interface SweepRun {
@@ -29,32 +30,21 @@ export async function sweepCommand(session: CliSession, v: CommandOptions, io: C
     return run.unreachable.length > 0 ? EXIT.unreachable : EXIT.ok;
   }
 
-  let stopping = false;
-  let wake: (() => void) | undefined;
-  const stop = (): void => {
-    stopping = true;
-    wake?.();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const signal = stopSignal();
   if (!v.json) io.err(`sweeping every ${formatAge(intervalMs)} (rows older than ${formatAge(minAgeMs)}); Ctrl-C stops`);
   try {
-    while (!stopping) {
+    while (!signal.stopping) {
       try {
         print(await sweepOnce(session, { minAgeMs, limit, batchSize }, io, !v.json && !v.quiet), v, io, true);
       } catch (error) {
         // A watcher outlives outages: report and try again at the next interval.
         io.err(`${new Date().toISOString()} sweep failed: ${describe(error)}`);
       }
-      if (stopping) break;
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, intervalMs);
-      });
+      if (signal.stopping) break;
+      await signal.pause(intervalMs);
     }
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    signal.release();
   }
   return EXIT.ok;
 }

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { Servers } from '../support/servers.js';
+import { answersVersion } from '../support/memcached-process.js';
 import { sharedServers } from '../support/global-servers.js';
 import { PartitionProxy } from '../support/partition-proxy.js';
 import { ProtocolFixture } from '../support/protocol-fixture.js';
@@ -72,23 +73,6 @@ function present(address: string, memcachedKey: string): Promise<boolean> {
 }
 
 /** Whether memcached answers a `version` command within 100 ms (a SIGSTOPped one accepts but never answers). */
-function answers(address: string): Promise<boolean> {
-  const [host, port] = address.split(':') as [string, string];
-  return new Promise((resolve) => {
-    const socket = net.connect(Number(port), host);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve(false);
-    }, 100);
-    socket.once('data', () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(true);
-    });
-    socket.on('error', () => undefined);
-    socket.write('version\r\n');
-  });
-}
 
 /**
  * Writes distinct values until `gone()` (bounded). memcached evicts per slab class, so 100 KB values alone never
@@ -369,7 +353,7 @@ describe('protocol faults against owned memcached and PostgreSQL', function () {
 
       stalled.pause();
       try {
-        await waitUntil(async () => !(await answers(stalled.address)), 'SIGSTOP to take effect');
+        await waitUntil(async () => !(await answersVersion(stalled.address)), 'SIGSTOP to take effect');
         started = performance.now();
         expect(await f.read(stalledId)).to.deep.equal({ v: 1, token: 'seed' });
         expect(performance.now() - started).to.be.below(timeoutMs + 1000);
@@ -442,13 +426,13 @@ describe('protocol faults against owned memcached and PostgreSQL', function () {
         // The writer's client times out on the first copy's server and backs off from it for a minute.
         victim.pause();
         try {
-          await waitUntil(async () => !(await answers(victim.address)), 'SIGSTOP to take effect');
+          await waitUntil(async () => !(await answersVersion(victim.address)), 'SIGSTOP to take effect');
           const probe = await writer.store.get(keyOn(writer, first, 'probe:'));
           expect(probe.status === 'error' && probe.error.kind).to.equal('timeout');
         } finally {
           victim.resume();
         }
-        expect(await answers(victim.address), 'the reader reaches it').to.equal(true);
+        expect(await answersVersion(victim.address), 'the reader reaches it').to.equal(true);
 
         const { token } = await writer.write([alive], { regions: ['kv'] });
         expect(await reader.dbRow(alive)).to.deep.equal({ v: 2, token });

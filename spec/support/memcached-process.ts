@@ -18,6 +18,25 @@ export interface MemcachedOptions {
  * A memcached process started from the installed binary, owned by the test run: it can be killed, restarted
  * (empty, on the same port), stalled with SIGSTOP and resumed.
  */
+/** Whether a memcached at `address` answers `version` within 100 ms (a stopped or dead one does not). */
+export function answersVersion(address: string): Promise<boolean> {
+  const [host, port] = address.split(':') as [string, string];
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), host);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(false);
+    }, 100);
+    socket.once('data', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on('error', () => undefined);
+    socket.write('version\r\n');
+  });
+}
+
 export class MemcachedProcess {
   #child: ChildProcess | undefined;
   #port = 0;
@@ -102,20 +121,7 @@ export class MemcachedProcess {
    */
   async untilSilent(): Promise<void> {
     for (let i = 0; i < 100; i++) {
-      const answered = await new Promise<boolean>((resolve) => {
-        const socket = connect(this.#port, '127.0.0.1');
-        const timer = setTimeout(() => {
-          socket.destroy();
-          resolve(false);
-        }, 100);
-        socket.once('data', () => {
-          clearTimeout(timer);
-          socket.destroy();
-          resolve(true);
-        });
-        socket.on('error', () => undefined);
-        socket.write('version\r\n');
-      });
+      const answered = await answersVersion(`127.0.0.1:${this.#port}`);
       if (!answered) return;
     }
     throw new Error(`memcached on ${this.address} still answers after SIGSTOP`);
