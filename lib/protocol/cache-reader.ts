@@ -1,7 +1,7 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
 import { lockHolders } from './entry.js';
-import { combineGenerations, regionCopies, type ProtocolContext } from './protocol-context.js';
+import { combineGenerations, isSpreadRegion, regionReadKeys, type ProtocolContext } from './protocol-context.js';
 import type { OperationEnd } from './cache-observer.js';
 import { RegionStats, regionLabel } from './cache-stats.js';
 
@@ -66,6 +66,23 @@ export interface ReadOptions {
 }
 
 const NO_REGIONS: readonly string[] = [];
+
+/** What one group of region copies (a paired region, or one server's copy of a spread region) said. */
+interface GroupState {
+  readonly generation: string;
+  readonly problem: MissReason | undefined;
+  /** A copy was absent or not ours, and a fresh generation is being written: no stored value can carry it. */
+  readonly fresh: boolean;
+}
+
+/** The region side of one key's read. */
+interface KeyRegionState {
+  readonly generations: ReadonlyMap<string, string>;
+  readonly problem: MissReason | undefined;
+  readonly fresh: boolean;
+}
+
+const NO_REGION_STATE: KeyRegionState = { generations: new Map(), problem: undefined, fresh: false };
 /** Counts of reads that name no region: kept nowhere. */
 const UNCOUNTED = new RegionStats();
 
@@ -101,43 +118,77 @@ export class CacheReader {
   async readMany(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
     const { store, stats } = this.ctx;
     const regions = options.regions ?? NO_REGIONS;
-    // Every copy of every region: a result is trusted only if all of them are reachable and current.
-    const copies = regions.map((region) => regionCopies(region, store));
-    const regionKeys = copies.flat();
+    // The region copies each key is validated against: every copy of a paired region (a result is trusted only if
+    // all of them are reachable and current), the copy on the key's own server of a spread one.
+    const groups = new Map<string, string[]>();
+    const groupsOf = new Map<string, string[]>();
+    for (const key of regions.length > 0 ? keys : NO_REGIONS) {
+      const mine: string[] = [];
+      for (const region of regions) {
+        const group = isSpreadRegion(region) ? `${region}\n${store.serverFor(key)}` : region;
+        if (!groups.has(group)) groups.set(group, regionReadKeys(region, key, store));
+        mine.push(group);
+      }
+      groupsOf.set(key, mine);
+    }
+    const regionKeys = [...groups.values()].flat();
     const label = regionLabel(regions, options.label);
     const perRegion = label ? stats.region(label) : UNCOUNTED;
     const end = stats.observed ? stats.start('read', { keys: keys.length, region: label }) : undefined;
     const fetched = await store.getMulti(regionKeys.length > 0 ? [...keys, ...regionKeys] : keys);
 
-    // Current generation of every region (of its copies, combined), or why none can be trusted.
-    const generations = new Map<string, string>();
-    let regionProblem: MissReason | undefined;
+    // The current generation of each group of copies (combined), or why none can be trusted.
+    const groupStates = new Map<string, GroupState>();
     const regionOps: StoreOp[] = [];
-    regions.forEach((region, i) => {
+    for (const [group, copyKeys] of groups) {
       const ids: string[] = [];
-      for (const key of copies[i] as string[]) {
-        if (fetched.failed.has(key)) return void (regionProblem ??= 'unavailable');
+      let problem: MissReason | undefined;
+      let fresh = false;
+      for (const key of copyKeys) {
+        if (fetched.failed.has(key)) {
+          problem ??= 'unavailable';
+          break;
+        }
         const item = fetched.items.get(key);
         const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
         if (entry?.kind === 'generation') {
           ids.push(entry.id);
           continue;
         }
-        if (entry?.kind === 'lock' && lockHolders(entry).length > 0) return void (regionProblem = 'region-locked');
+        if (entry?.kind === 'lock' && lockHolders(entry).length > 0) {
+          problem = 'region-locked';
+          break;
+        }
         // Absent, or not ours: start a fresh generation, which no stored result can carry.
         if (entry?.kind === 'foreign') stats.foreignEntries++;
         const id = uuidv4();
         ids.push(id);
+        fresh = true;
         const value = this.ctx.codec.encode(key, { kind: 'generation', id });
         regionOps.push(item ? { op: 'cas', key, value, ttl: 0, cas: item.cas } : { op: 'add', key, value, ttl: 0 });
       }
-      generations.set(region, combineGenerations(ids));
-    });
+      groupStates.set(group, { generation: problem === undefined ? combineGenerations(ids) : '', problem, fresh });
+    }
+    /** The generations a key's value must carry, why none can be trusted, and whether one was just started. */
+    const regionStateOf = (key: string): KeyRegionState => {
+      if (regions.length === 0) return NO_REGION_STATE;
+      const generations = new Map<string, string>();
+      let problem: MissReason | undefined;
+      let fresh = false;
+      (groupsOf.get(key) as string[]).forEach((group, i) => {
+        const state = groupStates.get(group) as GroupState;
+        if (state.problem === 'region-locked') problem = state.problem;
+        else problem ??= state.problem;
+        fresh ||= state.fresh;
+        generations.set(regions[i] as string, state.generation);
+      });
+      return { generations, problem, fresh };
+    };
 
     const reads = new Map<string, CacheRead>();
     const storedRegions = new Map<string, string[]>();
     const leaseOps: StoreOp[] = [];
-    const leaseKeys: Array<{ key: string; reason: MissReason }> = [];
+    const leaseKeys: Array<{ key: string; reason: MissReason; generations: ReadonlyMap<string, string> }> = [];
     const wantLease = options.lease ?? true;
     for (const key of keys) {
       if (reads.has(key)) continue;
@@ -149,10 +200,11 @@ export class CacheReader {
       }
       const item = fetched.items.get(key);
       const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
+      const { generations, problem: regionProblem, fresh } = regionStateOf(key);
       let reason: MissReason;
       if (entry === undefined) reason = 'absent';
       else if (entry.kind === 'value') {
-        if (regionProblem === undefined && regionOps.length === 0 && sameGenerations(entry.generations, generations)) {
+        if (regionProblem === undefined && !fresh && sameGenerations(entry.generations, generations)) {
           const verdict = options.accept?.(entry.payload, key);
           if (verdict === undefined || verdict.ok) {
             if (!options.uncounted) {
@@ -189,7 +241,7 @@ export class CacheReader {
       const value = this.ctx.codec.encode(key, { kind: 'lease', token: uuidv4() });
       const ttl = this.ctx.options.leaseTtlSeconds;
       leaseOps.push(item ? { op: 'cas', key, value, ttl, cas: item.cas } : { op: 'add', key, value, ttl });
-      leaseKeys.push({ key, reason });
+      leaseKeys.push({ key, reason, generations });
     }
     if (leaseOps.length === 0) {
       if (end) endRead(end, reads);
@@ -200,7 +252,7 @@ export class CacheReader {
     const regionsReady = results.slice(0, regionOps.length).every((r) => r.status === 'stored');
     const leases = results.slice(regionOps.length);
     leases.forEach((result, i) => {
-      const { key, reason } = leaseKeys[i] as { key: string; reason: MissReason };
+      const { key, reason, generations } = leaseKeys[i] as { key: string; reason: MissReason; generations: ReadonlyMap<string, string> };
       // Another reader's lease got there first: wait for its value rather than load as well.
       if (result.status === 'exists') return void reads.set(key, miss('leased'));
       if (result.status !== 'stored') return;

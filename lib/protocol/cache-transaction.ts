@@ -6,7 +6,7 @@ import { applyTransitions } from './cas-batch.js';
 import type { DecodedEntry, Entry } from './entry.js';
 import { prepareTransition, promoteTransition, releaseTransition, type KeyRole, type Transition } from './key-transitions.js';
 import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
-import { regionCopies, unreachedRegions, type ProtocolContext } from './protocol-context.js';
+import { regionWriteKeys, unreachedRegions, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { CapturedKeys } from './write-capture.js';
 
@@ -296,14 +296,18 @@ export class CacheTransaction {
     return [...this.#items.keys(), ...[...this.#regions].flatMap((region) => this.#copies(region))];
   }
 
-  /** The store keys of a region's copies (see `regionCopies`), computed once per transaction. */
+  /** The store keys of a region's copies a writer locks (see `regionWriteKeys`), computed once per transaction. */
   #copies(region: string): string[] {
     let copies = this.#copyKeys.get(region);
     if (!copies) {
-      copies = regionCopies(region, this.ctx.store);
+      copies = regionWriteKeys(region, this.ctx.store);
       this.#copyKeys.set(region, copies);
     }
     return copies;
+  }
+
+  #regionCopies(): Array<readonly [string, string[]]> {
+    return [...this.#regions].map((region) => [region, this.#copies(region)] as const);
   }
 
   /**
@@ -313,7 +317,7 @@ export class CacheTransaction {
    */
   #failuresOf(outcomes: Map<string, TransitionOutcome>): Map<string, StoreError | 'contended'> {
     const all = failuresOf(outcomes);
-    const regionFailures = new Set(unreachedRegions([...this.#regions].map((r) => this.#copies(r)), (key) => outcomes.get(key)?.status === 'done'));
+    const regionFailures = new Set(unreachedRegions(this.#regionCopies(), (key) => outcomes.get(key)?.status === 'done'));
     for (const key of all.keys()) if (key.startsWith('r:') && !regionFailures.has(key)) all.delete(key);
     return all;
   }
@@ -342,7 +346,7 @@ export class CacheTransaction {
     let unresolved = 0;
     // A region is resolved when one of its copies is: an unreached copy either holds no lock of ours (prepare did
     // not reach it either) or holds one that expires, and readers trust no result while any copy differs.
-    const unreached = new Set(unreachedRegions([...this.#regions].map((r) => this.#copies(r)), (key) => outcomes.get(key)?.status === 'done'));
+    const unreached = new Set(unreachedRegions(this.#regionCopies(), (key) => outcomes.get(key)?.status === 'done'));
     for (const [key, outcome] of outcomes) {
       if (outcome.status !== 'done' && key.startsWith('r:') && !unreached.has(key)) continue;
       if (outcome.status !== 'done') {

@@ -1,5 +1,5 @@
 import { lockHolders } from './entry.js';
-import { regionCopies, type ProtocolContext } from './protocol-context.js';
+import { regionWriteKeys, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { DatabaseOutcome } from './transaction-log.js';
 
@@ -32,7 +32,7 @@ export async function listInDoubt(ctx: ProtocolContext, db: SqlRunner, limit = 1
   const storeKeys = new Set<string>();
   for (const row of rows) {
     for (const key of row.keys) storeKeys.add(key);
-    for (const region of row.regions) for (const key of regionCopies(region, ctx.store)) storeKeys.add(key);
+    for (const region of row.regions) for (const key of regionWriteKeys(region, ctx.store)) storeKeys.add(key);
   }
   const fetched = await ctx.store.getMulti([...storeKeys]);
   return rows.map((row) => {
@@ -53,7 +53,7 @@ export async function listInDoubt(ctx: ProtocolContext, db: SqlRunner, limit = 1
       xid: row.xid,
       ageMs: row.ageMs,
       outcome: row.outcome,
-      keys: [...row.keys.map((k) => describe(k, false)), ...row.regions.flatMap((r) => regionCopies(r, ctx.store).map((key) => describe(key, true)))],
+      keys: [...row.keys.map((k) => describe(k, false)), ...row.regions.flatMap((r) => regionWriteKeys(r, ctx.store).map((key) => describe(key, true)))],
     };
   });
 }

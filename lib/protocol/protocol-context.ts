@@ -48,6 +48,62 @@ export function regionCopies(region: string, store: Pick<CacheStore, 'serverFor'
 }
 
 /**
+ * Regions that validate items (an entity's rows, collections kept in a table), named by the layer above with these
+ * prefixes, as opposed to regions that validate query results. Only writes whose rows cannot be named renew them
+ * (a TRUNCATE, a statement too large to list, an operator's `invalidate --table`), while every read of a row or a
+ * collection checks one: so they are **spread**, one copy on every server, a reader checking only the copy on its
+ * item's server (same server, same round trip: one server per hit) and a writer needing every copy. Query-result
+ * regions, renewed by every write to their table, keep the pair of {@link regionCopies}. docs/protocol.md,
+ * "Region copies", has the argument for both.
+ */
+export const SPREAD_REGION_PREFIXES: readonly string[] = ['rows:', 'coll:'];
+
+/** Whether a region is spread over every server (see {@link SPREAD_REGION_PREFIXES}). */
+export function isSpreadRegion(region: string): boolean {
+  return SPREAD_REGION_PREFIXES.some((prefix) => region.startsWith(prefix));
+}
+
+/** How many suffixes are tried per server to place a spread region's copy on it. */
+const SPREAD_TRIES_PER_SERVER = 64;
+const spreadMemo = new WeakMap<object, Map<string, string>>();
+
+/**
+ * Store key of a spread region's copy on `server`: `r:<region>@<n>` for the first `n` that lives there. Remembered
+ * per store, and checked against `serverFor` on each use (cheap: the store remembers its answers), so a store
+ * re-scoped or given other servers is never handed a stale name.
+ */
+export function spreadCopyOn(region: string, server: string, store: Pick<CacheStore, 'serverFor' | 'servers'>): string {
+  let memo = spreadMemo.get(store);
+  if (!memo) spreadMemo.set(store, (memo = new Map()));
+  const id = `${region}\n${server}`;
+  const known = memo.get(id);
+  if (known !== undefined && store.serverFor(known) === server) return known;
+  const base = regionKey(region);
+  const tries = SPREAD_TRIES_PER_SERVER * Math.max(1, store.servers.length);
+  for (let n = 0; n < tries; n++) {
+    const key = `${base}@${n}`;
+    if (store.serverFor(key) === server) {
+      memo.set(id, key);
+      return key;
+    }
+  }
+  throw new Error(`mikro-orm-xa-cache: no key of region ${region} maps to memcached server ${server} in ${tries} tries`);
+}
+
+/**
+ * The store keys a writer must lock for a region: both copies of a paired region ({@link regionCopies}), every
+ * server's copy of a spread one.
+ */
+export function regionWriteKeys(region: string, store: Pick<CacheStore, 'serverFor' | 'servers'>): string[] {
+  return isSpreadRegion(region) ? store.servers.map((server) => spreadCopyOn(region, server, store)) : regionCopies(region, store);
+}
+
+/** The store keys a reader of `item` checks for a region: every copy of a paired region, its server's copy of a spread one. */
+export function regionReadKeys(region: string, item: string, store: Pick<CacheStore, 'serverFor' | 'servers'>): string[] {
+  return isSpreadRegion(region) ? [spreadCopyOn(region, store.serverFor(item), store)] : regionCopies(region, store);
+}
+
+/**
  * A region's generation as readers record it: the one copy's id, or, with two copies, a UUID-shaped digest of
  * both, which changes whenever either does (a new generation is a random UUID, so a digest repeats only by
  * collision of SHA-256).
@@ -59,12 +115,16 @@ export function combineGenerations(ids: readonly string[]): string {
 }
 
 /**
- * Store keys of regions not reached: all copies of each region none of whose copies `reached`. A region counts as
- * reached when one copy was (see {@link regionCopies}).
+ * Store keys of regions a writer did not reach, given each region's write keys ({@link regionWriteKeys}): all copies
+ * of a paired region none of whose copies was `reached`; the unreached copies of a spread region (a reader checks
+ * only one copy of it, so every copy must be reached).
  */
-export function unreachedRegions(copies: Iterable<readonly string[]>, reached: (key: string) => boolean): string[] {
+export function unreachedRegions(regions: Iterable<readonly [region: string, keys: readonly string[]]>, reached: (key: string) => boolean): string[] {
   const out: string[] = [];
-  for (const keys of copies) if (!keys.some(reached)) out.push(...keys);
+  for (const [region, keys] of regions) {
+    if (isSpreadRegion(region)) out.push(...keys.filter((key) => !reached(key)));
+    else if (!keys.some(reached)) out.push(...keys);
+  }
   return out;
 }
 

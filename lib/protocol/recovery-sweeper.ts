@@ -1,7 +1,7 @@
 import { applyTransitions } from './cas-batch.js';
 import { composeTransitions } from './compose-transitions.js';
 import { promoteTransition, type KeyRole } from './key-transitions.js';
-import { regionCopies, unreachedRegions, type ProtocolContext } from './protocol-context.js';
+import { regionWriteKeys, unreachedRegions, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { LogRow } from './transaction-log.js';
 
@@ -68,7 +68,7 @@ async function resolveBatch(ctx: ProtocolContext, db: SqlRunner, rows: LogRow[],
   };
   for (const row of rows) {
     for (const key of row.keys) add(key, 'item', row.txId);
-    for (const region of row.regions) for (const key of regionCopies(region, ctx.store)) add(key, 'region', row.txId);
+    for (const region of row.regions) for (const key of regionWriteKeys(region, ctx.store)) add(key, 'region', row.txId);
   }
   const outcomes = await applyTransitions(
     ctx.store,
@@ -82,9 +82,9 @@ async function resolveBatch(ctx: ProtocolContext, db: SqlRunner, rows: LogRow[],
   );
   const done: string[] = [];
   for (const row of rows) {
-    // A region is resolved when one of its copies is (readers need them all; see docs/protocol.md).
+    // A paired region is resolved when one of its copies is, a spread one when all are (docs/protocol.md).
     const reached = (key: string): boolean => outcomes.get(key)?.status === 'done';
-    const regions = row.regions.map((region) => regionCopies(region, ctx.store));
+    const regions = row.regions.map((region) => [region, regionWriteKeys(region, ctx.store)] as const);
     if (row.keys.every(reached) && unreachedRegions(regions, reached).length === 0) done.push(row.txId);
   }
   for (const outcome of outcomes.values()) if (outcome.status === 'done') report.keys++;

@@ -7,7 +7,7 @@ import { CacheStats } from './cache-stats.js';
 import { CacheTransaction } from './cache-transaction.js';
 import type { TransitionTtls } from './cas-batch.js';
 import { listInDoubt, type InDoubtTransaction } from './in-doubt.js';
-import { DoneQueue, regionCopies, unreachedRegions, type ProtocolContext } from './protocol-context.js';
+import { DoneQueue, regionWriteKeys, unreachedRegions, type ProtocolContext } from './protocol-context.js';
 import { resolveProtocolOptions, type ProtocolOptions, type ResolvedProtocolOptions } from './protocol-options.js';
 import { sweep, type SweepOptions, type SweepReport } from './recovery-sweeper.js';
 import type { SqlRunner } from './sql-runner.js';
@@ -108,14 +108,14 @@ export class XaCache {
    */
   async invalidateNow(keys: readonly string[], regions: readonly string[]): Promise<string[]> {
     const outsider = uuidv4();
-    const copies = regions.map((region) => regionCopies(region, this.store));
-    const all = [...keys, ...copies.flat()];
+    const copies = regions.map((region) => [region, regionWriteKeys(region, this.store)] as const);
+    const all = [...keys, ...copies.flatMap(([, copyKeys]) => copyKeys)];
     const outcomes = await applyTransitions(this.store, all, (key, current) => promoteTransition(current, outsider, key.startsWith('r:') ? 'region' : 'item', undefined), this.#ctx.ttls(), {
       codec: this.#ctx.codec,
       maxRounds: this.options.maxCasRounds,
     });
     const reached = (key: string): boolean => outcomes.get(key)?.status === 'done';
-    // A region is reached when one of its copies is (readers need them all; see docs/protocol.md).
+    // A paired region is reached when one of its copies is, a spread one when all are (docs/protocol.md).
     return [...keys.filter((key) => !reached(key)), ...unreachedRegions(copies, reached)];
   }
 

@@ -129,6 +129,8 @@ export interface CacheStore {
   getMulti(keys: readonly string[]): Promise<MultiGetResult>;
   /** The server a logical key maps to (`host:port`). */
   serverFor(key: string): string;
+  /** Every server keys map to (`host:port`), in configuration order. */
+  readonly servers: readonly string[];
   /** The largest value, in bytes, the store will send; larger ones are refused with `ValueTooLargeError`. */
   readonly maxValueBytes: number;
   /** Traffic counters. */

@@ -37,6 +37,8 @@ export class MemcachedStore implements CacheStore {
   readonly counters: StoreCounters = { roundTrips: 0, requests: 0, errors: {}, hashedKeys: 0, stalls: 0 };
   /** @inheritDoc */
   readonly maxValueBytes: number;
+  /** @inheritDoc */
+  readonly servers: readonly string[];
   readonly #options: ResolvedStoreOptions;
   readonly #ring: KetamaRing;
   #keys: KeyBuilder;
@@ -48,7 +50,8 @@ export class MemcachedStore implements CacheStore {
   constructor(options: MemcachedStoreOptions) {
     this.#options = resolveStoreOptions(options);
     this.maxValueBytes = this.#options.maxValueBytes;
-    this.#ring = new KetamaRing(this.#options.servers.map((s) => s.address));
+    this.servers = Object.freeze(this.#options.servers.map((s) => s.address));
+    this.#ring = new KetamaRing(this.servers);
     this.#keys = new KeyBuilder(this.#options.namespace, this.counters);
     const settings = { ...this.#options, counters: this.counters };
     this.#connections = this.#options.servers.map((server) => new MemcachedConnection(server, settings));

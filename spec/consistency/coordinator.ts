@@ -20,7 +20,7 @@ import { MemcachedStore } from '../../lib/store/memcached-store.js';
 import { decodeEntry } from '../../lib/protocol/entry-codec.js';
 import { decodeValue } from '../../lib/mikro-orm/value-codec.js';
 import { lockHolders } from '../../lib/protocol/entry.js';
-import { regionCopies } from '../../lib/protocol/protocol-context.js';
+import { regionWriteKeys } from '../../lib/protocol/protocol-context.js';
 import { MemcachedProcess } from '../support/memcached-process.js';
 import { terminateBackends } from '../support/postgres-cluster.js';
 import { CGroup, CItem, CODES, GROUPS, ITEMS, consistencyEntities, createConsistencySchema, readDatabaseState, readHistory } from './schema.js';
@@ -103,7 +103,7 @@ function libraryKeys(store: MemcachedStore): string[] {
   for (let g = 1; g <= GROUPS; g++) keys.push(`e:public.c_group:${g}`, `c:public.c_group.items:${g}`);
   keys.push(...CODES.map(codeEntryKey));
   for (const table of ['c_item', 'c_group', 'c_slot', 'c_history']) {
-    for (const kind of ['t', 'rows', 'coll']) keys.push(...regionCopies(`${kind}:public.${table}`, store));
+    for (const kind of ['t', 'rows', 'coll']) keys.push(...regionWriteKeys(`${kind}:public.${table}`, store));
   }
   return keys;
 }

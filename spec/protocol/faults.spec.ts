@@ -471,6 +471,59 @@ describe('protocol faults against owned memcached and PostgreSQL', function () {
       });
     });
 
+    describe('spread regions (rows:, coll:): one copy per server, a reader checks its item’s server, a writer every copy', () => {
+      type Memcached = Servers['memcached'][number];
+      const rowRead = (f: ProtocolFixture, id: number, value = 'row') => f.cache.reader.fetch(`kv:${id}`, async () => Buffer.from(`${value}${id}`), { regions: ['rows:kv'] });
+      const status = async (f: ProtocolFixture, id: number): Promise<string> => (await f.cache.reader.read(`kv:${id}`, { regions: ['rows:kv'] })).status;
+
+      it('a row hit reads one server: the row and its server’s copy of the region, in one round trip', async () => {
+        const f = await fixture();
+        for (const server of servers.memcached.map((m) => m.address)) {
+          const [id] = idsOn(f, server) as [number];
+          await rowRead(f, id);
+          const before = f.store.counters.roundTrips;
+          expect(await status(f, id)).to.equal('hit');
+          expect(f.store.counters.roundTrips - before, `a hit on ${server}`).to.equal(1);
+        }
+      });
+
+      it('a write renewing the region (a TRUNCATE, a statement too large to list) makes rows on every server miss', async () => {
+        const f = await fixture();
+        const ids = servers.memcached.map((m) => (idsOn(f, m.address) as [number])[0]);
+        for (const id of ids) await rowRead(f, id);
+        for (const id of ids) expect(await status(f, id)).to.equal('hit');
+        await f.write([], { regions: ['rows:kv'] });
+        for (const id of ids) {
+          const read = await f.cache.reader.read(`kv:${id}`, { regions: ['rows:kv'] });
+          expect(read, `kv:${id}`).to.include({ status: 'miss', reason: 'stale' });
+          if (read.status === 'miss' && read.ticket) await f.cache.reader.abandon(read.ticket);
+        }
+      });
+
+      it('strict, one server killed: a write renewing the region fails (it cannot reach that server’s copy), other writes commit, rows on live servers stay hits', async () => {
+        const f = await fixture();
+        const [victim, live] = servers.memcached as [Memcached, Memcached];
+        const [alive, untouched] = idsOn(f, live.address, 2) as [number, number];
+        await f.seed([alive]);
+        await rowRead(f, untouched);
+        await victim.kill();
+        try {
+          const error = await rejection(f.write([alive], { regions: ['rows:kv'] }));
+          expect(error).to.be.instanceOf(CachePrepareError);
+          const failed = [...(error as CachePrepareError).failures.keys()];
+          expect(failed).to.have.length(1);
+          expect(f.store.serverFor(failed[0] as string), 'the failure is the killed server’s copy').to.equal(victim.address);
+          expect(await f.dbRow(alive), 'rolled back').to.deep.equal({ v: 1, token: 'seed' });
+          expect(await status(f, untouched), 'a row on a live server checks only its own server’s copy').to.equal('hit');
+          // A write of the row and its query region (what a flush sends) does not need the killed server.
+          await f.write([alive], { regions: ['t:kv'] });
+          expect(f.cache.stats.degradedCommits).to.equal(0);
+        } finally {
+          await victim.restart();
+        }
+      });
+    });
+
     it('a PostgreSQL backend terminated after prepare: the transaction fails, no lock or log row remains, nothing stale is read', async () => {
       const reader = await fixture();
       const applicationName = `xa-faults-${randomUUID().slice(0, 8)}`;
