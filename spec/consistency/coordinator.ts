@@ -65,6 +65,11 @@ export interface RunOptions {
   readonly codeShare?: number;
   /** Share of the workers' reads of the hot tables that the database answers 1-8 ms late. Default 0.15. */
   readonly slowReads?: number;
+  /**
+   * Share of the workers' ops replaced by plain reads of rows and collections, on top of the mix (default 0): fewer
+   * writes of the application, so a value nobody invalidates stays cached longer (the `skipOutsideChanges` check).
+   */
+  readonly extraReads?: number;
   /** External writer processes (plain `pg` clients writing the cached tables, not through the library). Default 1; 0 for none. */
   readonly externalWriters?: number;
   /** W of the outside-writers bound (G13) the external writer's commits are held to, ms. Default {@link DEFAULT_OUTSIDE_BOUND_MS}. */
@@ -144,6 +149,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   if (options.externalWriters !== undefined && !(Number.isInteger(options.externalWriters) && options.externalWriters >= 0)) {
     throw new Error(`externalWriters: ${options.externalWriters} is not a whole number of processes (0 or more)`);
   }
+  if (options.extraReads !== undefined && !(options.extraReads >= 0 && options.extraReads < 1)) throw new Error(`extraReads: ${options.extraReads} is not a share from 0 to below 1`);
   if (options.outsideBoundMs !== undefined && !(Number.isFinite(options.outsideBoundMs) && options.outsideBoundMs > 0)) {
     throw new Error(`outsideBoundMs: ${options.outsideBoundMs} is not a positive number of milliseconds`);
   }
@@ -306,7 +312,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
       await slot.ready?.catch(() => undefined);
       // The external writer pauses 5-40 ms between commits: tens per second, each a notification to the follower.
       if (slot.kind === 'external') await sleep(rng.int(5, 40));
-      const op: Op = slot.kind === 'external' ? nextExternalOp(rng) : nextOp(rng, options.codeShare);
+      const op: Op = slot.kind === 'external' ? nextExternalOp(rng) : nextOp(rng, options.codeShare, options.extraReads);
       const tokens = isWrite(op) ? [randomUUID(), randomUUID()] : [];
       const mode = isWrite(op) ? slot.nextMode : undefined;
       if (mode) slot.nextMode = undefined;

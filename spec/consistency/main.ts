@@ -20,6 +20,7 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '4' },
     'external-writers': { type: 'string', default: '1' },
     'outside-bound': { type: 'string', default: String(DEFAULT_OUTSIDE_BOUND_MS) },
+    'extra-reads': { type: 'string', default: '0' },
     faults: { type: 'string' },
     log: { type: 'string' },
     json: { type: 'string' },
@@ -41,6 +42,8 @@ if (values.help) {
                        the commit was acknowledged (extended past faults that disturb the follower); default ${DEFAULT_OUTSIDE_BOUND_MS}
   --faults LIST        comma-separated fault kinds, or none (default: all: ${FAULT_KINDS.join(', ')});
                        also ${OPTIONAL_FAULT_KINDS.join(', ')} (SIGSTOP/SIGCONT of a memcached) when named, or all+stall
+  --extra-reads SHARE  replace this share of the workers' ops by plain reads (default 0): fewer writes, so a value
+                       nobody invalidates stays cached longer (used with --unsafe skipOutsideChanges)
   --unsafe SWITCH      switch one safeguard off (fillWithoutLease, skipLog, …) to watch the checker catch it
   --log FILE           where to write the run's log (default .tmp/consistency/)
   --json FILE          write the reports (summary, faults, anomalies, degrade staleness per fault kind) as JSON
@@ -82,6 +85,7 @@ try {
       workers: Number(values.workers),
       externalWriters: Number(values['external-writers']),
       outsideBoundMs: Number(values['outside-bound']),
+      extraReads: Number(values['extra-reads']),
       faults:
         values.faults === undefined || values.faults === 'all'
           ? FAULT_KINDS

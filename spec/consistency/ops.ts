@@ -98,8 +98,17 @@ export class Rng {
   }
 }
 
-/** The op mix: about half reads (rows, collections, queries), half writes of every kind. */
-export function nextOp(rng: Rng, codeShare = 0.125): Op {
+/**
+ * The op mix: about half reads (rows, collections, queries), half writes of every kind. `extraReads` replaces that
+ * share of the ops with plain reads of rows and collections (0: the mix as is, the stream of a seed unchanged).
+ */
+export function nextOp(rng: Rng, codeShare = 0.125, extraReads = 0): Op {
+  if (extraReads > 0 && rng.next() < extraReads) {
+    const pick = rng.next();
+    if (pick < 0.6) return { kind: 'read', id: rng.int(1, ITEMS) };
+    if (pick < 0.8) return { kind: 'readMany', ids: rng.distinct(3, 1, ITEMS) };
+    return { kind: 'group', g: rng.int(1, GROUPS) };
+  }
   const r = rng.next();
   const id = rng.int(1, ITEMS);
   const g = rng.int(1, GROUPS);
