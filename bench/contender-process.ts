@@ -57,3 +57,46 @@ export class ContenderProcess<Command extends { readonly type: string }, Ready e
     clearTimeout(timer);
   }
 }
+
+/** What a contender's child process does between its start and its close (see {@link serveContender}). */
+export interface ServedContender<Command extends { readonly type: string }, Ready extends object, Result> {
+  /** Sent to the parent once the contender is open. */
+  readonly ready: Ready;
+  /** Answers one command; the parent sends the next only after the answer. */
+  handle(command: Exclude<Command, { type: 'close' }>): Promise<Result>;
+  close(): Promise<void>;
+}
+
+/**
+ * The child's side of {@link ContenderProcess}: reads its setup from the only argument, opens the contender with
+ * `open`, reports ready, then answers commands until `close`. Any failure is sent to the parent as an `error`.
+ */
+export function serveContender<Setup, Command extends { readonly type: string }, Ready extends object, Result>(open: (setup: Setup) => Promise<ServedContender<Command, Ready, Result>>): void {
+  const send = (message: ContenderMessage<Ready, Result>): void => {
+    process.send?.(message);
+  };
+  const failure = (error: unknown): ContenderMessage<Ready, Result> => ({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  const main = async (): Promise<void> => {
+    const served = await open(JSON.parse(process.argv[2] ?? '') as Setup);
+    process.on('message', (command: Command) => {
+      void (async () => {
+        try {
+          if (command.type === 'close') {
+            await served.close();
+            process.disconnect();
+            return;
+          }
+          send({ type: 'result', result: await served.handle(command as Exclude<Command, { type: 'close' }>) });
+        } catch (error) {
+          send(failure(error));
+        }
+      })();
+    });
+    send({ type: 'ready', ...served.ready });
+  };
+  main().catch((error: unknown) => {
+    send(failure(error));
+    process.exitCode = 1;
+    process.disconnect?.();
+  });
+}

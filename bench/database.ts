@@ -5,9 +5,10 @@ import { entities } from '../spec/support/bookstore.js';
 /**
  * The benchmark's data, the same for every contender: the bookstore schema with `books` books, 50 per author,
  * 10 publishers, 20 tags (two per book) and one review per book. Seeded once into a template database, then every
- * contender gets a fresh copy (`CREATE DATABASE … TEMPLATE`), so no contender sees another's writes.
+ * contender gets a fresh copy (`CREATE DATABASE … TEMPLATE`), so no contender sees another's writes. `large` adds
+ * authors with many books after those (author and book ids after the others; no tags, no reviews).
  */
-export async function createTemplate(adminUrl: string, name: string, books: number, booksPerAuthor: number): Promise<string> {
+export async function createTemplate(adminUrl: string, name: string, books: number, booksPerAuthor: number, large?: { authors: number; books: number }): Promise<string> {
   const url = await recreate(adminUrl, name);
   const orm = await MikroORM.init({ entities, clientUrl: url });
   try {
@@ -32,6 +33,13 @@ export async function createTemplate(adminUrl: string, name: string, books: numb
     );
     await client.query(`INSERT INTO book_tags (book_id, tag_id) SELECT g, g % 20 + 1 FROM generate_series(1, $1) g UNION ALL SELECT g, (g + 7) % 20 + 1 FROM generate_series(1, $1) g`, [books]);
     await client.query(`INSERT INTO review (id, book_id, stars) SELECT g, g, g % 5 + 1 FROM generate_series(1, $1) g`, [books]);
+    if (large && large.authors > 0) {
+      await client.query(`INSERT INTO author (id, name, email) SELECT $1 + g, 'Author ' || ($1 + g), 'a' || ($1 + g) || '@example.org' FROM generate_series(1, $2) g`, [authors, large.authors]);
+      await client.query(
+        `INSERT INTO book (id, title, price, author_id, publisher_id) SELECT $1 + g, 'Book ' || ($1 + g), 10 + g % 90, $2 + (g - 1) / $3 + 1, g % 10 + 1 FROM generate_series(1, $4) g`,
+        [books, authors, large.books, large.authors * large.books],
+      );
+    }
     await client.query('VACUUM ANALYZE');
   } finally {
     await client.end();

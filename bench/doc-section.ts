@@ -1,10 +1,15 @@
 /**
- * Sections of docs/benchmarks.md that other scripts write: `npm run bench` regenerates the file and keeps them
- * (see `report.ts`), `npm run bench:capture` and `npm run bench:unique` replace their own.
+ * Sections of docs/benchmarks.md that other scripts (or hand runs) write: `npm run bench` regenerates the file and
+ * keeps them (see `report.ts`), `npm run bench:capture` and `npm run bench:unique` replace their own.
  */
 
-/** The headings of sections written by scripts other than `npm run bench`. */
-export const KEPT_SECTIONS = ['## Write capture', '## Lookups by unique keys'] as const;
+/** The headings of sections written by scripts other than `npm run bench`, and of hand-run measurements. */
+export const KEPT_SECTIONS = [
+  '## Write capture',
+  "## Promote off the commit's critical path (issue 15, hand-run)",
+  '## Value codec: V8 serialisation vs msgpackr (issue 15, hand-run)',
+  '## Lookups by unique keys',
+] as const;
 
 /** The section under `heading` in `doc` (up to the next `## ` heading), or undefined. */
 export function sectionOf(doc: string, heading: string): string | undefined {

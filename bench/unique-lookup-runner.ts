@@ -11,11 +11,11 @@
  * - `xa-query`: the same without `uniqueKeys` (the entity's rows are still cached by id), the lookup asked as a
  *   cached query result: `findOne(Author, { email }, { cache: 60_000 })`.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { defineEntity, MikroORM, p, type Options } from '@mikro-orm/postgresql';
-import pg from 'pg';
 import { installWriteCapture, withXaCache } from '../lib/index.js';
 import type { XaCacheAdapter } from '../lib/mikro-orm/xa-cache-adapter.js';
+import { serveContender } from './contender-process.js';
+import { attributed, countCacheCalls } from './op-attribution.js';
 import { forEachIndex, percentile, seededRandom, Zipf } from './measure.js';
 
 export type LookupContenderKey = 'none' | 'xa-unique' | 'xa-query';
@@ -59,30 +59,10 @@ export interface RunnerResult {
   readonly firstError?: string;
 }
 
-export type RunnerMessage =
-  | { readonly type: 'ready'; readonly prefillSeconds: number }
-  | { readonly type: 'result'; readonly result: RunnerResult }
-  | { readonly type: 'error'; readonly message: string };
-
-const send = (message: RunnerMessage): void => {
-  process.send?.(message);
-};
-
-/** What an operation sent, attributed through the async context it runs in (32 operations are in flight at once). */
-interface OpCounters {
-  sql: number;
-  cache: number;
+/** What the runner reports once open: how long reading every address twice took. */
+export interface RunnerReady {
+  readonly prefillSeconds: number;
 }
-const context = new AsyncLocalStorage<OpCounters>();
-
-// Every statement any pg client of this process sends is counted against the operation that caused it.
-const clientProto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
-const originalQuery = clientProto.query;
-clientProto.query = function countedQuery(this: unknown, ...args: unknown[]): unknown {
-  const c = context.getStore();
-  if (c) c.sql++;
-  return originalQuery.apply(this, args);
-};
 
 function authorEntity(key: LookupContenderKey) {
   return defineEntity({
@@ -100,23 +80,14 @@ function authorEntity(key: LookupContenderKey) {
 
 const addressOf = (id: number, version: number): string => (version === 0 ? `a${id}@example.org` : `a${id}.v${version}@example.org`);
 
-async function main(): Promise<void> {
-  const setup = JSON.parse(process.argv[2] ?? '') as RunnerSetup;
+serveContender<RunnerSetup, RunnerCommand, RunnerReady, RunnerResult>(async (setup) => {
   const Author = authorEntity(setup.key);
   const base: Options = { clientUrl: setup.databaseUrl, pool: { min: 1, max: setup.pool }, entities: [Author] };
   const orm = setup.key === 'none' ? await MikroORM.init(base) : await MikroORM.init(withXaCache(base, { servers: setup.memcached, namespace: setup.namespace, logTable: 'xa_cache_log' }));
   if (setup.key !== 'none') {
     // What a user does once (or in a migration): the database-side write capture on the entity's table.
     await installWriteCapture(orm);
-    const store = (orm.config.getResultCacheAdapter() as unknown as XaCacheAdapter).xa.store as unknown as Record<string, (...args: unknown[]) => unknown>;
-    for (const name of ['get', 'execute']) {
-      const original = store[name] as (...args: unknown[]) => unknown;
-      store[name] = function counted(this: unknown, ...args: unknown[]): unknown {
-        const c = context.getStore();
-        if (c) c.cache++;
-        return original.apply(store, args);
-      };
-    }
+    countCacheCalls((orm.config.getResultCacheAdapter() as unknown as XaCacheAdapter).xa.store, ['get', 'execute']);
   }
   const lookupOptions = setup.key === 'xa-query' ? { cache: 60_000 } : {};
   const lookup = (email: string) => orm.em.fork().findOne(Author, { email }, lookupOptions);
@@ -130,14 +101,13 @@ async function main(): Promise<void> {
   // first lookup of an address stores its index entry only, the second reads the row by id and stores it.
   const t0 = performance.now();
   for (let pass = 0; pass < 2; pass++) await forEachIndex(setup.authors, 32, (i) => lookup(addressOf(i + 1, 0)));
-  send({ type: 'ready', prefillSeconds: (performance.now() - t0) / 1000 });
+  const prefillSeconds = (performance.now() - t0) / 1000;
 
   const runRound = async (command: Extract<RunnerCommand, { type: 'run' }>): Promise<RunnerResult> => {
     const random = seededRandom(1000 + command.round);
     const zipf = new Zipf(setup.authors, 0.99, random);
     const one = async (record: boolean, s: Stats): Promise<void> => {
       const id = zipf.next() + 1;
-      const counters: OpCounters = { sql: 0, cache: 0 };
       const t0 = performance.now();
       if (random() < command.writeShare) {
         if (writing.has(id)) return; // one write per author at a time: the next operation picks again
@@ -167,7 +137,7 @@ async function main(): Promise<void> {
       const email = retired ? (committed > 0 ? addressOf(id, committed - 1) : `never.${id}@example.org`) : addressOf(id, committed);
       const busyAtStart = writing.has(id);
       const startedBefore = writesStarted[id] ?? 0;
-      const found = await context.run(counters, () => lookup(email));
+      const { value: found, counters } = await attributed(() => lookup(email));
       const ms = performance.now() - t0;
       if (!record) return;
       s.reads++;
@@ -229,21 +199,8 @@ async function main(): Promise<void> {
     };
   };
 
-  process.on('message', (command: RunnerCommand) => {
-    void (async () => {
-      try {
-        if (command.type === 'close') {
-          await orm.close(true);
-          process.disconnect();
-          return;
-        }
-        send({ type: 'result', result: await runRound(command) });
-      } catch (error) {
-        send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-      }
-    })();
-  });
-}
+  return { ready: { prefillSeconds }, handle: runRound, close: () => orm.close(true) };
+});
 
 interface Stats {
   latencies: number[];
@@ -261,9 +218,3 @@ interface Stats {
   firstError?: string;
 }
 const newStats = (): Stats => ({ latencies: [], readLatencies: [], writeLatencies: [], reads: 0, writes: 0, sql: 0, cache: 0, hits: 0, retired: 0, violations: 0, errors: 0 });
-
-main().catch((error: unknown) => {
-  send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-  process.exitCode = 1;
-  process.disconnect?.();
-});

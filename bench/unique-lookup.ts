@@ -21,8 +21,9 @@ import { Servers } from '../spec/support/servers.js';
 import { ContenderProcess } from './contender-process.js';
 import { adminUrlOf, cloneDatabase, createTemplate, dropDatabase } from './database.js';
 import { spliceSection } from './doc-section.js';
+import { fmt, ratiosInRound, rotated, roundSettings, sum, withRange } from './rounds.js';
 import { describeEnvironment } from './environment.js';
-import type { LookupContenderKey, RunnerCommand, RunnerMessage, RunnerResult, RunnerSetup } from './unique-lookup-runner.js';
+import type { LookupContenderKey, RunnerCommand, RunnerReady, RunnerResult, RunnerSetup } from './unique-lookup-runner.js';
 
 export const UNIQUE_LOOKUP_HEADING = '## Lookups by unique keys';
 
@@ -33,15 +34,7 @@ const WRITE_SHARE = 0.05;
 const RETIRED_SHARE = 0.05;
 const POOL = 20;
 
-const num = (name: string, fallback: number): number => {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, not ${raw}`);
-  return value;
-};
-const ROUNDS = Math.max(3, Math.round(num('BENCH_ROUNDS', 5)));
-const SECONDS = num('BENCH_SECONDS', 1.5);
-const WARMUP = num('BENCH_WARMUP', 0.3);
+const { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP } = roundSettings({ rounds: 5, seconds: 1.5, warmup: 0.3 });
 const OUT = process.env.BENCH_OUT ?? 'docs';
 
 const CONTENDERS: ReadonlyArray<{ key: LookupContenderKey; label: string; description: string }> = [
@@ -52,35 +45,15 @@ const CONTENDERS: ReadonlyArray<{ key: LookupContenderKey; label: string; descri
 
 const dbName = (key: LookupContenderKey): string => `unique_${key.replace('-', '_')}`;
 
-type ReadyOf<M> = M extends { type: 'ready' } ? Omit<M, 'type'> : never;
-
 /** A contender's child process (see {@link ContenderProcess}). */
 const Runner = {
   start: (setup: RunnerSetup) =>
-    ContenderProcess.start<RunnerCommand, ReadyOf<RunnerMessage>, RunnerResult>(fileURLToPath(new URL('./unique-lookup-runner.js', import.meta.url)), setup),
+    ContenderProcess.start<RunnerCommand, RunnerReady, RunnerResult>(fileURLToPath(new URL('./unique-lookup-runner.js', import.meta.url)), setup),
 };
-type Runner = ContenderProcess<RunnerCommand, ReadyOf<RunnerMessage>, RunnerResult>;
+type Runner = ContenderProcess<RunnerCommand, RunnerReady, RunnerResult>;
 
 /** results[contender][round] */
 type Results = Partial<Record<LookupContenderKey, RunnerResult[]>>;
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-const range = (xs: readonly number[]): [number, number] => [Math.min(...xs), Math.max(...xs)];
-const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
-const rate = (x: number): string => Math.round(x).toLocaleString('en-US');
-const ratio = (x: number): string => `${x.toFixed(2)}x`;
-const two = (x: number): string => x.toFixed(2);
-const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
-const withRange = (xs: readonly number[], f: (x: number) => string): string => {
-  const [lo, hi] = range(xs);
-  return `${f(median(xs))} (${f(lo)}–${f(hi)})`;
-};
-const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
 
 async function main(): Promise<void> {
   const started = performance.now();
@@ -101,12 +74,12 @@ async function main(): Promise<void> {
       log(`opened ${c.label} (every address read twice in ${ready.prefillSeconds.toFixed(1)} s)`);
     }
     for (let round = 0; round < ROUNDS; round++) {
-      const order = CONTENDERS.map((_, i) => CONTENDERS[(i + round) % CONTENDERS.length] as (typeof CONTENDERS)[number]);
+      const order = rotated(CONTENDERS, round);
       for (const c of order) {
         const r = await (runners.get(c.key) as Runner).run({ type: 'run', round, inFlight: IN_FLIGHT, warmupSeconds: WARMUP, seconds: SECONDS, writeShare: WRITE_SHARE, retiredShare: RETIRED_SHARE });
         (results[c.key] ??= []).push(r);
         log(
-          `round ${round + 1}/${ROUNDS} ${c.label.padEnd(24)} ${rate(r.opsPerSecond).padStart(6)} ops/s, p50 ${ms(r.p50)} ms (read ${ms(r.readP50)}, write ${ms(r.writeP50)}), SQL/read ${two(r.sqlPerRead)}, hits ${pct(r.hitRatio)}, ${r.reads} reads, ${r.writes} writes, ${r.violations} violations${r.firstViolation ? ` (${r.firstViolation})` : ''}${r.errors ? `, ${r.errors} errors: ${r.firstError}` : ''}`,
+          `round ${round + 1}/${ROUNDS} ${c.label.padEnd(24)} ${fmt.rate(r.opsPerSecond).padStart(6)} ops/s, p50 ${fmt.ms(r.p50)} ms (read ${fmt.ms(r.readP50)}, write ${fmt.ms(r.writeP50)}), SQL/read ${fmt.two(r.sqlPerRead)}, hits ${fmt.pct(r.hitRatio)}, ${r.reads} reads, ${r.writes} writes, ${r.violations} violations${r.firstViolation ? ` (${r.firstViolation})` : ''}${r.errors ? `, ${r.errors} errors: ${r.firstError}` : ''}`,
         );
       }
     }
@@ -151,12 +124,12 @@ function render(results: Results, e: Awaited<ReturnType<typeof describeEnvironme
       md.push(`| ${c.label} | — | — | — | — | — | — | — | — | — | — | — |`);
       continue;
     }
-    const ratios = rs.map((r, i) => r.opsPerSecond / (base[i]?.opsPerSecond ?? Number.NaN));
+    const ratios = ratiosInRound(rs, base, (r) => r.opsPerSecond);
     const xa = c.key !== 'none';
     const violations = sum(rs.map((r) => r.violations));
     const errors = sum(rs.map((r) => r.errors));
     md.push(
-      `| ${c.label} | ${withRange(rs.map((r) => r.opsPerSecond), rate)} | ${xa ? withRange(ratios, ratio) : '1.00x'} | ${withRange(rs.map((r) => r.p50), ms)} | ${withRange(rs.map((r) => r.readP50), ms)} | ${withRange(rs.map((r) => r.writeP50), ms)} | ${withRange(rs.map((r) => r.sqlPerRead), two)} | ${xa ? withRange(rs.map((r) => r.cachePerRead), two) : '—'} | ${xa ? withRange(rs.map((r) => r.hitRatio), pct) : '—'} | ${rate(sum(rs.map((r) => r.reads)))} | **${violations}**${violations ? ` (${rs.find((r) => r.firstViolation)?.firstViolation})` : ''} | ${errors}${errors ? ` (${rs.find((r) => r.firstError)?.firstError})` : ''} |`,
+      `| ${c.label} | ${withRange(rs.map((r) => r.opsPerSecond), fmt.rate)} | ${xa ? withRange(ratios, fmt.ratio) : '1.00x'} | ${withRange(rs.map((r) => r.p50), fmt.ms)} | ${withRange(rs.map((r) => r.readP50), fmt.ms)} | ${withRange(rs.map((r) => r.writeP50), fmt.ms)} | ${withRange(rs.map((r) => r.sqlPerRead), fmt.two)} | ${xa ? withRange(rs.map((r) => r.cachePerRead), fmt.two) : '—'} | ${xa ? withRange(rs.map((r) => r.hitRatio), fmt.pct) : '—'} | ${fmt.rate(sum(rs.map((r) => r.reads)))} | **${violations}**${violations ? ` (${rs.find((r) => r.firstViolation)?.firstViolation})` : ''} | ${errors}${errors ? ` (${rs.find((r) => r.firstError)?.firstError})` : ''} |`,
     );
   }
   md.push('');

@@ -4,11 +4,12 @@
  * answers with latencies and per-commit counters. Nothing here runs while another contender is measured.
  */
 import pg from 'pg';
-import { installWriteCapture, verifyWriteCapture } from '../lib/index.js';
+import { verifyWriteCapture } from '../lib/index.js';
 import { Book } from '../spec/support/bookstore.js';
 import type { OpenContender } from './contenders/contender.js';
 import { noCache } from './contenders/no-cache.js';
-import { xaAdapterOf, xaCache } from './contenders/xa-cache.js';
+import { openXaCache, xaAdapterOf } from './contenders/xa-cache.js';
+import { serveContender } from './contender-process.js';
 import { percentile } from './measure.js';
 
 /** (a) plain MikroORM, (b) withXaCache with the write capture installed, (c) withXaCache without its triggers. */
@@ -39,10 +40,11 @@ export interface RunnerResult {
   readonly firstError?: string;
 }
 
-export type RunnerMessage =
-  | { readonly type: 'ready'; readonly triggers: number; readonly missingCapture: number | undefined }
-  | { readonly type: 'result'; readonly result: RunnerResult }
-  | { readonly type: 'error'; readonly message: string };
+/** What the runner reports once open: user triggers on its database, and tables `verifyWriteCapture` found uncaptured. */
+export interface RunnerReady {
+  readonly triggers: number;
+  readonly missingCapture: number | undefined;
+}
 
 // Every statement any pg client of this process sends, BEGIN, COMMIT and the log statement included (MikroORM's
 // `onQuery` sees neither of those). One process per contender, so the count is this contender's alone.
@@ -75,17 +77,12 @@ clientProto.query = function countedQuery(this: unknown, ...args: unknown[]): un
   return result;
 };
 
-const send = (message: RunnerMessage): void => {
-  process.send?.(message);
-};
-
 async function open(setup: RunnerSetup): Promise<OpenContender> {
   const ctx = { databaseUrl: setup.databaseUrl, memcached: setup.memcached, redisPort: undefined, pool: 4, namespace: setup.namespace };
   if (setup.key === 'none') return noCache.open(ctx);
-  const contender = await xaCache.open(ctx);
-  // What a user does once (or in a migration): put the capture triggers on every table of the ORM's entities.
-  if (setup.key === 'xa') await installWriteCapture(contender.orm);
-  return contender;
+  // What a user does once (or in a migration): put the capture triggers on every table of the ORM's entities; the
+  // baseline leaves them out.
+  return openXaCache(ctx, { capture: setup.key === 'xa' });
 }
 
 async function userTriggers(contender: OpenContender): Promise<number> {
@@ -172,30 +169,12 @@ function rawOp(contender: OpenContender, sql: string): () => Promise<Timed> {
   };
 }
 
-async function main(): Promise<void> {
-  const setup = JSON.parse(process.argv[2] ?? '') as RunnerSetup;
+serveContender<RunnerSetup, RunnerCommand, RunnerReady, RunnerResult>(async (setup) => {
   const contender = await open(setup);
   const missing = setup.key === 'none' ? undefined : (await verifyWriteCapture(contender.orm)).length;
-  send({ type: 'ready', triggers: await userTriggers(contender), missingCapture: missing });
-  process.on('message', (command: RunnerCommand) => {
-    void (async () => {
-      try {
-        if (command.type === 'close') {
-          await contender.close();
-          process.disconnect();
-          return;
-        }
-        const op = command.type === 'flush' ? flushOp(contender, command.size) : rawOp(contender, command.sql);
-        send({ type: 'result', result: await loop(op, command.warmupSeconds, command.seconds) });
-      } catch (error) {
-        send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-      }
-    })();
-  });
-}
-
-main().catch((error: unknown) => {
-  send({ type: 'error', message: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-  process.exitCode = 1;
-  process.disconnect?.();
+  return {
+    ready: { triggers: await userTriggers(contender), missingCapture: missing },
+    handle: (command) => loop(command.type === 'flush' ? flushOp(contender, command.size) : rawOp(contender, command.sql), command.warmupSeconds, command.seconds),
+    close: () => contender.close(),
+  };
 });

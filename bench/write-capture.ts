@@ -20,23 +20,16 @@ import { Servers } from '../spec/support/servers.js';
 import { ContenderProcess } from './contender-process.js';
 import { adminUrlOf, cloneDatabase, createTemplate, dropDatabase } from './database.js';
 import { spliceSection } from './doc-section.js';
+import { fmt, median, ratiosInRound, rotated, roundSettings, withRange } from './rounds.js';
 import { describeEnvironment } from './environment.js';
-import type { CaptureContenderKey, RunnerCommand, RunnerMessage, RunnerResult, RunnerSetup } from './write-capture-runner.js';
+import type { CaptureContenderKey, RunnerCommand, RunnerReady, RunnerResult, RunnerSetup } from './write-capture-runner.js';
 
 const TEMPLATE = 'capture_template';
 const SIZES = [1, 10, 100, 1000] as const;
 const RAW_SQL = 'UPDATE book SET price = price + 1 WHERE id <= 1000';
 const BOOKS = 10_000;
 
-const num = (name: string, fallback: number): number => {
-  const raw = process.env[name];
-  const value = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, not ${raw}`);
-  return value;
-};
-const ROUNDS = Math.max(3, Math.round(num('BENCH_ROUNDS', 5)));
-const SECONDS = num('BENCH_SECONDS', 1.5);
-const WARMUP = num('BENCH_WARMUP', 0.3);
+const { rounds: ROUNDS, seconds: SECONDS, warmup: WARMUP } = roundSettings({ rounds: 5, seconds: 1.5, warmup: 0.3 });
 const OUT = process.env.BENCH_OUT ?? 'docs';
 
 const CONTENDERS: ReadonlyArray<{ key: CaptureContenderKey; label: string; description: string }> = [
@@ -45,34 +38,16 @@ const CONTENDERS: ReadonlyArray<{ key: CaptureContenderKey; label: string; descr
   { key: 'xa-bare', label: 'xa-cache, no triggers', description: '`withXaCache` without the capture triggers (the cost before the capture: prepare still sends its log statement)' },
 ];
 
-type ReadyOf<M> = M extends { type: 'ready' } ? Omit<M, 'type'> : never;
-
 /** A contender's child process (see {@link ContenderProcess}). */
 const Runner = {
   start: (setup: RunnerSetup) =>
-    ContenderProcess.start<RunnerCommand, ReadyOf<RunnerMessage>, RunnerResult>(fileURLToPath(new URL('./write-capture-runner.js', import.meta.url)), setup),
+    ContenderProcess.start<RunnerCommand, RunnerReady, RunnerResult>(fileURLToPath(new URL('./write-capture-runner.js', import.meta.url)), setup),
 };
-type Runner = ContenderProcess<RunnerCommand, ReadyOf<RunnerMessage>, RunnerResult>;
+type Runner = ContenderProcess<RunnerCommand, RunnerReady, RunnerResult>;
 
 type PointKey = `${number}` | 'raw';
 /** results[point][contender][round] */
 type Results = Record<PointKey, Partial<Record<CaptureContenderKey, RunnerResult[]>>>;
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-const range = (xs: readonly number[]): [number, number] => [Math.min(...xs), Math.max(...xs)];
-const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
-const rate = (x: number): string => Math.round(x).toLocaleString('en-US');
-const ratio = (x: number): string => `${x.toFixed(2)}x`;
-const withRange = (xs: readonly number[], f: (x: number) => string): string => {
-  const [lo, hi] = range(xs);
-  return `${f(median(xs))} (${f(lo)}–${f(hi)})`;
-};
-const count = (x: number): string => (Number.isInteger(Math.round(x * 100) / 100) ? String(Math.round(x)) : x.toFixed(2));
 
 async function main(): Promise<void> {
   const started = performance.now();
@@ -96,20 +71,20 @@ async function main(): Promise<void> {
       log(`opened ${line}`);
     }
     for (let round = 0; round < ROUNDS; round++) {
-      const order = CONTENDERS.map((_, i) => CONTENDERS[(i + round) % CONTENDERS.length] as (typeof CONTENDERS)[number]);
+      const order = rotated(CONTENDERS, round);
       for (const size of SIZES) {
         for (const c of order) {
           const r = await (runners.get(c.key) as Runner).run({ type: 'flush', size, warmupSeconds: WARMUP, seconds: SECONDS });
           ((results[`${size}`] ??= {})[c.key] ??= []).push(r);
           log(
-            `round ${round + 1}/${ROUNDS} N=${String(size).padEnd(4)} ${c.label.padEnd(22)} p50 ${ms(r.p50).padStart(6)} ms, ${rate(r.opsPerSecond).padStart(5)} tx/s, ${Object.entries(r.perCommit).map(([k, v]) => `${k} ${count(v)}`).join(', ')}${r.errors ? `, ${r.errors} errors: ${r.firstError}` : ''}`,
+            `round ${round + 1}/${ROUNDS} N=${String(size).padEnd(4)} ${c.label.padEnd(22)} p50 ${fmt.ms(r.p50).padStart(6)} fmt.ms, ${fmt.rate(r.opsPerSecond).padStart(5)} tx/s, ${Object.entries(r.perCommit).map(([k, v]) => `${k} ${fmt.count(v)}`).join(', ')}${r.errors ? `, ${r.errors} errors: ${r.firstError}` : ''}`,
           );
         }
       }
       for (const c of order) {
         const r = await (runners.get(c.key) as Runner).run({ type: 'raw', sql: RAW_SQL, warmupSeconds: WARMUP, seconds: SECONDS });
         ((results.raw ??= {})[c.key] ??= []).push(r);
-        log(`round ${round + 1}/${ROUNDS} raw    ${c.label.padEnd(22)} p50 ${ms(r.p50).padStart(6)} ms, ${rate(r.opsPerSecond).padStart(5)} stmt/s, ${Object.entries(r.perCommit).map(([k, v]) => `${k} ${count(v)}`).join(', ')}${r.errors ? `, ${r.errors} errors: ${r.firstError}` : ''}`);
+        log(`round ${round + 1}/${ROUNDS} raw    ${c.label.padEnd(22)} p50 ${fmt.ms(r.p50).padStart(6)} fmt.ms, ${fmt.rate(r.opsPerSecond).padStart(5)} stmt/s, ${Object.entries(r.perCommit).map(([k, v]) => `${k} ${fmt.count(v)}`).join(', ')}${r.errors ? `, ${r.errors} errors: ${r.firstError}` : ''}`);
       }
     }
   } finally {
@@ -151,12 +126,12 @@ function render(results: Results, e: Awaited<ReturnType<typeof describeEnvironme
     const base = results[point]?.none ?? [];
     const bare = results[point]?.['xa-bare'] ?? [];
     if (rs.length === 0) return `| ${label} | ${c.label} | — | — | — | — | — | — | — | — |`;
-    const ratios = rs.map((r, i) => r.p50 / (base[i]?.p50 ?? Number.NaN));
-    const captureRatios = rs.map((r, i) => r.p50 / (bare[i]?.p50 ?? Number.NaN));
+    const ratios = ratiosInRound(rs, base, (r) => r.p50);
+    const captureRatios = ratiosInRound(rs, bare, (r) => r.p50);
     const per = (k: string): number => median(rs.map((r) => r.perCommit[k] ?? 0));
     const xa = c.key !== 'none';
     const errors = rs.reduce((s, r) => s + r.errors, 0);
-    return `| ${label} | ${xa ? c.label : `${c.label}`} | ${withRange(rs.map((r) => r.p50), ms)} | ${withRange(rs.map(unit), rate)} | ${xa ? withRange(ratios, ratio) : '1.00x'} | ${c.key === 'xa' ? withRange(captureRatios, ratio) : c.key === 'xa-bare' ? '1.00x' : '—'} | ${count(per('sql'))}${xa ? ` + ${count(per('log'))} log` : ''} | ${count(per('wire'))} | ${xa ? count(per('cache')) : '—'} | ${xa ? count(per('capturedKeys')) : '—'} |${errors ? ` ${errors} errors: ${rs.find((r) => r.firstError)?.firstError}` : ''}`;
+    return `| ${label} | ${xa ? c.label : `${c.label}`} | ${withRange(rs.map((r) => r.p50), fmt.ms)} | ${withRange(rs.map(unit), fmt.rate)} | ${xa ? withRange(ratios, fmt.ratio) : '1.00x'} | ${c.key === 'xa' ? withRange(captureRatios, fmt.ratio) : c.key === 'xa-bare' ? '1.00x' : '—'} | ${fmt.count(per('sql'))}${xa ? ` + ${fmt.count(per('log'))} log` : ''} | ${fmt.count(per('wire'))} | ${xa ? fmt.count(per('cache')) : '—'} | ${xa ? fmt.count(per('capturedKeys')) : '—'} |${errors ? ` ${errors} errors: ${rs.find((r) => r.firstError)?.firstError}` : ''}`;
   };
   for (const size of SIZES) for (const c of CONTENDERS) md.push(row(`${size}`, String(size), c, (r) => r.opsPerSecond));
   md.push('');
@@ -179,7 +154,7 @@ function render(results: Results, e: Awaited<ReturnType<typeof describeEnvironme
       if (rs.length === 0) continue;
       const per = (k: string): number => median(rs.map((r) => r.perCommit[k] ?? 0));
       const rest = median(rs.map((r) => (r.perCommit.ms ?? 0) - (r.perCommit.ms_write ?? 0) - (r.perCommit.ms_log ?? 0) - (r.perCommit.ms_tx ?? 0) - (r.perCommit.ms_read ?? 0)));
-      md.push(`| ${label} | ${c.label} | ${ms(per('ms'))} | ${ms(per('ms_write'))} | ${c.key === 'none' ? '—' : ms(per('ms_log'))} | ${ms(per('ms_tx'))} | ${ms(rest)} |`);
+      md.push(`| ${label} | ${c.label} | ${fmt.ms(per('ms'))} | ${fmt.ms(per('ms_write'))} | ${c.key === 'none' ? '—' : fmt.ms(per('ms_log'))} | ${fmt.ms(per('ms_tx'))} | ${fmt.ms(rest)} |`);
     }
   }
   md.push('');

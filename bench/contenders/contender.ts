@@ -14,13 +14,19 @@ export interface ContenderContext {
 /** A contender with its ORM open. */
 export interface OpenContender {
   readonly orm: MikroORM;
+  /** Whether it has a cache to fill before measuring hits. */
+  readonly fills: boolean;
   /** Options of `findOne(Book, id, …)` in the primary-key workloads: `{ cache: 60_000 }` for result-cache adapters. */
   readonly pkOptions: FindOneOptions<never>;
   /** The `cache` option of the query workload (undefined: no result cache). */
   readonly queryCache: number | undefined;
   /** The `cache` option of the collection workload. */
   readonly collectionCache: number | undefined;
-  /** Monotonic counters: `sql` statements through MikroORM (`onQuery`), `cache` round trips, and others. */
+  /**
+   * Monotonic counters: `sql` statements through MikroORM (`onQuery`), `cache` calls of the cache (adapter
+   * `get`/`set`, or xa-cache's store calls), `roundTrips` (memcached round trips: one per memjs call; xa-cache's
+   * store counts the batches it writes to a server), and others.
+   */
   counters(): Record<string, number>;
   close(): Promise<void>;
 }
@@ -30,6 +36,10 @@ export interface Contender {
   readonly label: string;
   /** One line on what it is, for the report. */
   readonly description: string;
+  /** memcached servers it uses (the first `memcachedServers` of the run's). */
+  readonly memcachedServers: 1 | 2;
+  /** The workloads it runs (undefined: all). */
+  readonly workloads?: readonly string[];
   /** Why it cannot run here, or undefined when it can. */
   unavailable(ctx: { redisPort: number | undefined }): string | undefined;
   open(ctx: ContenderContext): Promise<OpenContender>;
@@ -61,23 +71,32 @@ export function countCalls(target: object, methods: readonly string[], counter: 
 }
 
 /**
+ * How long a result-cache adapter keeps an entry: longer than a whole run, so the hit workloads measure hits in
+ * every round (a user caching rows for hits would choose a long expiration too).
+ */
+export const RESULT_CACHE_MS = 3_600_000;
+
+/**
  * Opens a contender whose cache is MikroORM's result cache with `adapter`: every cached workload passes
- * `cache: 60_000`, and the adapter's `get`/`set` calls are counted under `countedAs`.
+ * `cache: RESULT_CACHE_MS`, and the adapter's `get`/`set` calls are counted under `countedAs` (and, when
+ * `roundTrips`, as memcached round trips: a memjs call is one).
  */
 export async function openResultCacheContender(
   ctx: ContenderContext,
   resultCache: NonNullable<Options['resultCache']>,
   countedAs: string,
+  roundTrips = false,
 ): Promise<OpenContender> {
   const counter: Record<string, number> = { sql: 0, cache: 0 };
-  const orm = await MikroORM.init({ ...baseOptions(ctx, counter as { sql: number }), entities, resultCache: { expiration: 60_000, ...resultCache } });
+  const orm = await MikroORM.init({ ...baseOptions(ctx, counter as { sql: number }), entities, resultCache: { expiration: RESULT_CACHE_MS, ...resultCache } });
   countCalls(orm.config.getResultCacheAdapter(), ['get', 'set'], counter, countedAs);
   return {
     orm,
-    pkOptions: { cache: 60_000 },
-    queryCache: 60_000,
-    collectionCache: 60_000,
-    counters: () => ({ ...counter }),
+    fills: true,
+    pkOptions: { cache: RESULT_CACHE_MS },
+    queryCache: RESULT_CACHE_MS,
+    collectionCache: RESULT_CACHE_MS,
+    counters: () => (roundTrips ? { ...counter, roundTrips: counter[countedAs] ?? 0 } : { ...counter }),
     close: () => orm.close(true),
   };
 }

@@ -23,7 +23,7 @@ export class NaiveMemjsAdapter implements CacheAdapter {
   constructor(options: NaiveOptions) {
     this.#client = Client.create(options.servers.join(','), { logger: silent });
     this.#prefix = options.prefix;
-    this.#expiration = options.expiration ?? 60_000;
+    this.#expiration = options.expiration ?? 3_600_000;
   }
 
   #key(name: string): string {
@@ -57,6 +57,7 @@ export const naiveMemjs: Contender = {
   key: 'memjs',
   label: 'naive memjs',
   description: 'a hand-written result-cache adapter: memjs get/set of JSON on the same memcached; no locks, no invalidation',
+  memcachedServers: 1,
   unavailable: () => undefined,
-  open: (ctx) => openResultCacheContender(ctx, { adapter: NaiveMemjsAdapter, options: { servers: ctx.memcached, prefix: ctx.namespace } }, 'cache'),
+  open: (ctx) => openResultCacheContender(ctx, { adapter: NaiveMemjsAdapter, options: { servers: ctx.memcached, prefix: ctx.namespace } }, 'cache', true),
 };

@@ -7,12 +7,14 @@ export const noCache: Contender = {
   key: 'none',
   label: 'no cache',
   description: 'MikroORM 7 + PostgreSQL, no cache option anywhere',
+  memcachedServers: 1,
   unavailable: () => undefined,
   async open(ctx) {
     const counter = { sql: 0 };
     const orm = await MikroORM.init({ ...baseOptions(ctx, counter), entities });
     return {
       orm,
+      fills: false,
       pkOptions: {},
       queryCache: undefined,
       collectionCache: undefined,

@@ -1,35 +1,31 @@
-import type { BenchConfig } from '../config.js';
 import type { OpenContender } from '../contenders/index.js';
-import type { Measurement } from '../measure.js';
+import type { Operation } from '../measure.js';
 
-/** One measured line of a workload (a concurrency, or a size at a concurrency). */
-export interface Point extends Measurement {
-  readonly label: string;
-  /** Extra latencies (ms) reported by the workload, e.g. of the flush alone. */
-  readonly extra?: Readonly<Record<string, number>>;
+/** The seeded data every contender's copy holds (see `database.ts`). */
+export interface DataShape {
+  /** Books 1…books, `booksPerAuthor` per author (authors 1…books / booksPerAuthor). */
+  readonly books: number;
+  readonly booksPerAuthor: number;
+  /** Authors after those, with `largeAuthorBooks` books each (book ids after `books`). */
+  readonly largeAuthors: number;
+  readonly largeAuthorBooks: number;
 }
 
-/** What one contender did in one workload. */
-export interface WorkloadResult {
-  readonly points: Point[];
-  /** Figures that are not per point (stale reads, sweep time, …). */
-  readonly facts?: Readonly<Record<string, number>>;
-}
+/** The figure a workload's targets are about. */
+export type Headline = 'throughput' | 'timedP50';
 
-export interface WorkloadContext {
-  readonly contender: OpenContender;
-  readonly contenderKey: string;
-  readonly config: BenchConfig;
-  readonly progress: (line: string) => void;
-}
-
-export interface Workload {
+/** What the report says about a workload (shared by the parent and the contenders' processes). */
+export interface WorkloadSpec {
   readonly key: string;
   readonly title: string;
   /** What an operation is, for the report. */
   readonly operation: string;
-  run(ctx: WorkloadContext): Promise<WorkloadResult>;
+  readonly inFlight: number;
+  readonly headline: Headline;
 }
 
-/** The label of a throughput point. */
-export const inFlightLabel = (n: number): string => `${n} in flight`;
+/** A workload as a contender's process runs it. */
+export interface Workload extends WorkloadSpec {
+  /** Fills what the workload reads (once per process) and returns its operation. */
+  prepare(contender: OpenContender, data: DataShape): Promise<Operation>;
+}

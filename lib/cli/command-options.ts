@@ -1,5 +1,6 @@
 import type { ParsedCommand } from './cli-args.js';
 import { CliError } from './cli-errors.js';
+import { progressModeOf, type ProgressMode } from './progress-line.js';
 import { countFlag, durationFlag, listFlag, tableFlag, urlFlag, type TableName } from './cli-flags.js';
 
 /** Default `--min-age`: the sweeper's own default, so what `inspect` reports is what a sweep would take. */
@@ -43,6 +44,8 @@ export interface CommandOptions {
   readonly keys: readonly string[];
   /** `follow`: the bound past which the feed counts as down (`outsideChangesMaxLagMs`). */
   readonly maxLagMs: number;
+  /** When long work draws progress on stderr (`XA_CACHE_PROGRESS`; see {@link ProgressMode}). */
+  readonly progress: ProgressMode;
 }
 
 /**
@@ -66,6 +69,8 @@ export function readCommandOptions(parsed: ParsedCommand): CommandOptions {
     scanLocks: values['scan-locks'] === true,
     apply: values.apply === true,
     drop: values.drop === true,
+    // An environment setting, not a flag, but checked with them: a bad value is a usage error before connecting.
+    progress: progressModeOf(process.env.XA_CACHE_PROGRESS, command),
     ...targets(parsed),
   };
 }

@@ -1,5 +1,6 @@
 import { MikroORM, type Options } from '@mikro-orm/core';
 import { startXaCache } from '../operations/start-xa-cache.js';
+import type { XaCacheRuntime } from '../operations/xa-cache-runtime.js';
 import type { OutsideFeedHealth } from '../operations/feed-health.js';
 import { XaPostgreSqlDriver } from '../mikro-orm/xa-driver.js';
 import type { CliConfig } from './cli-config.js';
@@ -8,6 +9,8 @@ import { CliError, EXIT, describe } from './cli-errors.js';
 import type { CliOutput } from './cli-output.js';
 import { formatAge } from './text-table.js';
 import { stopSignal } from './stop-signal.js';
+import { showCatchUp } from './catch-up-progress.js';
+import { ProgressLine } from './progress-line.js';
 
 /**
  * `follow`: a sidecar that applies outside writers' changes (psql, other services, migrations) until
@@ -25,13 +28,19 @@ export async function followCommand(config: CliConfig, v: CommandOptions, io: Cl
   }
   const signal = stopSignal();
   try {
-    const runtime = await startXaCache(orm, {
-      writeCapture: 'warn',
-      outsideChangesFollower: 'elected',
-      outsideChangesIntervalMs: v.intervalMs,
-      outsideChangesMaxLagMs: v.maxLagMs,
-      ...(v.schemas.length > 0 ? { captureSchemas: v.schemas } : {}),
-    });
+    const caughtUp = await showCatchUp(orm, ProgressLine.of(io, v));
+    let runtime: XaCacheRuntime;
+    try {
+      runtime = await startXaCache(orm, {
+        writeCapture: 'warn',
+        outsideChangesFollower: 'elected',
+        outsideChangesIntervalMs: v.intervalMs,
+        outsideChangesMaxLagMs: v.maxLagMs,
+        ...(v.schemas.length > 0 ? { captureSchemas: v.schemas } : {}),
+      });
+    } finally {
+      caughtUp();
+    }
     let last = '';
     try {
       while (!signal.stopping) {

@@ -19,7 +19,10 @@ const CONNECTION = `Where to connect (each setting from the first place that has
   --connect-timeout DUR  how long to wait for PostgreSQL and memcached (default 5s, at most 24 days)
   SASL credentials come from MEMCACHED_USERNAME and MEMCACHED_PASSWORD, else the config's store options.
   --json                 machine-readable output on stdout
-  -h, --help             this help`;
+  -h, --help             this help
+  Progress of long work (sweep, inspect --scan-locks, follow catching up) is one line on stderr, rewritten in
+  place and erased when done: XA_CACHE_PROGRESS=auto (default: when stderr is a terminal), always or never.
+  --json and -q never draw it.`;
 
 const EXIT_STATUS = `Exit status:
   0  done (inspect: nothing in doubt; sweep: everything resolved; invalidate: every key reached)
@@ -76,8 +79,8 @@ answer (or PostgreSQL could not be reached), 2/3/5 as for every command.`,
 
 Runs the recovery sweeper: for each in-doubt transaction it removes the transaction from its locks, evicts its
 items and renews its regions' generations, then deletes its log row. Safe to run at any time and from any
-number of places at once (the application's own sweeps included). Prints what it resolved; progress of long
-runs goes to stderr.
+number of places at once (the application's own sweeps included). Prints what it resolved; from the second
+batch, a progress line on stderr (rows resolved of those found at the start; see XA_CACHE_PROGRESS below).
 
 Options:
   --min-age DUR          only rows at least this old (default 10s)

@@ -4,8 +4,10 @@ import { EXIT } from './cli-errors.js';
 import type { CliOutput } from './cli-output.js';
 import type { CliSession } from './cli-session.js';
 import { describeKeyState } from './key-state-text.js';
-import { formatAge, textTable } from './text-table.js';
+import { formatAge, formatCount, textTable } from './text-table.js';
 import { scanOrphanLocks, type LockScan } from './lock-scan.js';
+import { countLogRows } from './log-row-counts.js';
+import { ProgressLine } from './progress-line.js';
 
 /**
  * `inspect`: the in-doubt transactions of the log, oldest first, with PostgreSQL's outcome and each key's state in
@@ -14,9 +16,9 @@ import { scanOrphanLocks, type LockScan } from './lock-scan.js';
 export async function inspectCommand(session: CliSession, options: CommandOptions, io: CliOutput): Promise<number> {
   const { minAgeMs, limit } = options;
   const probe = await session.probeMemcached();
-  const [listed, totals] = await Promise.all([session.cache.listInDoubt(session.db, limit), countRows(session, minAgeMs)]);
+  const [listed, totals] = await Promise.all([session.cache.listInDoubt(session.db, limit), countLogRows(session, minAgeMs)]);
   const inDoubt = listed.filter((tx) => tx.ageMs >= minAgeMs);
-  const scan = options.scanLocks ? await scanOrphanLocks(session, minAgeMs / 1000, 2000) : undefined;
+  const scan = options.scanLocks ? await scanWithProgress(session, minAgeMs / 1000, ProgressLine.of(io, options)) : undefined;
   const { config } = session;
   if (options.json) {
     io.out(
@@ -72,14 +74,15 @@ function advice(txs: readonly InDoubtTransaction[]): string {
   return lines.join('\n');
 }
 
-async function countRows(session: CliSession, minAgeMs: number): Promise<{ old: number; young: number }> {
-  const { rows } = await session.pool.query(
-    `SELECT count(*) FILTER (WHERE created_at <= now() - make_interval(secs => $1::float8 / 1000))::int AS old,
-            count(*) FILTER (WHERE created_at > now() - make_interval(secs => $1::float8 / 1000))::int AS young
-       FROM ${session.config.logTable}`,
-    [minAgeMs],
-  );
-  return rows[0] as { old: number; young: number };
+/** `--scan-locks` walks every item of every server: on a big cache that takes a while, so it says how far it is. */
+async function scanWithProgress(session: CliSession, minAgeSeconds: number, progress: ProgressLine): Promise<LockScan> {
+  try {
+    return await scanOrphanLocks(session, minAgeSeconds, 2000, (p) => {
+      progress.update(`scanning memcached for orphan locks: ${formatCount(p.itemsListed)} items listed, ${p.serversDone} of ${p.servers} server${p.servers === 1 ? '' : 's'} done`);
+    });
+  } finally {
+    progress.clear();
+  }
 }
 
 /** The `--scan-locks` section: locks of transactions with no log row. */

@@ -13,6 +13,13 @@ export interface OrphanLock {
   readonly expiresInSeconds: number;
 }
 
+/** How far a scan is: servers whose listing is complete, and items listed so far on all of them. */
+export interface LockScanProgress {
+  readonly servers: number;
+  readonly serversDone: number;
+  readonly itemsListed: number;
+}
+
 /** What a scan found, and what it could not look at. */
 export interface LockScan {
   readonly locks: OrphanLock[];
@@ -34,7 +41,7 @@ export interface LockScan {
  * join, so age = lifetime − time left). Locks younger than `minAgeSeconds` are normally transactions between
  * prepare and COMMIT right now and are left out. What it reports was true when read; a scan is not a snapshot.
  */
-export async function scanOrphanLocks(session: CliSession, minAgeSeconds: number, timeoutMs: number): Promise<LockScan> {
+export async function scanOrphanLocks(session: CliSession, minAgeSeconds: number, timeoutMs: number, onProgress?: (progress: LockScanProgress) => void): Promise<LockScan> {
   // The session's keys are scoped to the database's identity (`namespace/<identity>:`), as the application's are:
   // keys of other databases sharing the namespace are not ours to report.
   const prefix = session.store.keyPrefix;
@@ -42,12 +49,21 @@ export async function scanOrphanLocks(session: CliSession, minAgeSeconds: number
   const listed = new Map<string, { server: string; expiresInSeconds: number }>();
   const failed: string[] = [];
   let hashedSkipped = 0;
+  let itemsListed = 0;
+  let serversDone = 0;
+  const servers = session.config.memcached.length;
+  const report = (): void => onProgress?.({ servers, serversDone, itemsListed });
+  report();
   await Promise.all(
     session.config.memcached.map(async (server) => {
       try {
         const stats = await textCommand(server, 'stats\r\n', 'END\r\n', timeoutMs);
         const now = Number(/STAT time (\d+)/.exec(stats)?.[1]);
-        const dump = await textCommand(server, 'lru_crawler metadump all\r\n', 'END\r\n', timeoutMs * 20);
+        const dump = await textCommand(server, 'lru_crawler metadump all\r\n', 'END\r\n', timeoutMs * 20, (chunk) => {
+          // One line per item: a line split across chunks is counted once, by its newline.
+          for (let i = chunk.indexOf('\n'); i !== -1; i = chunk.indexOf('\n', i + 1)) itemsListed++;
+          report();
+        });
         for (const line of dump.split('\n')) {
           const match = /^key=(\S+) exp=(-?\d+)/.exec(line);
           if (!match) continue;
@@ -64,6 +80,8 @@ export async function scanOrphanLocks(session: CliSession, minAgeSeconds: number
       } catch {
         failed.push(server);
       }
+      serversDone++;
+      report();
     }),
   );
   const holders = await session.cache.lockHolders([...listed.keys()]);
@@ -82,8 +100,8 @@ export async function scanOrphanLocks(session: CliSession, minAgeSeconds: number
   return { locks, hashedSkipped, failed: failed.sort() };
 }
 
-/** Sends one text-protocol command and returns the answer up to its terminating line. */
-function textCommand(server: string, command: string, terminator: string, timeoutMs: number): Promise<string> {
+/** Sends one text-protocol command and returns the answer up to its terminating line; `onData` sees each chunk. */
+function textCommand(server: string, command: string, terminator: string, timeoutMs: number, onData?: (chunk: string) => void): Promise<string> {
   const match = /^\[?([^\]]+?)\]?:(\d+)$/.exec(server);
   if (!match) return Promise.reject(new Error(`${server} is not host:port`));
   return new Promise((resolve, reject) => {
@@ -96,7 +114,9 @@ function textCommand(server: string, command: string, terminator: string, timeou
     socket.on('error', reject);
     socket.on('connect', () => socket.write(command));
     socket.on('data', (chunk: Buffer) => {
-      all += chunk.toString('latin1');
+      const text = chunk.toString('latin1');
+      all += text;
+      onData?.(text);
       if (all.endsWith(terminator) || /^(ERROR|CLIENT_ERROR|SERVER_ERROR)/.test(all)) {
         socket.destroy();
         if (!all.endsWith(terminator)) reject(new Error(all.trim()));

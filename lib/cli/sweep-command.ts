@@ -6,6 +6,8 @@ import type { CliOutput } from './cli-output.js';
 import type { CliSession } from './cli-session.js';
 import { formatAge, formatCount } from './text-table.js';
 import { stopSignal } from './stop-signal.js';
+import { countLogRows } from './log-row-counts.js';
+import { ProgressLine } from './progress-line.js';
 
 /** One sweep's result, as printed and as `--json`. */
 interface SweepRun {
@@ -23,8 +25,9 @@ interface SweepRun {
  */
 export async function sweepCommand(session: CliSession, v: CommandOptions, io: CliOutput): Promise<number> {
   const { minAgeMs, limit, batchSize, intervalMs } = v;
+  const progress = ProgressLine.of(io, v);
   if (!v.watch) {
-    const run = await sweepOnce(session, { minAgeMs, limit, batchSize }, io, !v.json && !v.quiet);
+    const run = await sweepOnce(session, { minAgeMs, limit, batchSize }, progress);
     print(run, v, io);
     if (run.report.unresolved > 0) return EXIT.inDoubt;
     return run.unreachable.length > 0 ? EXIT.unreachable : EXIT.ok;
@@ -35,8 +38,9 @@ export async function sweepCommand(session: CliSession, v: CommandOptions, io: C
   try {
     while (!signal.stopping) {
       try {
-        print(await sweepOnce(session, { minAgeMs, limit, batchSize }, io, !v.json && !v.quiet), v, io, true);
+        print(await sweepOnce(session, { minAgeMs, limit, batchSize }, progress), v, io, true);
       } catch (error) {
+        progress.clear();
         // A watcher outlives outages: report and try again at the next interval.
         io.err(`${new Date().toISOString()} sweep failed: ${describe(error)}`);
       }
@@ -49,29 +53,38 @@ export async function sweepCommand(session: CliSession, v: CommandOptions, io: C
   return EXIT.ok;
 }
 
-async function sweepOnce(session: CliSession, o: { minAgeMs: number; limit: number; batchSize: number }, io: CliOutput, progress: boolean): Promise<SweepRun> {
+async function sweepOnce(session: CliSession, o: { minAgeMs: number; limit: number; batchSize: number }, progress: ProgressLine): Promise<SweepRun> {
   const probe = await session.probeMemcached();
   const before = (await session.cache.listInDoubt(session.db, o.limit)).filter((tx) => tx.ageMs >= o.minAgeMs);
+  // The rows a sweep will take, for "n of total": only counted when the line is drawn.
+  const total = progress.enabled ? (await countLogRows(session, o.minAgeMs)).old : 0;
   const started = performance.now();
-  let shown = false;
-  const report = await session.cache.sweep(session.db, {
-    minAgeMs: o.minAgeMs,
-    batchSize: o.batchSize,
-    onProgress: (p) => {
-      // Only long runs need it: from the second batch or after a second.
-      if (!progress || (p.batches < 2 && performance.now() - started < 1000)) return;
-      shown = true;
-      const line = `sweeping: batch ${p.batches}, ${formatCount(p.resolved)} resolved, ${formatCount(p.unresolved)} left, ${formatCount(p.keys)} keys, ${formatAge(performance.now() - started)}`;
-      io.err(io.interactive ? `\r${line}\u001b[K\r` : line);
-    },
-  });
-  if (shown && io.interactive) io.err('\r\u001b[K\r');
+  let report: SweepReport;
+  try {
+    report = await session.cache.sweep(session.db, {
+      minAgeMs: o.minAgeMs,
+      batchSize: o.batchSize,
+      // A run of one batch is over before a line could help: from the second batch on.
+      onProgress: (p) => {
+        if (p.batches >= 2) progress.update(sweepProgressText(p, total, performance.now() - started));
+      },
+    });
+  } finally {
+    progress.clear();
+  }
   const ms = Math.round(performance.now() - started);
   const remaining = await stillLogged(session, before);
   const resolvedTransactions = before
     .filter((tx) => !remaining.has(tx.txId))
     .map((tx: InDoubtTransaction) => ({ txId: tx.txId, ageMs: Math.round(tx.ageMs), outcome: tx.outcome, keys: tx.keys.filter((k) => !k.region).length, regions: tx.keys.filter((k) => k.region).length }));
   return { at: new Date().toISOString(), ms, report, resolvedTransactions, unreachable: probe.unreachable };
+}
+
+/** `sweeping: 1,500 of 3,000 rows resolved (batch 3), 4,512 keys, 0 left in doubt, 2.1s`. */
+function sweepProgressText(p: SweepReport, total: number, elapsedMs: number): string {
+  // Rows logged after the count are swept too: then the total is no longer a bound and is left out.
+  const done = p.resolved + p.unresolved <= total ? `${formatCount(p.resolved)} of ${formatCount(total)} rows resolved` : `${formatCount(p.resolved)} rows resolved`;
+  return `sweeping: ${done} (batch ${p.batches}), ${formatCount(p.keys)} keys, ${formatCount(p.unresolved)} left in doubt, ${formatAge(elapsedMs)}`;
 }
 
 async function stillLogged(session: CliSession, txs: readonly InDoubtTransaction[]): Promise<Set<string>> {

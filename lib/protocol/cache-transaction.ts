@@ -151,7 +151,7 @@ export class CacheTransaction {
     this.#carriedDone = doneQueue.take(CARRIED_DONE_IDS);
     const [recorded, locked] = await Promise.allSettled([
       options.unsafeTestSwitches.skipLog ? Promise.resolve({ xid: '0', captured: [] }) : log.record(db, this.id, keys, regions, this.#carriedDone, hook?.capture),
-      this.#apply((_key, role, current) => prepareTransition(current, this.id, role)),
+      this.#apply((_key, role, current, attempt) => prepareTransition(current, this.id, role, attempt)),
     ]);
     stats.prepares++;
     const outcomes = locked.status === 'fulfilled' ? locked.value : undefined;
@@ -174,7 +174,7 @@ export class CacheTransaction {
         stats.capturedKeys += added.length;
         const [appended, extra] = await Promise.allSettled([
           log.addKeys(db, this.id, extraItems, extraRegions),
-          this.#apply((_key, role, current) => prepareTransition(current, this.id, role), undefined, added),
+          this.#apply((_key, role, current, attempt) => prepareTransition(current, this.id, role, attempt), undefined, added),
         ]);
         if (extra.status === 'fulfilled') {
           for (const [key, outcome] of extra.value) {
@@ -319,11 +319,11 @@ export class CacheTransaction {
   }
 
   #apply(
-    decide: (key: string, role: KeyRole, current: DecodedEntry | undefined) => Transition,
+    decide: (key: string, role: KeyRole, current: DecodedEntry | undefined, attempt: number) => Transition,
     known?: ReadonlyMap<string, KnownState>,
     keys: string[] = this.#storeKeys(),
   ): Promise<Map<string, TransitionOutcome>> {
-    return applyTransitions(this.ctx.store, keys, (key, current) => decide(key, key.startsWith('r:') ? 'region' : 'item', current), this.ctx.ttls(this.#valueTtls), {
+    return applyTransitions(this.ctx.store, keys, (key, current, attempt) => decide(key, key.startsWith('r:') ? 'region' : 'item', current, attempt), this.ctx.ttls(this.#valueTtls), {
       known,
       codec: this.ctx.codec,
       maxRounds: this.ctx.options.maxCasRounds,

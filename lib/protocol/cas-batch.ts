@@ -30,17 +30,19 @@ export interface TransitionTtls {
  * write), round two writes (replacements and deletions by compare-and-swap, lock joins and leaves by atomic
  * append); only keys that lost a race are read and written again, up to `maxRounds` times.
  * A key's transition is recomputed from what it holds now each time, so the result is as if the transition had
- * been applied atomically.
+ * been applied atomically; `decide` learns how many times the key lost a race already (`attempt`), so it can
+ * prefer a transition that cannot lose (an append) to one that can.
  */
 export async function applyTransitions(
   store: CacheStore,
   keys: readonly string[],
-  decide: (key: string, current: DecodedEntry | undefined) => Transition,
+  decide: (key: string, current: DecodedEntry | undefined, attempt: number) => Transition,
   ttls: TransitionTtls,
   options: { codec: EntryCodec; known?: ReadonlyMap<string, KnownState>; maxRounds: number; onForeign?: (key: string) => void },
 ): Promise<Map<string, TransitionOutcome>> {
   const outcomes = new Map<string, TransitionOutcome>();
   const known = new Map<string, KnownState>();
+  const attempts = new Map<string, number>();
   let toRead: string[] = [];
   for (const key of keys) {
     const state = options.known?.get(key);
@@ -68,7 +70,7 @@ export async function applyTransitions(
     const followUps: StoreOp[] = [];
     const joins = new Map<string, readonly LockRecord[]>();
     for (const [key, state] of known) {
-      const transition = decide(key, state.entry);
+      const transition = decide(key, state.entry, attempts.get(key) ?? 0);
       if (transition.action === 'keep' || (transition.action === 'delete' && state.cas === undefined)) {
         // Nothing to do (or nothing to delete: absent already).
         outcomes.set(key, { status: 'done', state });
@@ -102,6 +104,7 @@ export async function applyTransitions(
         case 'stored': {
           const joined = joins.get(key);
           if (joined && !joinLanded(readBack.get(key), joined)) {
+            attempts.set(key, (attempts.get(key) ?? 0) + 1);
             toRead.push(key); // appended to something that was no longer a lock: it reads as foreign; lock it afresh
             break;
           }
@@ -116,6 +119,7 @@ export async function applyTransitions(
           break;
         default:
           // exists / not_found: someone changed the key since we read it; read it again.
+          attempts.set(key, (attempts.get(key) ?? 0) + 1);
           toRead.push(key);
       }
     });

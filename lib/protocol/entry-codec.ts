@@ -18,7 +18,12 @@ import type { DecodedEntry, Entry, GenerationEntry, LockEntry, LockRecord, Value
  * Ids are UUIDs stored as 16 raw bytes. Every length is checked against the buffer before it is used, so
  * truncated or hostile bytes decode as `foreign`, never as data, and never make the decoder allocate more than
  * the buffer it was given. Every kind but a lock has an exact length: lock records appended (memcached APPEND)
- * to a key that meanwhile stopped holding a lock leave bytes no other kind accepts, so it reads as foreign.
+ * to a key that meanwhile stopped holding a lock leave bytes no other kind accepts, so it reads as foreign —
+ * except after a generation: a region lock's last holder writes the new generation while joiners' appends are on
+ * the wire, and `generation + records` reads as the lock those records would have made had they found the
+ * generation (a lock whose prior is that generation, see {@link decodeJoinedGeneration}). Without that, a busy
+ * table's region key read as foreign after every such race, and joiners re-locked it by compare-and-swap against
+ * a token every further append changed: they could lose every round with no fault anywhere.
  *
  * Values are *bound* to their key: the key tag names the key the value was written for, so bytes copied under
  * another key (by hand, by a bug, across namespaces) decode as foreign there instead of serving another row. The
@@ -154,7 +159,8 @@ export function decodeEntry(bytes: Buffer, key?: string): DecodedEntry {
     case KIND_LEASE:
       return bytes.length === HEADER + ID_BYTES ? { kind: 'lease', token: bytesToUuid(bytes, HEADER) } : foreign('lease length');
     case KIND_GENERATION:
-      return bytes.length === HEADER + ID_BYTES ? ({ kind: 'generation', id: bytesToUuid(bytes, HEADER) } satisfies GenerationEntry) : foreign('generation length');
+      if (bytes.length === HEADER + ID_BYTES) return { kind: 'generation', id: bytesToUuid(bytes, HEADER) } satisfies GenerationEntry;
+      return bytes.length > HEADER + ID_BYTES ? decodeJoinedGeneration(bytes, HEADER + ID_BYTES) : foreign('generation length');
     default:
       return foreign(`kind ${bytes[3]}`);
   }
@@ -193,6 +199,29 @@ function decodeLock(bytes: Buffer): DecodedEntry {
     prior = bytesToUuid(bytes, at);
     at += ID_BYTES;
   }
+  return decodeRecords(bytes, at, prior);
+}
+
+/** The length of a generation envelope: a generation `+ records` starts its records there (unsealed). */
+export const GENERATION_BYTES = HEADER + ID_BYTES;
+
+/**
+ * Lock records appended after a generation, from `recordsAt` (after the generation, and its seal when there is
+ * one): the lock prepare would have written over that generation, holding the transactions the records name, with
+ * the generation as its prior. The caller vouches for the generation (the sealer checks its tag first).
+ */
+export function decodeJoinedGeneration(bytes: Buffer, recordsAt: number): DecodedEntry {
+  if (bytes.length < GENERATION_BYTES || bytes[3] !== KIND_GENERATION) return foreign('generation length');
+  return decodeRecords(bytes, recordsAt, bytesToUuid(bytes, HEADER));
+}
+
+/** Whether the envelope is a generation (with or without appended records): what a seal must cover. */
+export function isGenerationEnvelope(bytes: Buffer): boolean {
+  return bytes.length >= HEADER && bytes[0] === MAGIC0 && bytes[1] === MAGIC1 && bytes[2] === VERSION && bytes[3] === KIND_GENERATION;
+}
+
+function decodeRecords(bytes: Buffer, start: number, prior: string | undefined): DecodedEntry {
+  let at = start;
   const body = bytes.length - at;
   if (body === 0 || body % RECORD_BYTES !== 0 || body / RECORD_BYTES > MAX_LOCK_RECORDS) return foreign('lock records');
   const records: LockRecord[] = [];

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { DecodedEntry, Entry } from './entry.js';
-import { decodeEntry, encodeEntry, KEY_MISMATCH } from './entry-codec.js';
+import { decodeEntry, decodeJoinedGeneration, encodeEntry, GENERATION_BYTES, isGenerationEnvelope, KEY_MISMATCH } from './entry-codec.js';
 
 /**
  * How entries become bytes under a key and back. {@link EntrySealer} is the one implementation: with no secret it
@@ -79,9 +79,11 @@ export class EntrySealer implements EntryCodec {
       const entry = decodeEntry(bytes, key);
       return entry.kind === 'foreign' && entry.reason === KEY_MISMATCH ? this.#refuse('misbound', logicalKey) : entry;
     }
-    const plain = decodeEntry(bytes);
     // Locks and leases are plain; a value or generation without a valid tag decodes as foreign here, since the
-    // tag makes it longer than its exact length.
+    // tag makes it longer than its exact length. A generation with joins appended is a lock whose prior is that
+    // generation: a rollback would restore it, so it counts only when the generation's own tag holds.
+    if (isGenerationEnvelope(bytes)) return this.#joinedGeneration(key, logicalKey, bytes);
+    const plain = decodeEntry(bytes);
     if (plain.kind === 'lock' || plain.kind === 'lease') return plain;
     if (bytes.length <= TAG_BYTES) return this.#refuse('forged', logicalKey);
     const body = bytes.subarray(0, bytes.length - TAG_BYTES);
@@ -92,6 +94,16 @@ export class EntrySealer implements EntryCodec {
     if (entry.kind !== 'value' || !this.#encrypt) return entry;
     const payload = this.#open(key, entry.payload);
     return payload ? { ...entry, payload } : this.#refuse('undecryptable', logicalKey);
+  }
+
+  /** A sealed generation, or one followed by appended lock records (see `decodeJoinedGeneration`). */
+  #joinedGeneration(key: string, logicalKey: string, bytes: Buffer): DecodedEntry {
+    const sealedLength = GENERATION_BYTES + TAG_BYTES;
+    if (bytes.length < sealedLength) return this.#refuse('forged', logicalKey);
+    const body = bytes.subarray(0, GENERATION_BYTES);
+    const tag = bytes.subarray(GENERATION_BYTES, sealedLength);
+    if (!this.#macKeys.some((k) => timingSafeEqual(mac(k, key, body), tag))) return this.#refuse('forged', logicalKey);
+    return bytes.length === sealedLength ? decodeEntry(body) : decodeJoinedGeneration(bytes, sealedLength);
   }
 
   #seal(key: string, payload: Buffer): Buffer {

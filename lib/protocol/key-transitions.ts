@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { lockHolders, lockIsConcurrent, lockWasLeftBy, type DecodedEntry, type Entry, type LockRecord } from './entry.js';
+import { MAX_LOCK_RECORDS } from './entry-codec.js';
 
 /**
  * The pure state machine of one key: given what a key holds now, what prepare, promote and release must make of
@@ -29,16 +30,32 @@ const DELETE: Transition = { action: 'delete' };
 export const LOCK_COMPACTION_RECORDS = 64;
 
 /**
+ * Records past which a join must rewrite the lock even after losing races: far enough below
+ * {@link MAX_LOCK_RECORDS} that the joins and leaves in flight at that moment cannot push it over.
+ */
+export const LOCK_FORCED_COMPACTION_RECORDS = MAX_LOCK_RECORDS - 128;
+
+/**
  * Prepare: put the key under this transaction's lock. A lock others hold is joined by appending `+tx`, which also
  * makes it concurrent; anything else is replaced by a fresh lock (a region lock remembers the generation it
- * replaced, so a rollback can restore it). A lock that grew long is rewritten with only its holders.
+ * replaced, so a rollback can restore it).
+ *
+ * A lock that grew long is rewritten with only its holders, but only on a first `attempt`: a rewrite is a
+ * compare-and-swap, and on a hot key every other join and leave changes the token under it, so a joiner that keeps
+ * insisting on compaction can lose every round with no fault anywhere. After one lost race it joins by appending,
+ * which cannot lose; compaction waits for a calmer moment (or for {@link LOCK_FORCED_COMPACTION_RECORDS}).
  */
-export function prepareTransition(current: DecodedEntry | undefined, txId: string, role: KeyRole): Transition {
+export function prepareTransition(current: DecodedEntry | undefined, txId: string, role: KeyRole, attempt = 0): Transition {
   if (current?.kind === 'lock') {
     const holders = lockHolders(current);
     if (holders.includes(txId)) return KEEP;
-    if (holders.length > 0 && current.records.length < LOCK_COMPACTION_RECORDS) return { action: 'append', records: [{ op: '+', txId }] };
+    const compact = current.records.length >= (attempt === 0 ? LOCK_COMPACTION_RECORDS : LOCK_FORCED_COMPACTION_RECORDS);
+    if (holders.length > 0 && !compact) return { action: 'append', records: [{ op: '+', txId }] };
     if (holders.length > 0) return lock([...holders, txId].map((id) => ({ op: '+', txId: id })), current.prior);
+    // A region lock every holder left (they left together, none saw itself last) is replaced by a fresh lock, but
+    // after a lost race joined by appending: the lock becomes concurrent, which for a region only means that a
+    // rollback will not restore its prior generation.
+    if (role === 'region' && attempt > 0 && !compact) return { action: 'append', records: [{ op: '+', txId }] };
   }
   const prior = role === 'region' && current?.kind === 'generation' ? current.id : undefined;
   return lock([{ op: '+', txId }], prior);

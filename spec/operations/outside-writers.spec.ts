@@ -239,25 +239,25 @@ describe('writes from outside the application are invalidated within a bound (G1
   describe('who follows', () => {
     const followerBackends = async (): Promise<number[]> =>
       (await admin.query(`SELECT pid FROM pg_stat_activity WHERE application_name = 'mikro-orm-xa-cache follower' AND datname = current_database()`)).rows.map((r: { pid: number }) => r.pid);
-    const spawnFollower = (): { child: ChildProcess; lines: string[]; following: Promise<void> } => {
+    const spawnFollower = (env: Record<string, string> = {}): { child: ChildProcess; lines: string[]; following: Promise<void>; stderr: () => string } => {
       const child = spawn(process.execPath, [CLI, 'follow', '--config', FOLLOW_CONFIG, '--interval', '200ms', '--max-lag', '5s'], {
         cwd: mkdtempSync(join(tmpdir(), 'ow-follow-')),
-        env: { ...process.env, DATABASE_URL: servers.db, MEMCACHED_SERVERS: model.memcached.join(','), XA_CACHE_NAMESPACE: model.namespace },
+        env: { ...process.env, DATABASE_URL: servers.db, MEMCACHED_SERVERS: model.memcached.join(','), XA_CACHE_NAMESPACE: model.namespace, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       children.push(child);
       onProcessExit(() => child.kill('SIGKILL'));
       const lines: string[] = [];
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
       const following = new Promise<void>((resolve, reject) => {
         child.stdout!.on('data', (d: Buffer) => {
           lines.push(...d.toString().split('\n').filter(Boolean));
           if (lines.some((l) => l.includes('following (holds the follower lock)'))) resolve();
         });
-        let stderr = '';
-        child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
         child.once('exit', (code) => reject(new Error(`follow exited ${code}: ${stderr}`)));
       });
-      return { child, lines, following };
+      return { child, lines, following, stderr: () => stderr };
     };
 
     it('the follower process (mikro-orm-xa-cache follow) killed during a burst and restarted: nothing is lost', async () => {
@@ -278,6 +278,25 @@ describe('writes from outside the application are invalidated within a bound (G1
       await until(async () => (await pending()) === 0, 20_000); // well before the dead follower's claims (30 s) expire
       await expectCacheMatchesDatabase();
       second.child.kill('SIGTERM');
+    });
+
+    it('follow catching up on a backlog draws its progress on stderr (XA_CACHE_PROGRESS=always), then erases it', async () => {
+      await start(app, { outsideChangesFollower: 'none' });
+      await warm();
+      // 600 statements, each its own transaction, while nobody follows: a backlog of 600 changes.
+      await psql(Array.from({ length: 600 }, (_, i) => `UPDATE ow_member SET name = 'b${i}' WHERE id = ${1 + (i % MEMBERS)};`).join(' '), undefined, true);
+      const backlog = await pending();
+      expect(backlog).to.equal(600);
+      const follower = spawnFollower({ XA_CACHE_PROGRESS: 'always' });
+      await follower.following;
+      expect(await pending()).to.equal(0); // the first apply ends before the follower reports its role
+      await expectCacheMatchesDatabase();
+      const stderr = follower.stderr();
+      // Drawn at once, before the first change is applied; erased before the role line.
+      expect(stderr.startsWith('\rcatching up on outside changes: 0 of 600 applied\u001b[K'), JSON.stringify(stderr)).to.equal(true);
+      expect(stderr).to.include('\r\u001b[K');
+      expect(follower.lines.join('\n')).not.to.match(/[\r\u001b]/);
+      follower.child.kill('SIGTERM');
     });
 
     it('two followers race: exactly one holds the lock; when its session dies the other takes over', async () => {

@@ -45,9 +45,9 @@ describe('entry codec', () => {
     }
   });
 
-  it('reads lock records appended to anything but a lock as foreign', () => {
+  it('reads lock records appended to anything but a lock or a generation as foreign', () => {
     const records = encodeLockRecords([{ op: '+', txId: randomUUID() }]);
-    for (const entry of samples.filter((e) => e.kind !== 'lock')) {
+    for (const entry of samples.filter((e) => e.kind !== 'lock' && e.kind !== 'generation')) {
       expect(decodeEntry(Buffer.concat([encodeEntry(entry), records])).kind, entry.kind).to.equal('foreign');
     }
   });
@@ -101,6 +101,31 @@ describe('entry codec', () => {
         expect(b.decode('e:public.item:1', bytes).kind).to.equal('foreign');
         expect(refused).to.deep.equal([secrets.length ? 'forged' : 'misbound']);
       }
+    });
+  });
+
+  describe('joins appended to a generation', () => {
+    const generation: Entry = { kind: 'generation', id: randomUUID() };
+    const joins: LockRecord[] = [{ op: '+', txId: randomUUID() }, { op: '+', txId: randomUUID() }];
+    const joined = { kind: 'lock', records: joins, prior: (generation as { id: string }).id };
+
+    it('read as the lock prepare would have made over that generation', () => {
+      const bytes = Buffer.concat([encodeEntry(generation), encodeLockRecords(joins)]);
+      expect(decodeEntry(bytes, 'r:t:public.author')).to.deep.equal(joined);
+      expect(decodeEntry(Buffer.concat([encodeEntry(generation), Buffer.from('x')])).kind).to.equal('foreign');
+    });
+
+    it('with secrets, count only when the generation is authentic', () => {
+      const refused: string[] = [];
+      const sealer = new EntrySealer([randomBytes(32).toString('base64')], { onRefused: (reason) => refused.push(reason) });
+      const key = 'r:t:public.author';
+      const sealed = sealer.encode(key, generation);
+      expect(sealer.decode(key, sealed)).to.deep.equal(generation);
+      expect(sealer.decode(key, Buffer.concat([sealed, encodeLockRecords(joins)]))).to.deep.equal(joined);
+      // A planted plain generation with joins would hand a rollback a prior the secret never vouched for.
+      expect(sealer.decode(key, Buffer.concat([encodeEntry(generation), encodeLockRecords(joins)])).kind).to.equal('foreign');
+      expect(sealer.decode('r:t:public.book', Buffer.concat([sealed, encodeLockRecords(joins)])).kind, 'sealed for another key').to.equal('foreign');
+      expect(refused).to.deep.equal(['forged', 'forged']);
     });
   });
 

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { lockHolders, lockIsConcurrent, type DecodedEntry, type Entry, type LockEntry } from '../../lib/protocol/entry.js';
-import { LOCK_COMPACTION_RECORDS, prepareTransition, promoteTransition, releaseTransition } from '../../lib/protocol/key-transitions.js';
+import { LOCK_COMPACTION_RECORDS, LOCK_FORCED_COMPACTION_RECORDS, prepareTransition, promoteTransition, releaseTransition } from '../../lib/protocol/key-transitions.js';
 import { composeTransitions } from '../../lib/protocol/compose-transitions.js';
 
 const me = randomUUID();
@@ -45,6 +45,24 @@ describe('key transitions', () => {
       const records = Array.from({ length: LOCK_COMPACTION_RECORDS }, (_, i) => (i % 2 === 0 ? join(String(i).padStart(12, '0').replace(/^/, '00000000-0000-0000-0000-')) : leave(String(i - 1).padStart(12, '0').replace(/^/, '00000000-0000-0000-0000-'))));
       const t = prepareTransition(lock([join(other), ...records]), me, 'item');
       expect(t).to.deep.equal({ action: 'write', entry: lock([join(other), join(me)]), ttl: 'lock' });
+    });
+
+    it('after a lost race joins a long lock by appending instead of rewriting it again', () => {
+      const records = Array.from({ length: LOCK_COMPACTION_RECORDS }, () => join(randomUUID()));
+      expect(prepareTransition(lock([join(other), ...records]), me, 'region', 0).action).to.equal('write');
+      expect(prepareTransition(lock([join(other), ...records]), me, 'region', 1)).to.deep.equal({ action: 'append', records: [join(me)] });
+    });
+
+    it('rewrites a lock near its size limit even after lost races', () => {
+      const records = Array.from({ length: LOCK_FORCED_COMPACTION_RECORDS }, () => join(randomUUID()));
+      expect(prepareTransition(lock(records), me, 'region', 3).action).to.equal('write');
+    });
+
+    it('after a lost race joins a region lock every holder left by appending; an item lock is replaced', () => {
+      const left = lock([join(other), leave(other)], gen);
+      expect(prepareTransition(left, me, 'region', 0)).to.deep.equal({ action: 'write', entry: lock([join(me)]), ttl: 'lock' });
+      expect(prepareTransition(left, me, 'region', 1)).to.deep.equal({ action: 'append', records: [join(me)] });
+      expect(prepareTransition(left, me, 'item', 1)).to.deep.equal({ action: 'write', entry: lock([join(me)]), ttl: 'lock' });
     });
 
     it('remembers the generation a region lock replaces', () => {
