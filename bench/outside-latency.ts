@@ -9,9 +9,21 @@
  * - notify cost: the application's own single-row flush transactions, capture function with and without its
  *   `pg_notify`.
  *
- * `node dist/bench/outside-latency.js [samples]` (servers from DATABASE_URL / MEMCACHED_SERVERS, else owned).
+ * Who follows (`--follower`): `in-process` (default: the application's `startXaCache` elects itself, as the
+ * only process), `sidecar` (the application starts with `outsideChangesFollower: 'none'` and
+ * `mikro-orm-xa-cache follow` runs in a process of its own, with its defaults), or `both` (one after the other on
+ * the same servers). The notify cost is measured in `in-process` runs only.
+ *
+ * `node dist/bench/outside-latency.js [samples] [--follower in-process|sidecar|both]` (servers from DATABASE_URL /
+ * MEMCACHED_SERVERS, else owned).
  */
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { Servers } from '../spec/support/servers.js';
@@ -22,36 +34,94 @@ import { percentile } from './measure.js';
 import { keys } from '../lib/mikro-orm/cache-keys.js';
 import type { XaCacheAdapter } from '../lib/mikro-orm/xa-cache-adapter.js';
 
-const SAMPLES = Number(process.argv[2] ?? 300);
+const MODES = ['in-process', 'sidecar'] as const;
+type FollowerMode = (typeof MODES)[number];
+const args = parseArgs({ allowPositionals: true, options: { follower: { type: 'string', default: 'in-process' } } });
+const SAMPLES = Number(args.positionals[0] ?? 300);
+if (!Number.isInteger(SAMPLES) || SAMPLES < 1) throw new Error(`samples: ${args.positionals[0]} is not a whole number above 0`);
+const modes: readonly FollowerMode[] = args.values.follower === 'both' ? MODES : MODES.filter((m) => m === args.values.follower);
+if (modes.length === 0) throw new Error(`--follower ${args.values.follower}: expected in-process, sidecar or both`);
 const ROWS = 2000;
+const CLI = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
+/** The application's compiled MikroORM config, as the sidecar loads it (servers and namespace from the environment). */
+const FOLLOW_CONFIG = fileURLToPath(new URL('../spec/operations/follow-config.js', import.meta.url));
 
 const servers = await Servers.start({ memcached: 1 });
-const orm = await openCached({ db: servers.db, memcached: servers.memcachedAddresses, namespace: `ol${randomUUID().slice(0, 8)}` });
+const namespace = `ol${randomUUID().slice(0, 8)}`;
+const orm = await openCached({ db: servers.db, memcached: servers.memcachedAddresses, namespace });
 const admin = new pg.Client({ connectionString: servers.db });
 await admin.connect();
 try {
   await orm.schema.refresh();
   await installWriteCapture(orm);
   await admin.query(`INSERT INTO ow_member (id, name) SELECT i, 'm' || i FROM generate_series(1, ${ROWS}) i; DELETE FROM xa_cache_log_changes`);
-  const runtime = await startXaCache(orm);
-  const idle = await measure(orm, admin, 1, SAMPLES);
-  const stopLoad = load(orm, servers.db);
-  const mixed = await measure(orm, admin, 1 + SAMPLES, SAMPLES);
-  const loadStats = await stopLoad();
-  const notifyCost = await flushCost(orm, admin);
-  await runtime.stop();
   const row = (name: string, ms: readonly number[]): string => `| ${name} | ${ms.length} | ${f(percentile(ms, 0.5))} | ${f(percentile(ms, 0.99))} | ${f(ms[ms.length - 1] ?? NaN)} |`;
-  const loadText = `${Math.round(loadStats.opsPerSecond)} app ops/s, ${Math.round(loadStats.outsidePerSecond)} outside writes/s`;
-  console.log('| workload, measured until | samples | p50 ms | p99 ms | max ms |\n| --- | --- | --- | --- | --- |');
-  console.log(row('idle, entry gone from memcached', idle.applied));
-  console.log(row('idle, a reader through the ORM sees the new value', idle.visible));
-  console.log(row(`mixed (${loadText}), entry gone`, mixed.applied));
-  console.log(row(`mixed (${loadText}), reader sees it`, mixed.visible));
-  console.log(`\napplication flush, single-row update, ${notifyCost.n} sequential, ms/tx: as installed (own sessions do not notify) ${f(notifyCost.installed)}, notify on every commit ${f(notifyCost.always)}, never notify ${f(notifyCost.never)}`);
+  const lines: string[] = [];
+  let notifyCost: Awaited<ReturnType<typeof flushCost>> | undefined;
+  for (const mode of modes) {
+    // In process: the application is the elected follower. Sidecar: the application follows nothing itself.
+    const runtime = await startXaCache(orm, mode === 'sidecar' ? { outsideChangesFollower: 'none' } : {});
+    const sidecar = mode === 'sidecar' ? await startSidecar(servers.db, servers.memcachedAddresses, namespace) : undefined;
+    try {
+      const idle = await measure(orm, admin, 1, SAMPLES);
+      const stopLoad = load(orm, servers.db);
+      const mixed = await measure(orm, admin, 1 + SAMPLES, SAMPLES);
+      const loadStats = await stopLoad();
+      if (mode === 'in-process') notifyCost = await flushCost(orm, admin);
+      const who = mode === 'sidecar' ? 'sidecar follower' : 'in-process follower';
+      const loadText = `${Math.round(loadStats.opsPerSecond)} app ops/s, ${Math.round(loadStats.outsidePerSecond)} outside writes/s`;
+      lines.push(row(`${who}, idle, entry gone from memcached`, idle.applied));
+      lines.push(row(`${who}, idle, a reader through the ORM sees the new value`, idle.visible));
+      lines.push(row(`${who}, mixed (${loadText}), entry gone`, mixed.applied));
+      lines.push(row(`${who}, mixed (${loadText}), reader sees it`, mixed.visible));
+    } finally {
+      await sidecar?.();
+      await runtime.stop();
+    }
+  }
+  console.log('| follower, workload, measured until | samples | p50 ms | p99 ms | max ms |\n| --- | --- | --- | --- | --- |');
+  for (const line of lines) console.log(line);
+  if (notifyCost) {
+    console.log(`\napplication flush, single-row update, ${notifyCost.n} sequential, ms/tx: as installed (own sessions do not notify) ${f(notifyCost.installed)}, notify on every commit ${f(notifyCost.always)}, never notify ${f(notifyCost.never)}`);
+  }
 } finally {
   await admin.end();
   await orm.close(true);
   await servers.stop();
+}
+
+/**
+ * Starts `mikro-orm-xa-cache follow` in a process of its own, as an operator would (its defaults: 1 s fallback
+ * poll, 30 s bound), and resolves once it holds the follower lock; to a function that stops it (SIGTERM).
+ */
+async function startSidecar(db: string, memcached: readonly string[], ns: string): Promise<() => Promise<void>> {
+  const child = spawn(process.execPath, [CLI, 'follow', '--config', FOLLOW_CONFIG], {
+    cwd: mkdtempSync(join(tmpdir(), 'ol-follow-')),
+    env: { ...process.env, DATABASE_URL: db, MEMCACHED_SERVERS: memcached.join(','), XA_CACHE_NAMESPACE: ns },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`the sidecar did not take the follower lock within 60 s: ${out}${stderr}`)), 60_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('following (holds the follower lock)')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`the sidecar exited: ${stderr}`));
+    });
+  });
+  return async () => {
+    child.kill('SIGTERM');
+    await exited;
+  };
 }
 
 function f(n: number): string {

@@ -75,6 +75,11 @@ export interface UnsafeTestSwitches {
    * of a value a row gave up (an update) or took away (a delete) is left naming that row.
    */
   readonly forgetOldUniqueValues?: boolean;
+  /**
+   * Outside changes (captured rows no prepare took: other programs' commits, Kysely outside a transaction) are
+   * never applied: the follower and the Kysely autocommit path evict nothing, as if no follower ran.
+   */
+  readonly skipOutsideChanges?: boolean;
 }
 
 /** {@link ProtocolOptions} with every default applied. */

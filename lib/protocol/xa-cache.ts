@@ -127,8 +127,9 @@ export class XaCache {
    */
   async applyOutsideChanges(db: SqlRunner, options: { limit?: number; claimMs?: number } = {}): Promise<number> {
     const derive = this.#deriver;
-    // The test switch stands for "no database-side capture at all": outside changes are not applied either.
-    if (!derive || this.options.unsafeTestSwitches.skipCapture) return 0;
+    // `skipCapture` stands for "no database-side capture at all": outside changes are not applied either;
+    // `skipOutsideChanges` for "nobody follows the feed".
+    if (!derive || this.options.unsafeTestSwitches.skipCapture || this.options.unsafeTestSwitches.skipOutsideChanges) return 0;
     let applied = 0;
     for (;;) {
       const limit = options.limit ?? 500;

@@ -4,7 +4,7 @@
  * log can be checked again offline (`main.js --recheck <log>`).
  */
 import type { KeyState, CommittedTx } from './schema.js';
-import type { Observation, Op, OpResult } from './ops.js';
+import { isExternal, type Observation, type Op, type OpResult } from './ops.js';
 
 /** One operation as the coordinator logged it. */
 export interface OpRecord {
@@ -20,6 +20,44 @@ export interface OpRecord {
   result?: OpResult;
   /** Set when a worker was killed mid-promote: its COMMIT had completed at this time. */
   committedBy?: number;
+  /** The external writer: when its COMMIT was acknowledged (coordinator clock, between `start` and `end`). */
+  ackAt?: number;
+}
+
+/** A time in which a fault may have kept the elected follower from applying outside changes (coordinator clock). */
+export interface FollowerDisturbance {
+  readonly kind: string;
+  readonly start: number;
+  readonly end: number;
+}
+
+/** The outside-writers bound (G13) external commits are held to. */
+export interface OutsideBound {
+  /**
+   * W: a read may return a value an external commit replaced only if it was sent within W ms after that commit's
+   * acknowledgement (or, when a disturbance overlaps, within W ms after the disturbance ended plus one follower
+   * interval); never later.
+   */
+  readonly ms: number;
+  /** The follower's interval: after a disturbance the leader retries what it could not reach at its next round at the latest. */
+  readonly followerIntervalMs: number;
+  readonly disturbances: readonly FollowerDisturbance[];
+}
+
+/** The default W of the checker (ms): generous against the bound measured under load (docs/benchmarks.md, "Outside writers"). */
+export const DEFAULT_OUTSIDE_BOUND_MS = 1000;
+
+/**
+ * When no reader may get a value an external commit acknowledged at `ack` replaced any more: W after it, or, while
+ * disturbances overlap the window, W after the last of them ended plus one follower interval.
+ */
+export function outsideDeadline(ack: number, bound: OutsideBound): number {
+  let from = ack;
+  for (;;) {
+    const d = bound.disturbances.find((x) => x.start <= from + bound.ms && x.end + bound.followerIntervalMs > from);
+    if (!d) return from + bound.ms;
+    from = d.end + bound.followerIntervalMs;
+  }
 }
 
 /** A time window in which `degrade` may serve stale values: a partition, until the first sweep after it healed. */
@@ -55,8 +93,8 @@ export interface StaleRead {
   readonly afterSweepStart: boolean;
   /** The first superseding commit had returned before the fault began. */
   readonly supersededBeforeFault: boolean;
-  /** Superseding commits (returned before the read) that committed degraded with this key / another key / not degraded / unknown (worker killed). */
-  readonly superseding: { degradedThisKey: number; degradedOther: number; clean: number; unknown: number };
+  /** Superseding commits (returned before the read) that committed degraded with this key / another key / not degraded / unknown (worker killed) / by the external writer. */
+  readonly superseding: { degradedThisKey: number; degradedOther: number; clean: number; unknown: number; external: number };
 }
 
 /** Distribution of one measure. */
@@ -115,8 +153,8 @@ export function stalenessByKind(reads: readonly StaleRead[], windows: readonly S
   });
 }
 
-export type Guarantee = 'G1' | 'G2' | 'G4' | 'G5' | 'G6' | 'G7' | 'G12';
-export const GUARANTEES: readonly Guarantee[] = ['G1', 'G2', 'G4', 'G5', 'G6', 'G7', 'G12'];
+export type Guarantee = 'G1' | 'G2' | 'G4' | 'G5' | 'G6' | 'G7' | 'G12' | 'G13';
+export const GUARANTEES: readonly Guarantee[] = ['G1', 'G2', 'G4', 'G5', 'G6', 'G7', 'G12', 'G13'];
 
 export interface Anomaly {
   readonly guarantee: Guarantee;
@@ -126,7 +164,7 @@ export interface Anomaly {
 }
 
 export interface CheckSummary {
-  /** Operations with an answer, and how many of them failed (errors are allowed: faults make them). */
+  /** Operations of the workers with an answer, and how many of them failed (errors are allowed: faults make them). */
   readonly operations: number;
   readonly failed: number;
   readonly lost: number;
@@ -138,6 +176,16 @@ export interface CheckSummary {
   readonly allowedStale: number;
   /** Each of them, measured: how old, how many versions behind, how long after the fault ended. */
   readonly staleReads: StaleRead[];
+  /** Commits of the external writer (acknowledged). */
+  readonly externalCommits: number;
+  /** The bound external commits were held to (W, ms). */
+  readonly outsideBoundMs: number;
+  /**
+   * Reads that returned a value an external commit had replaced, sent within its bound (allowed): from the
+   * acknowledgement of the first such commit to the read's dispatch (the staleness window observed: its max is
+   * the largest), and to the read's answer (an upper bound).
+   */
+  readonly outsideStale: { readonly sent: Spread; readonly answered: Spread };
   readonly anomalies: Anomaly[];
 }
 
@@ -147,15 +195,33 @@ interface State extends KeyState {
   readonly tx: string;
   /** When the commit's caller got the answer (coordinator clock); Infinity if it never did. */
   readonly returnedAt: number;
+  /** Whether the external writer committed it. */
+  readonly external: boolean;
+  /** From when no read may return an older version: `returnedAt` for the library's commits, its bound's end for external ones. */
+  readonly dueAt: number;
 }
 
 /** Checks G1, G2/G3, G4, G5 and G7 on a history; G6 and G12 findings come from the coordinator's audits. */
-export function checkHistory(records: readonly OpRecord[], history: readonly CommittedTx[], options: { windows?: readonly StaleWindow[]; extra?: readonly Anomaly[] } = {}): CheckSummary {
+export function checkHistory(
+  records: readonly OpRecord[],
+  history: readonly CommittedTx[],
+  options: { windows?: readonly StaleWindow[]; extra?: readonly Anomaly[]; outside?: OutsideBound } = {},
+): CheckSummary {
+  const bound = options.outside ?? { ms: DEFAULT_OUTSIDE_BOUND_MS, followerIntervalMs: 1000, disturbances: [] };
   const returned = new Map<string, number>();
+  /** Tokens of the external writer's acknowledged commits. */
+  const external = new Set<string>();
   const rolledBack = new Set<string>();
   /** Per committed token: the keys it committed without locking ([] none); absent: unknown (its worker died). */
   const degradedBy = new Map<string, readonly string[]>();
   for (const r of records) {
+    if (isExternal(r.op)) {
+      if (r.result?.ok && r.result.token && r.end !== undefined) {
+        external.add(r.result.token);
+        returned.set(r.result.token, r.ackAt ?? r.end);
+      }
+      continue;
+    }
     if (r.result?.ok && r.result.token) degradedBy.set(r.result.token, r.result.degraded ?? []);
     if (r.result?.ok && r.result.token && r.end !== undefined) returned.set(r.result.token, r.end);
     else if (r.committedBy !== undefined) for (const t of r.tokens) returned.set(t, r.committedBy);
@@ -165,7 +231,9 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
   for (const tx of history) {
     for (const s of tx.states) {
       const list = byKey.get(s.key) ?? [];
-      list.push({ ...s, xid: BigInt(tx.xid), tx: tx.token, returnedAt: tx.token === 'seed' ? -Infinity : (returned.get(tx.token) ?? Infinity) });
+      const returnedAt = tx.token === 'seed' ? -Infinity : (returned.get(tx.token) ?? Infinity);
+      const byOutsider = external.has(tx.token);
+      list.push({ ...s, xid: BigInt(tx.xid), tx: tx.token, returnedAt, external: byOutsider, dueAt: byOutsider ? outsideDeadline(returnedAt, bound) : returnedAt });
       byKey.set(s.key, list);
     }
   }
@@ -175,6 +243,8 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
   let observations = 0;
   let allowedStale = 0;
   const staleReads: StaleRead[] = [];
+  const outsideSent: number[] = [];
+  const outsideAnswered: number[] = [];
   const windows = options.windows ?? [];
   /** The library key of an observation, to match it against a transaction's degraded keys. */
   const libraryKey = (o: Observation): string | undefined => {
@@ -187,10 +257,11 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
     const superseding = read === undefined || min === undefined ? [] : states.filter((s) => s.version > read && s.version <= min && s.returnedAt < r.start);
     const first = superseding.length === 0 ? undefined : Math.min(...superseding.map((s) => s.returnedAt));
     const lk = libraryKey(o);
-    const counts = { degradedThisKey: 0, degradedOther: 0, clean: 0, unknown: 0 };
+    const counts = { degradedThisKey: 0, degradedOther: 0, clean: 0, unknown: 0, external: 0 };
     for (const s of superseding) {
       const keys = degradedBy.get(s.tx);
-      if (keys === undefined) counts.unknown++;
+      if (s.external) counts.external++;
+      else if (keys === undefined) counts.unknown++;
       else if (keys.length === 0) counts.clean++;
       else if (lk === undefined || keys.some((k) => k === '?' || k.endsWith(lk))) counts.degradedThisKey++;
       else counts.degradedOther++;
@@ -216,6 +287,12 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
   const floor = (states: State[], start: number): number => {
     let v = -Infinity;
     for (const s of states) if (s.returnedAt < start && s.version > v) v = s.version;
+    return v;
+  };
+  /** Newest version no read sent at `start` may be older than (external commits count from their bound's end). */
+  const floorDue = (states: State[], start: number): number => {
+    let v = -Infinity;
+    for (const s of states) if (s.dueAt < start && s.version > v) v = s.version;
     return v;
   };
   /** The committed states an observation can be (by token and version, or by members / count). */
@@ -253,14 +330,33 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
       }
       const min = floor(states, r.start);
       if (found.some((s) => s.version >= min)) continue;
+      const read = Math.max(...found.map((s) => s.version));
+      if (found.some((s) => s.version >= floorDue(states, r.start))) {
+        // Replaced only by external commits whose bound had not passed when the read was sent (G13): allowed, measured.
+        const first = Math.min(...states.filter((s) => s.version > read && s.returnedAt < r.start).map((s) => s.returnedAt));
+        outsideSent.push(r.start - first);
+        outsideAnswered.push((r.end as number) - first);
+        continue;
+      }
       if (inWindow) {
         allowedStale++;
         measure(r, o, states, found, min);
         continue;
       }
-      const newest = states.filter((s) => s.version === min)[0];
-      const was = newest?.owner !== undefined ? `owner ${newest.owner ?? 'none'}` : (newest?.token ?? 'absent');
-      anomalies.push({ guarantee: 'G2', what: `stale read: ${describe(o)}, but v${min}/${was} had returned before the read began`, ...at });
+      const late = states.filter((s) => s.version > read && s.dueAt < r.start);
+      if (late.every((s) => s.external)) {
+        const e = late[late.length - 1]!;
+        const past = outsideDeadline(e.returnedAt, bound) - e.returnedAt;
+        anomalies.push({
+          guarantee: 'G13',
+          what: `stale read past the outside-writers bound: ${describe(o)}, but the external commit of v${e.version}/${e.token ?? 'absent'} was acknowledged ${Math.round(r.start - e.returnedAt)} ms before the read began (bound ${past === bound.ms ? `${bound.ms} ms` : `${Math.round(past)} ms, extended by a fault`})`,
+          ...at,
+        });
+        continue;
+      }
+      const newest = late.filter((s) => !s.external).pop()!;
+      const was = newest.owner !== undefined ? `owner ${newest.owner ?? 'none'}` : (newest.token ?? 'absent');
+      anomalies.push({ guarantee: 'G2', what: `stale read: ${describe(o)}, but v${newest.version}/${was} had returned before the read began`, ...at });
     }
     if (res.rr) {
       const snap = parseSnapshot(res.rr.snapshot);
@@ -275,14 +371,18 @@ export function checkHistory(records: readonly OpRecord[], history: readonly Com
     }
   }
   return {
-    operations: records.filter((r) => r.result).length,
-    failed: records.filter((r) => r.result && !r.result.ok).length,
-    lost: records.filter((r) => !r.result).length,
+    // The applications' operations; the external writer's are counted apart (externalCommits).
+    operations: records.filter((r) => r.result && !isExternal(r.op)).length,
+    failed: records.filter((r) => r.result && !r.result.ok && !isExternal(r.op)).length,
+    lost: records.filter((r) => !r.result && !isExternal(r.op)).length,
     observations,
     committed: history.length - 1,
     rolledBack: rolledBack.size,
     allowedStale,
     staleReads,
+    externalCommits: external.size,
+    outsideBoundMs: bound.ms,
+    outsideStale: { sent: spread(outsideSent), answered: spread(outsideAnswered) },
     anomalies,
   };
 }

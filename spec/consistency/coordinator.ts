@@ -1,6 +1,8 @@
 /**
  * The coordinator of a consistency run: starts its own memcached servers (one small, to evict), a partition
- * proxy per worker in front of one of them, and N worker processes; sends every worker a seeded stream of
+ * proxy per worker in front of one of them, N worker processes (each an application: `startXaCache`, so one of
+ * them is the elected outside-changes follower) and an external writer (a plain `pg` client, see
+ * external-writer.ts); sends every worker a seeded stream of
  * operations, one at a time, timestamping each on its own monotonic clock when sent and when answered; injects
  * the faults on a seeded schedule; sweeps periodically; then audits the end state and checks the history.
  */
@@ -24,8 +26,21 @@ import { regionWriteKeys } from '../../lib/protocol/protocol-context.js';
 import { MemcachedProcess } from '../support/memcached-process.js';
 import { terminateBackends } from '../support/postgres-cluster.js';
 import { CGroup, CItem, CODES, GROUPS, ITEMS, consistencyEntities, createConsistencySchema, readDatabaseState, readHistory } from './schema.js';
-import { Rng, isWrite, nextOp, type Op, type OpResult, type PhaseMode } from './ops.js';
-import { checkHistory, countByGuarantee, stalenessByKind, type Anomaly, type CheckSummary, type OpRecord, type StaleRead, type StalenessByKind, type StaleWindow } from './checker.js';
+import { Rng, isWrite, nextExternalOp, nextOp, type Op, type OpResult, type PhaseMode } from './ops.js';
+import {
+  DEFAULT_OUTSIDE_BOUND_MS,
+  checkHistory,
+  countByGuarantee,
+  stalenessByKind,
+  type Anomaly,
+  type CheckSummary,
+  type FollowerDisturbance,
+  type OpRecord,
+  type OutsideBound,
+  type StaleRead,
+  type StalenessByKind,
+  type StaleWindow,
+} from './checker.js';
 import { PartitionProxy, evictions, flood, writeGarbage } from './fault-tools.js';
 
 export const FAULT_KINDS = ['kill-worker', 'kill-mid-promote', 'kill-memcached', 'partition', 'pg-terminate', 'evict', 'hold-past-lock-ttl', 'garbage'] as const;
@@ -50,6 +65,15 @@ export interface RunOptions {
   readonly codeShare?: number;
   /** Share of the workers' reads of the hot tables that the database answers 1-8 ms late. Default 0.15. */
   readonly slowReads?: number;
+  /**
+   * Share of the workers' ops replaced by plain reads of rows and collections, on top of the mix (default 0): fewer
+   * writes of the application, so a value nobody invalidates stays cached longer (the `skipOutsideChanges` check).
+   */
+  readonly extraReads?: number;
+  /** External writer processes (plain `pg` clients writing the cached tables, not through the library). Default 1; 0 for none. */
+  readonly externalWriters?: number;
+  /** W of the outside-writers bound (G13) the external writer's commits are held to, ms. Default {@link DEFAULT_OUTSIDE_BOUND_MS}. */
+  readonly outsideBoundMs?: number;
   /** Where to write the log (JSON: options, every op, faults, history, verdict). */
   readonly logFile?: string;
   readonly print?: (line: string) => void;
@@ -73,9 +97,14 @@ export interface RunReport {
   readonly windows: StaleWindow[];
   readonly sweepIntervalMs: number;
   readonly staleness: StalenessByKind[];
+  /** The outside-writers bound the run held external commits to, with the faults that extended it. */
+  readonly outside: OutsideBound;
 }
 
 const workerScript = fileURLToPath(new URL('./worker.js', import.meta.url));
+const externalScript = fileURLToPath(new URL('./external-writer.js', import.meta.url));
+/** The workers' follower interval (`startXaCache`'s default): the leader retries what it could not reach at the next round. */
+const FOLLOWER_INTERVAL_MS = 1000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const now = (): number => performance.now();
 const APP = 'xa-consistency-worker';
@@ -85,6 +114,8 @@ const SWEEP_EVERY_MS = 1000;
 
 interface WorkerSlot {
   readonly index: number;
+  /** An application process (the ORM with the cache), or the external writer. */
+  readonly kind: 'orm' | 'external';
   child?: ChildProcess;
   ready?: Promise<void>;
   inflight?: { record: OpRecord; resolve: () => void };
@@ -115,6 +146,13 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   const lockTtl = options.lockTtlSeconds ?? 3;
   const leaseTtl = 2;
   const faultKinds = options.faults ?? FAULT_KINDS;
+  if (options.externalWriters !== undefined && !(Number.isInteger(options.externalWriters) && options.externalWriters >= 0)) {
+    throw new Error(`externalWriters: ${options.externalWriters} is not a whole number of processes (0 or more)`);
+  }
+  if (options.extraReads !== undefined && !(options.extraReads >= 0 && options.extraReads < 1)) throw new Error(`extraReads: ${options.extraReads} is not a share from 0 to below 1`);
+  if (options.outsideBoundMs !== undefined && !(Number.isFinite(options.outsideBoundMs) && options.outsideBoundMs > 0)) {
+    throw new Error(`outsideBoundMs: ${options.outsideBoundMs} is not a positive number of milliseconds`);
+  }
   const namespace = `c${randomUUID().slice(0, 8)}`;
   const dbUrl = new URL(options.databaseUrl);
   const workerUrl = new URL(options.databaseUrl);
@@ -146,6 +184,9 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   const faults: FaultRecord[] = [];
   const extra: Anomaly[] = [];
   const windows: StaleWindow[] = [];
+  /** Faults that may have kept the elected follower from applying outside changes (they extend the G13 bound). */
+  const disturbances: FollowerDisturbance[] = [];
+  const outsideBoundMs = options.outsideBoundMs ?? DEFAULT_OUTSIDE_BOUND_MS;
   const t0 = now();
   /** The workload runs for `durationMs` from the moment every worker is ready (starting them takes seconds under load). */
   let end = t0 + options.durationMs;
@@ -188,12 +229,13 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
     }
   };
 
-  const slots: WorkerSlot[] = Array.from({ length: workerCount }, (_, index) => ({ index, stderr: '', restarts: 0 }));
+  const slots: WorkerSlot[] = Array.from({ length: workerCount }, (_, index) => ({ index, kind: 'orm', stderr: '', restarts: 0 }));
+  const externals: WorkerSlot[] = Array.from({ length: options.externalWriters ?? 1 }, (_, i) => ({ index: workerCount + i, kind: 'external', stderr: '', restarts: 0 }));
 
   const spawnWorker = (slot: WorkerSlot): Promise<void> => {
-    const child = fork(workerScript, [], {
+    const child = fork(slot.kind === 'orm' ? workerScript : externalScript, [], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      env: {
+      env: slot.kind === 'external' ? { ...process.env, DATABASE_URL: dbUrl.toString() } : {
         ...process.env,
         MEMCACHED_SERVERS: addresses.join(','),
         DATABASE_URL: workerUrl.toString(),
@@ -215,8 +257,11 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
       child.on('message', (m: { type: string; seq?: number; result?: OpResult; phase?: string; txId?: string }) => {
         if (m.type === 'ready') resolve();
         if (m.type === 'done' && slot.inflight && slot.inflight.record.seq === m.seq) {
-          slot.inflight.record.end = now();
-          slot.inflight.record.result = m.result;
+          const record = slot.inflight.record;
+          record.end = now();
+          record.result = m.result;
+          // The writer's acknowledgement on this clock (both clocks count from their process's wall-clock origin).
+          if (m.result?.ackAt !== undefined) record.ackAt = Math.min(record.end, Math.max(record.start, m.result.ackAt - performance.timeOrigin));
           slot.inflight.resolve();
         }
         // Promote runs after the commit call returned (in the background): the operation may be over already.
@@ -242,14 +287,17 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
     const child = slot.child;
     if (!child || child.exitCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
+    // The process may have been the elected follower: until its replacement is up, outside changes may wait.
+    const start = now();
     child.kill('SIGKILL');
     await exited;
     lastDisturbance = now();
     slot.restarts++;
     if (!stopping) await spawnWorker(slot).catch(() => undefined);
+    disturbances.push({ kind: 'killed worker', start, end: now() });
   };
 
-  await Promise.all(slots.map(spawnWorker));
+  await Promise.all([...slots, ...externals].map(spawnWorker));
   end = now() + options.durationMs;
   print(`consistency run: seed ${options.seed}, policy ${policy}, ${workerCount} workers, ${Math.round(options.durationMs / 1000)} s, namespace ${namespace}`);
 
@@ -262,7 +310,9 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         continue;
       }
       await slot.ready?.catch(() => undefined);
-      const op: Op = nextOp(rng, options.codeShare);
+      // The external writer pauses 5-40 ms between commits: tens per second, each a notification to the follower.
+      if (slot.kind === 'external') await sleep(rng.int(5, 40));
+      const op: Op = slot.kind === 'external' ? nextExternalOp(rng) : nextOp(rng, options.codeShare, options.extraReads);
       const tokens = isWrite(op) ? [randomUUID(), randomUUID()] : [];
       const mode = isWrite(op) ? slot.nextMode : undefined;
       if (mode) slot.nextMode = undefined;
@@ -325,6 +375,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         // `degrade` without reaching it while readers already fill from it. The same bound as a partition applies.
         const sweepStart = await settleAndSweep(slots);
         windows.push({ kind, start, healed, sweepStart, until: now() });
+        disturbances.push({ kind, start, end: healed });
         break;
       }
       case 'stall-memcached': {
@@ -341,6 +392,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         const healed = now();
         const sweepStart = await settleAndSweep(slots);
         windows.push({ kind, start, healed, sweepStart, until: now() });
+        disturbances.push({ kind, start, end: healed });
         break;
       }
       case 'partition': {
@@ -355,6 +407,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         const healed = now();
         const sweepStart = await settleAndSweep(cut);
         windows.push({ kind, start, healed, sweepStart, until: now() });
+        disturbances.push({ kind, start, end: healed });
         break;
       }
       case 'pg-terminate': {
@@ -403,10 +456,15 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
 
   const progress = setInterval(() => print(`  ${Math.round((now() - t0) / 1000)} s: ${records.length} operations, ${faults.length} faults`), 15_000);
   try {
-    await Promise.all([...slots.map(driveWorker), faultLoop(), sweeperLoop()]);
+    await Promise.all([...slots.map(driveWorker), ...externals.map(driveWorker), faultLoop(), sweeperLoop()]);
   } finally {
     clearInterval(progress);
   }
+
+  // The applications (and their follower) stop only once the external writer's last changes were applied, or
+  // their bound has passed: the end audit (G6) reads through an ORM that follows nothing.
+  const drainBy = now() + outsideBoundMs + FOLLOWER_INTERVAL_MS;
+  while (now() < drainBy && (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${LOG_TABLE}_changes`)).rows[0]!.n > 0) await sleep(20);
 
   // The end: heal everything, stop the workers cleanly (they delete their promoted log rows).
   stopping = true;
@@ -415,7 +473,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   if (stalledServer) memcached[1]!.resume();
   for (const m of memcached) if (!m.running) await m.restart();
   await Promise.all(
-    slots.map(async (slot) => {
+    [...slots, ...externals].map(async (slot) => {
       const child = slot.child;
       if (!child || child.exitCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
@@ -482,7 +540,8 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
   }
 
   const history = await readHistory(pool);
-  const summary = checkHistory(records, history, { windows: policy === 'degrade' ? windows : [], extra });
+  const outside: OutsideBound = { ms: outsideBoundMs, followerIntervalMs: FOLLOWER_INTERVAL_MS, disturbances };
+  const summary = checkHistory(records, history, { windows: policy === 'degrade' ? windows : [], extra, outside });
   const faultCounts = Object.fromEntries(ALL_FAULT_KINDS.filter((k) => (FAULT_KINDS as readonly string[]).includes(k) || faultKinds.includes(k)).map((k) => [k, faults.filter((f) => f.kind === k).length])) as Record<FaultKind, number>;
   const report: RunReport = {
     seed: options.seed,
@@ -495,6 +554,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
     windows: policy === 'degrade' ? windows : [],
     sweepIntervalMs: SWEEP_EVERY_MS,
     staleness: policy === 'degrade' ? stalenessByKind(summary.staleReads, windows) : [],
+    outside,
   };
 
   if (options.logFile) {
@@ -508,6 +568,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         sweepIntervalMs: SWEEP_EVERY_MS,
         staleness: report.staleness,
         staleReads: summary.staleReads,
+        outside,
         extra,
         faults,
         records,
@@ -531,6 +592,7 @@ export function formatReport(report: RunReport): string[] {
     `seed ${report.seed}, policy ${report.policy}`,
     `operations: ${s.operations} answered (${s.failed} failed under faults, ${s.lost} lost with a killed worker); observations checked: ${s.observations}; commits: ${s.committed}; rollbacks: ${s.rolledBack}`,
     `faults injected: ${Object.entries(report.faultCounts).map(([k, n]) => `${k} ${n}`).join(', ')} (memcached evictions: ${report.evictions})`,
+    ...formatOutside(s, report.outside),
   ];
   if (report.policy === 'degrade') {
     lines.push(`stale reads within the degrade bound (allowed): ${s.allowedStale}`);
@@ -544,6 +606,17 @@ export function formatReport(report: RunReport): string[] {
 }
 
 const ms = (v: number | undefined): string => (v === undefined || Number.isNaN(v) ? '-' : `${Math.round(v)}`);
+
+/** The external writer's commits and the staleness they caused, against the bound (G13). */
+export function formatOutside(s: CheckSummary, bound: OutsideBound | undefined): string[] {
+  if (s.externalCommits === 0) return [];
+  const { sent, answered } = s.outsideStale;
+  const extended = bound ? bound.disturbances.length : 0;
+  return [
+    `external writer (plain pg): ${s.externalCommits} commits; reads of a value one had replaced, sent within the bound (W ${s.outsideBoundMs} ms after its COMMIT was acknowledged${extended > 0 ? `, extended past ${extended} follower-disturbing faults` : ''}): ${sent.n}` +
+      (sent.n > 0 ? `; sent p50/p99/max ${ms(sent.p50)}/${ms(sent.p99)}/${ms(sent.max)} ms after the acknowledgement (answered at most ${ms(answered.max)} ms after)` : ''),
+  ];
+}
 
 /** The measured `degrade` staleness, one line per fault kind that opened windows. */
 export function formatStaleness(staleness: readonly StalenessByKind[], sweepIntervalMs?: number): string[] {

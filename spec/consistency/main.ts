@@ -9,7 +9,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { PostgresCluster, createDatabase } from '../support/postgres-cluster.js';
 import { checkHistory, countByGuarantee, stalenessByKind } from './checker.js';
-import { FAULT_KINDS, OPTIONAL_FAULT_KINDS, formatReport, formatStaleness, runConsistency, type FaultKind } from './coordinator.js';
+import { FAULT_KINDS, OPTIONAL_FAULT_KINDS, formatOutside, formatReport, formatStaleness, runConsistency, type FaultKind } from './coordinator.js';
+import { DEFAULT_OUTSIDE_BOUND_MS } from './checker.js';
 
 const { values } = parseArgs({
   options: {
@@ -17,6 +18,9 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     policy: { type: 'string', default: 'strict' },
     workers: { type: 'string', default: '4' },
+    'external-writers': { type: 'string', default: '1' },
+    'outside-bound': { type: 'string', default: String(DEFAULT_OUTSIDE_BOUND_MS) },
+    'extra-reads': { type: 'string', default: '0' },
     faults: { type: 'string' },
     log: { type: 'string' },
     json: { type: 'string' },
@@ -32,9 +36,14 @@ if (values.help) {
   --duration SECONDS   how long the workload runs (default 60)
   --seed N             seed of the op mix and the fault schedule (default: random, printed)
   --policy P           strict, degrade or both (default strict)
-  --workers N          worker processes (default 4)
+  --workers N          worker processes (default 4), each an application with startXaCache (one follows the feed)
+  --external-writers N external writer processes: plain pg clients writing the cached tables (default 1; 0: none)
+  --outside-bound MS   W: a read may return a value an external commit replaced only if sent within W ms after
+                       the commit was acknowledged (extended past faults that disturb the follower); default ${DEFAULT_OUTSIDE_BOUND_MS}
   --faults LIST        comma-separated fault kinds, or none (default: all: ${FAULT_KINDS.join(', ')});
                        also ${OPTIONAL_FAULT_KINDS.join(', ')} (SIGSTOP/SIGCONT of a memcached) when named, or all+stall
+  --extra-reads SHARE  replace this share of the workers' ops by plain reads (default 0): fewer writes, so a value
+                       nobody invalidates stays cached longer (used with --unsafe skipOutsideChanges)
   --unsafe SWITCH      switch one safeguard off (fillWithoutLease, skipLog, …) to watch the checker catch it
   --log FILE           where to write the run's log (default .tmp/consistency/)
   --json FILE          write the reports (summary, faults, anomalies, degrade staleness per fault kind) as JSON
@@ -46,9 +55,10 @@ Exits 0 when no anomaly was found, 1 otherwise.`);
 
 if (values.recheck) {
   const log = JSON.parse(readFileSync(values.recheck, 'utf8'));
-  const summary = checkHistory(log.records, log.history, { windows: log.windows, extra: log.extra });
+  const summary = checkHistory(log.records, log.history, { windows: log.windows, extra: log.extra, outside: log.outside });
   console.log(`rechecked ${values.recheck}: ${summary.operations} operations, ${summary.observations} observations`);
   console.log(`anomalies: ${Object.entries(countByGuarantee(summary.anomalies)).map(([g, n]) => `${g} ${n}`).join(', ')}`);
+  for (const line of formatOutside(summary, log.outside)) console.log(line);
   for (const a of summary.anomalies.slice(0, 20)) console.log(`  ${a.guarantee}: ${a.what}`);
   for (const line of formatStaleness(stalenessByKind(summary.staleReads, log.windows ?? []), log.sweepIntervalMs)) console.log(line);
   process.exit(summary.anomalies.length > 0 ? 1 : 0);
@@ -73,6 +83,9 @@ try {
       policy,
       durationMs: Number(values.duration) * 1000,
       workers: Number(values.workers),
+      externalWriters: Number(values['external-writers']),
+      outsideBoundMs: Number(values['outside-bound']),
+      extraReads: Number(values['extra-reads']),
       faults:
         values.faults === undefined || values.faults === 'all'
           ? FAULT_KINDS

@@ -34,7 +34,11 @@ export type Op =
   | { kind: 'delete'; id: number }
   | { kind: 'multi'; ids: number[]; moveId: number | null; to: number; rollback: boolean }
   | { kind: 'savepoint'; outer: number; inner: number }
-  | { kind: 'rr'; ids: number[]; g: number; pauseMs: number };
+  | { kind: 'rr'; ids: number[]; g: number; pauseMs: number }
+  /** The external writer (a plain `pg` client, not the library): items' versions and tokens, in one transaction. */
+  | { kind: 'extUpdate'; ids: number[] }
+  /** The external writer: an item moved to group `to` (both groups' versions bumped, as a library move does). */
+  | { kind: 'extMove'; id: number; to: number };
 
 /** What a worker is asked to do at a protocol phase of this op's transaction (fault injection). */
 export type PhaseMode = 'crash-mid-promote' | 'hold-mid-promote' | undefined;
@@ -65,6 +69,8 @@ export interface OpResult {
   readonly ownWriteFailures?: string[];
   /** Keys its transaction committed without locking them (failure policy `degrade`; up to 20 per transaction). */
   readonly degraded?: string[];
+  /** The external writer: when its COMMIT was acknowledged (epoch ms, `performance.timeOrigin + performance.now()`). */
+  readonly ackAt?: number;
 }
 
 /** A small, seedable PRNG (mulberry32), so an op stream is reproducible from its seed. */
@@ -92,8 +98,17 @@ export class Rng {
   }
 }
 
-/** The op mix: about half reads (rows, collections, queries), half writes of every kind. */
-export function nextOp(rng: Rng, codeShare = 0.125): Op {
+/**
+ * The op mix: about half reads (rows, collections, queries), half writes of every kind. `extraReads` replaces that
+ * share of the ops with plain reads of rows and collections (0: the mix as is, the stream of a seed unchanged).
+ */
+export function nextOp(rng: Rng, codeShare = 0.125, extraReads = 0): Op {
+  if (extraReads > 0 && rng.next() < extraReads) {
+    const pick = rng.next();
+    if (pick < 0.6) return { kind: 'read', id: rng.int(1, ITEMS) };
+    if (pick < 0.8) return { kind: 'readMany', ids: rng.distinct(3, 1, ITEMS) };
+    return { kind: 'group', g: rng.int(1, GROUPS) };
+  }
   const r = rng.next();
   const id = rng.int(1, ITEMS);
   const g = rng.int(1, GROUPS);
@@ -124,5 +139,14 @@ export function nextOp(rng: Rng, codeShare = 0.125): Op {
   }
   return { kind: 'rr', ids: rng.distinct(3, 1, ITEMS), g, pauseMs: rng.int(5, 40) };
 }
+
+/** The external writer's mix: one or two items updated (three quarters), or an item moved to another group. */
+export function nextExternalOp(rng: Rng): Op {
+  if (rng.next() < 0.75) return { kind: 'extUpdate', ids: rng.distinct(rng.int(1, 2), 1, ITEMS) };
+  return { kind: 'extMove', id: rng.int(1, ITEMS), to: rng.int(1, GROUPS) };
+}
+
+/** Ops of the external writer, whose commits are held to the outside-writers bound (G13) rather than to G2. */
+export const isExternal = (op: Op): boolean => op.kind === 'extUpdate' || op.kind === 'extMove';
 
 export const isWrite = (op: Op): boolean => !['read', 'readMany', 'group', 'count', 'query', 'rr', 'byCode'].includes(op.kind);

@@ -1,7 +1,8 @@
 /**
  * A worker process of the consistency checker: its own MikroORM with the XA cache over the shared memcached and
- * PostgreSQL. It runs one operation at a time as the coordinator sends them over IPC and answers with what it
- * saw; it never decides whether something is an anomaly.
+ * PostgreSQL, started as an application starts it (`startXaCache` with its defaults: the workers elect one of them
+ * to follow the outside-changes feed). It runs one operation at a time as the coordinator sends them over IPC and
+ * answers with what it saw; it never decides whether something is an anomaly.
  *
  * Environment: MEMCACHED_SERVERS, DATABASE_URL (with application_name), NAMESPACE, LOG_TABLE, POLICY, LOCK_TTL, LEASE_TTL,
  * HOLD_MS, SWITCHES (JSON `unsafeTestSwitches`), REDIRECT (JSON `{ "<memcached port>": <proxy port> }`: this
@@ -13,6 +14,8 @@ import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { IsolationLevel, MikroORM, type EntityManager } from '@mikro-orm/postgresql';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
+import { startXaCache } from '../../lib/operations/start-xa-cache.js';
+import type { XaCacheRuntime } from '../../lib/operations/xa-cache-runtime.js';
 import type { UnsafeTestSwitches } from '../../lib/protocol/protocol-options.js';
 import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import type { Kysely } from 'kysely';
@@ -103,6 +106,19 @@ const orm = await MikroORM.init(
     },
   ),
 );
+
+/** Started as an application does; a fault in progress (a terminated backend) can fail it, so it is retried. */
+async function start(): Promise<XaCacheRuntime> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startXaCache(orm);
+    } catch (error) {
+      if (attempt >= 5) throw error;
+      await sleep(200);
+    }
+  }
+}
+const runtime = await start();
 
 class Rollback extends Error {}
 
@@ -413,6 +429,9 @@ async function run(op: Op, tokens: string[]): Promise<OpResult> {
       });
       return { ok: true, obs, token, rolledBack: [inner] };
     }
+    case 'extUpdate':
+    case 'extMove':
+      throw new Error(`${op.kind} is the external writer's (external-writer.ts), not an application's`);
     default: {
       const token = tokens[0] ?? randomUUID();
       // A recode swaps with the code's holder: read it now (unlocked), so it is locked with the item.
@@ -451,7 +470,10 @@ async function run(op: Op, tokens: string[]): Promise<OpResult> {
 
 process.on('message', (message: { type: string; seq: number; op: Op; tokens: string[]; mode?: PhaseMode }) => {
   if (message.type === 'quit') {
-    void orm.close(true).then(() => process.exit(0));
+    void runtime
+      .stop()
+      .then(() => orm.close(true))
+      .then(() => process.exit(0));
     return;
   }
   if (message.type !== 'op') return;
