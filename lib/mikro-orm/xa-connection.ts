@@ -118,9 +118,13 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     return this.#client as Kysely<T>;
   }
 
-  /** Applies the captured changes no prepare took (see `XaCache.applyOutsideChanges`). */
+  /**
+   * Applies the captured changes no prepare took (see `XaCache.applyOutsideChanges`), evicting as well what a
+   * follower claimed and has not finished: the caller (a Kysely write that just committed) must not return before
+   * its own change is applied, and a follower may have claimed it a moment after the commit.
+   */
   async applyOutsideChanges(): Promise<number> {
-    return this.cache.xa.applyOutsideChanges(await this.sqlRunner());
+    return this.cache.xa.applyOutsideChanges(await this.sqlRunner(), { evenClaimed: true });
   }
 
   /**

@@ -329,6 +329,30 @@ describe('writes PostgreSQL makes on its own are seen (database-side capture)', 
       expect(await kidIds(2)).to.deep.equal([1, 3]);
     });
 
+    it('outside any transaction, while another process claims each change the moment it commits and has not applied it yet', async () => {
+      // A follower that claimed our write's change a moment after its commit: the write must not return before its
+      // change is applied anyway (read-your-writes), so it evicts what others claimed too.
+      const claimer = new pg.Client({ connectionString: sharedServers().db });
+      await claimer.connect();
+      let claiming = true;
+      const claims = (async () => {
+        while (claiming) await claimer.query(`UPDATE xa_cache_log_changes SET claimed_until = clock_timestamp() + interval '30 seconds' WHERE claimed_until IS NULL`);
+      })();
+      try {
+        for (let i = 0; i < 15; i++) {
+          expect((await kid(1))?.name).to.not.equal(`v${i}`);
+          expect((await kid(1))?.name, 'cached').to.not.equal(`v${i}`);
+          await sqlIn(writer.em.fork() as EntityManager).updateTable('dw_kid').set({ name: `v${i}` }).where('id', '=', 1).execute();
+          expect((await kid(1))?.name, `write ${i}`).to.equal(`v${i}`);
+        }
+      } finally {
+        claiming = false;
+        await claims;
+        await claimer.query('DELETE FROM xa_cache_log_changes');
+        await claimer.end();
+      }
+    });
+
     it('outside any transaction', async () => {
       await warm();
       await sqlIn(writer.em.fork() as EntityManager).deleteFrom('dw_kid').where('id', '=', 3).execute();
