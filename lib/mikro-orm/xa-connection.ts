@@ -23,6 +23,8 @@ import { MANAGED_SESSION_SETTING } from '../protocol/write-capture.js';
 import { DATA_IDENTITY_COLUMNS, dataIdentityOf } from '../protocol/data-identity.js';
 
 type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
+/** Supplies a prepared cache transaction's committed row images, reading them inside `trx` (see `RowWriteThrough`). */
+export type WriteThroughHook = (trx: Transaction, tx: CacheTransaction) => Promise<number>;
 type BeginOptions = NonNullable<Parameters<PostgreSqlConnection['begin']>[0]>;
 
 const ANALYSIS_CACHE_SIZE = 2000;
@@ -49,6 +51,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   #client: unknown;
   #idleFlush: IdleLogFlush | undefined;
   #sessionOptions: pg.ClientConfig | undefined;
+  #writeThrough: WriteThroughHook | undefined;
 
   /** The adapter that owns the protocol; a clear error when the ORM was not configured with it. */
   get cache(): XaCacheAdapter {
@@ -139,6 +142,11 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     return (await this.getNativeClient()) as unknown as SqlRunner;
   }
 
+  /** @internal the driver, at init: after prepare and before COMMIT, the committed rows are read for promote to write. */
+  useWriteThrough(hook: WriteThroughHook): void {
+    this.#writeThrough = hook;
+  }
+
   /** The scope of a transaction this connection began; undefined for one it did not. */
   scopeOf(trx: Transaction | undefined): TransactionScope | undefined {
     return trx ? this.#scopes.get(trx as object) : undefined;
@@ -173,6 +181,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     await eventBroadcaster?.dispatchEvent(EventType.beforeTransactionCommit, ctx);
     const tx = scope.toCacheTransaction(this.cache.xa);
     await tx.prepare(transactionRunner(ctx));
+    await this.#supplyRowImages(ctx, tx);
     try {
       await ctx.commit().execute();
     } catch (error) {
@@ -217,6 +226,21 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     if (!scope) throw XaConfigError.foreignTransaction();
     scope.recordWrite(analysis.writes);
     return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+  }
+
+  /**
+   * Write-through: reads the rows the transaction wrote, inside it, after its writes and its prepare. A failed read
+   * aborted the database transaction (PostgreSQL would answer the COMMIT with a rollback): release and throw, as a
+   * failed prepare does.
+   */
+  async #supplyRowImages(ctx: Trx, tx: CacheTransaction): Promise<void> {
+    if (!this.#writeThrough || tx.captured.length === 0) return;
+    try {
+      await this.#writeThrough(ctx as unknown as Transaction, tx);
+    } catch (error) {
+      await tx.release();
+      throw error;
+    }
   }
 
   #log(level: 'warn' | 'error', message: string, error?: unknown): void {

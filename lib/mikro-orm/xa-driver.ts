@@ -2,6 +2,7 @@ import { helper, Utils, type MetadataStorage, type Configuration, type EntityPro
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
 import { captureDeriver } from './captured-keys.js';
+import { RowWriteThrough } from './write-through.js';
 import { captureTargetsOf } from './write-capture-setup.js';
 import { currentCall } from './call-context.js';
 import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
@@ -49,11 +50,24 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     // Every prepare takes what the database captured in its transaction and names its keys from this metadata.
     const cache = this.xaConnection.cache;
     cache.xa.useCapture(captureDeriver(metadata.getAll().values(), cache.xa.options.unsafeTestSwitches));
+    if (cache.options.writeThrough !== false) {
+      const rows = new RowWriteThrough(metadata.getAll().values());
+      const rowTtlSeconds = cache.rowTtlSeconds;
+      this.xaConnection.useWriteThrough((trx, tx) =>
+        rows.supply(tx, (meta, schema, ids) => this.#readInTransaction(meta, schema, ids, trx), { rowTtlSeconds, cacheable: (table) => cache.isCacheable(table) }),
+      );
+    }
     cache.captureGate.setCheck(async () => {
       const db = await this.xaConnection.sqlRunner();
       const targets = await captureTargetsOf(metadata.getAll().values(), db, cache.defaultSchema, { skipWildcard: true });
       return (await cache.xa.capture.missing(db, targets)).map((t) => `${t.schema}.${t.logicalTable ?? t.table}`);
     });
+  }
+
+  /** Rows by primary key inside a transaction, with the options of a fill (see `fillOptions`): what a fill would store. */
+  async #readInTransaction(meta: EntityMetadata, schema: string, ids: readonly unknown[], trx: Transaction): Promise<Row[]> {
+    const where = { [meta.primaryKeys[0] as string]: { $in: ids } };
+    return (await super.find(meta.class as EntityName<object>, where as never, { populate: [], orderBy: [], connectionType: 'write', ctx: trx, schema } as never)) as Row[];
   }
 
   /** The primary connection, which runs the protocol. */

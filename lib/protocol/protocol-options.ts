@@ -75,6 +75,8 @@ export interface UnsafeTestSwitches {
    * of a value a row gave up (an update) or took away (a delete) is left naming that row.
    */
   readonly forgetOldUniqueValues?: boolean;
+  /** Promote writes a transaction's known value even when another transaction joined its lock (ignores `lockIsConcurrent`). */
+  readonly writeThroughSharedLock?: boolean;
 }
 
 /** {@link ProtocolOptions} with every default applied. */
