@@ -52,10 +52,12 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     cache.xa.useCapture(captureDeriver(metadata.getAll().values(), cache.xa.options.unsafeTestSwitches));
     if (cache.options.writeThrough !== false) {
       const rows = new RowWriteThrough(metadata.getAll().values());
-      const rowTtlSeconds = cache.rowTtlSeconds;
-      this.xaConnection.useWriteThrough((trx, tx) =>
-        rows.supply(tx, (meta, schema, ids) => this.#readInTransaction(meta, schema, ids, trx), { rowTtlSeconds, cacheable: (table) => cache.isCacheable(table) }),
-      );
+      const cacheable = (table: string): boolean => cache.isCacheable(table);
+      const load = (trx: Transaction) => (meta: EntityMetadata, schema: string, ids: readonly unknown[]) => this.#readInTransaction(meta, schema, ids, trx);
+      this.xaConnection.useWriteThrough({
+        early: (trx, scope) => rows.readEarly(scope.namedRows, cache.xa, load(trx), cacheable),
+        supply: (trx, tx, early) => rows.supply(tx, early, cache.xa, load(trx), { rowTtlSeconds: cache.rowTtlSeconds, cacheable }),
+      });
     }
     cache.captureGate.setCheck(async () => {
       const db = await this.xaConnection.sqlRunner();
@@ -364,11 +366,11 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
   }
 
   override async nativeInsert<T extends object>(entityName: EntityName<T>, data: EntityDictionary<T>, options: NativeInsertUpdateOptions<T> = {}): Promise<QueryResult<T>> {
-    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsert(entityName, data, o));
+    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsert(entityName, data, o), this.#givenKeys(entityName as EntityName<object>, [data]));
   }
 
   override async nativeInsertMany<T extends object>(entityName: EntityName<T>, data: EntityDictionary<T>[], options: NativeInsertUpdateManyOptions<T> = {}, transform?: (sql: string) => string): Promise<QueryResult<T>> {
-    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsertMany(entityName, data, o, transform));
+    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsertMany(entityName, data, o, transform), this.#givenKeys(entityName as EntityName<object>, data));
   }
 
   override async nativeUpdate<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, data: EntityData<T>, options: NativeInsertUpdateOptions<T> & { upsert?: boolean } = {}): Promise<QueryResult<T>> {
@@ -388,20 +390,31 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     return this.#write(entityName as EntityName<object>, options, primaryKeysOf(meta, [where]), (o) => super.nativeDelete(entityName, where, o));
   }
 
+  /** The primary keys inserted rows are given in `data` (none when the database generates them: the capture names those). */
+  #givenKeys(entityName: EntityName<object>, data: readonly object[]): unknown[] {
+    const meta = this.metadata.get(entityName) as EntityMetadata;
+    if (meta.primaryKeys.length !== 1) return [];
+    const pk = meta.primaryKeys[0] as string;
+    return data.map((row) => (row as Record<string, unknown>)[pk]).filter((id) => id !== undefined && id !== null && (typeof id !== 'object' || id instanceof Date));
+  }
+
   /**
    * Every write of the driver: refuses writes to read-only cached entities, gives an autocommit write a
    * transaction of its own, and names the rows it changes by primary key where the `where` says, so prepare locks
    * them while its log statement runs. What the statement really changed reaches prepare through the database's
    * capture either way.
    */
-  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>): Promise<R> {
+  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>, inserted?: readonly unknown[]): Promise<R> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     if (entityCacheOf(meta)?.strategy === 'read-only') throw new ReadOnlyEntityError(meta.className);
-    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run));
+    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run, inserted));
     const scope = this.xaConnection.scopeOf(options.ctx as never);
-    if (ids && scope && entityCacheOf(meta)) {
+    if ((ids || inserted) && scope && entityCacheOf(meta)) {
       const table = this.#table(meta, this.getSchemaName(meta, options as never));
-      scope.invalidate(ids.map((id) => keys.row(table, pkString(id))));
+      const schema = table.slice(0, table.length - (meta.root ?? meta).tableName.length - 1);
+      if (ids) scope.invalidate(ids.map((id) => keys.row(table, pkString(id))));
+      // Write-through reads these rows before prepare (the capture still decides which of them were written).
+      scope.nameRows([...(ids ?? []), ...(inserted ?? [])].map((id) => [keys.row(table, pkString(id)), { meta, schema, id }]));
     }
     return run(options);
   }

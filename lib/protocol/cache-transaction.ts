@@ -9,7 +9,6 @@ import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
 import { regionCopies, unreachedRegions, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { CapturedChange, CapturedKeys } from './write-capture.js';
-import { currentGenerations } from './region-generations.js';
 
 /** Where a {@link CacheTransaction} is in its life. */
 export type CacheTransactionState = 'open' | 'prepared' | 'promoted' | 'released';
@@ -233,22 +232,20 @@ export class CacheTransaction {
   /**
    * Write-through: between prepare and the database COMMIT, gives the exact committed values of item keys this
    * transaction locked, so promote writes them instead of evicting (only where the lock was never shared: another
-   * writer's value may be newer). `load` runs inside the transaction, after every write of it, while one multi-get
-   * reads the generations of the values' regions; each value is recorded with the generations read here, before
-   * the COMMIT, so any region-wide write that commits after this one makes it stale, as it does a fill. A value is
-   * dropped (its key is evicted as before) when its region is written by this transaction itself or has no current
-   * generation (locked by another writer, absent, unreachable). Returns how many values promote will write.
+   * writer's value may be newer). Each value is recorded with `generations` of its regions, which the caller read
+   * (`XaCache.regionGenerations`) before the COMMIT: any region-wide write that commits afterwards makes it
+   * stale, as it does a fill. A value is dropped (its key is evicted as before) when one of its regions is written
+   * by this transaction itself or has no generation there (it was locked by another writer, absent or
+   * unreachable). Returns how many values promote will write.
    */
-  async supplyValues(regions: readonly string[], load: () => Promise<readonly SuppliedValue[]>): Promise<number> {
+  supplyValues(values: readonly SuppliedValue[], generations: ReadonlyMap<string, string>): number {
     if (this.#state !== 'prepared') throw new ProtocolStateError(this.id, this.#state, 'supplyValues');
-    const wanted = regions.filter((region) => !this.#regions.has(region));
-    const [generations, values] = await Promise.all([currentGenerations(this.ctx, wanted), load()]);
     let accepted = 0;
     for (const value of values) {
       if (!this.#items.has(value.key)) throw new TypeError(`supplyValues: ${value.key} is not a key of transaction ${this.id}`);
       const tagged = new Map<string, string>();
       for (const region of value.regions) {
-        const id = generations.get(region);
+        const id = this.#regions.has(region) ? undefined : generations.get(region);
         if (id !== undefined) tagged.set(region, id);
       }
       if (tagged.size !== value.regions.length) continue;

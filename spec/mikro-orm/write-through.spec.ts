@@ -190,6 +190,21 @@ describe('write-through of committed row images', function () {
     expect(read.amount).to.equal('1.5000');
   });
 
+  it('rows only the database names (raw SQL) are read after prepare and written through', async () => {
+    await orm.em.fork().findOneOrFail(Thing, 1);
+    await orm.em.fork().findOneOrFail(Thing, 2);
+    await orm.em.fork().transactional(async (em) => {
+      await em.execute(`UPDATE wt_thing SET name = 'raw', data = '{"k": [1, 2]}' WHERE id = 2`);
+    });
+    await settle();
+    sql.length = 0;
+    const read = await orm.em.fork().findOneOrFail(Thing, 2);
+    expect(sql).to.deep.equal([]);
+    expect(read.name).to.equal('raw');
+    expect(read.stamp).to.equal('stamped:raw');
+    expect(((await cached(2)) as Buffer).equals((await filled(2)) as Buffer)).to.equal(true);
+  });
+
   it('deletes evict', async () => {
     await orm.em.fork().findOneOrFail(Thing, 2);
     await orm.em.fork().transactional(async (em) => {
@@ -281,7 +296,8 @@ describe('write-through of committed row images', function () {
       for (const [i, tx] of txs.entries()) {
         tx.invalidate([rowKey(1)]);
         await tx.prepare(dbs[i]!.runner);
-        await tx.supplyValues([`rows:${TABLE}`], async () => [{ key: rowKey(1), payload: Buffer.from(`image ${i}`), regions: [`rows:${TABLE}`] }]);
+        const generations = await xa.regionGenerations([`rows:${TABLE}`]);
+        expect(tx.supplyValues([{ key: rowKey(1), payload: Buffer.from(`image ${i}`), regions: [`rows:${TABLE}`] }], generations)).to.equal(1);
       }
       for (const { db } of dbs) await db.query('COMMIT');
       await txs[1 - lastToPromote]!.promote();
