@@ -376,13 +376,13 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
   override async nativeUpdate<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, data: EntityData<T>, options: NativeInsertUpdateOptions<T> & { upsert?: boolean } = {}): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     const ids = options.upsert ? undefined : primaryKeysOf(meta, [where]);
-    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdate(entityName, where, data, o));
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdate(entityName, where, data, o), ids);
   }
 
   override async nativeUpdateMany<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>[], data: EntityData<T>[], options: NativeInsertUpdateManyOptions<T> & { upsert?: boolean } = {}, transform?: (sql: string, params: unknown[]) => string): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     const ids = options.upsert ? undefined : primaryKeysOf(meta, where);
-    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdateMany(entityName, where, data, o, transform as never));
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdateMany(entityName, where, data, o, transform as never), ids);
   }
 
   override async nativeDelete<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, options: DeleteOptions<T> = {}): Promise<QueryResult<T>> {
@@ -404,17 +404,18 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
    * them while its log statement runs. What the statement really changed reaches prepare through the database's
    * capture either way.
    */
-  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>, inserted?: readonly unknown[]): Promise<R> {
+  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>, written?: readonly unknown[]): Promise<R> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     if (entityCacheOf(meta)?.strategy === 'read-only') throw new ReadOnlyEntityError(meta.className);
-    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run, inserted));
+    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run, written));
     const scope = this.xaConnection.scopeOf(options.ctx as never);
-    if ((ids || inserted) && scope && entityCacheOf(meta)) {
+    if ((ids || written) && scope && entityCacheOf(meta)) {
       const table = this.#table(meta, this.getSchemaName(meta, options as never));
       const schema = table.slice(0, table.length - (meta.root ?? meta).tableName.length - 1);
       if (ids) scope.invalidate(ids.map((id) => keys.row(table, pkString(id))));
-      // Write-through reads these rows before prepare (the capture still decides which of them were written).
-      scope.nameRows([...(ids ?? []), ...(inserted ?? [])].map((id) => [keys.row(table, pkString(id)), { meta, schema, id }]));
+      // Rows an insert or update leaves in place: write-through reads them before prepare (the capture still
+      // decides which of them were written).
+      if (written) scope.nameRows(written.map((id) => [keys.row(table, pkString(id)), { meta, schema, id }]));
     }
     return run(options);
   }
