@@ -78,7 +78,8 @@ interface TableRows {
  * inheritance, or whose primary key does not print as readers key it; tables this process does not cache.
  */
 export class RowWriteThrough {
-  readonly #targets = new Map<string, Target>();
+  /** Entities by table name: several entities may map one table name in different schemas. */
+  readonly #targets = new Map<string, Target[]>();
 
   constructor(all: Iterable<EntityMetadata>) {
     for (const meta of all) {
@@ -88,8 +89,24 @@ export class RowWriteThrough {
       const pkProp = meta.primaryKeys[0] as string;
       const pk = meta.properties[pkProp];
       if (pk?.fieldNames?.length !== 1 || !keyedByText(pk)) continue;
-      this.#targets.set(meta.tableName, { meta, pkProp, pkColumn: pk.fieldNames[0] as string, ttlSeconds: settings.ttlSeconds });
+      const list = this.#targets.get(meta.tableName) ?? [];
+      list.push({ meta, pkProp, pkColumn: pk.fieldNames[0] as string, ttlSeconds: settings.ttlSeconds });
+      this.#targets.set(meta.tableName, list);
     }
+  }
+
+  /**
+   * The one entity whose rows table `table` of `schema` holds: one with that fixed schema, or one without a fixed
+   * schema (read with `schema` given). None when no entity, or more than one, could be it: the key is then evicted,
+   * since reading through another entity (another schema's table, other columns) would store rows under keys
+   * that name other data (G14).
+   */
+  #targetOf(schema: string, table: string): Target | undefined {
+    const candidates = (this.#targets.get(table) ?? []).filter((t) => {
+      const fixed = t.meta.schema && t.meta.schema !== '*' ? t.meta.schema : undefined;
+      return fixed === undefined || fixed === schema;
+    });
+    return candidates.length === 1 ? candidates[0] : undefined;
   }
 
   /**
@@ -99,7 +116,7 @@ export class RowWriteThrough {
   async readEarly(named: ReadonlyMap<string, NamedRow>, xa: XaCache, load: RowImageLoader, cacheable: (table: string) => boolean): Promise<EarlyImages> {
     const tables = new Map<string, TableRows>();
     for (const [key, row] of named) {
-      const target = this.#targets.get(row.meta.tableName);
+      const target = this.#targetOf(row.schema, row.meta.tableName);
       const table = `${row.schema}.${row.meta.tableName}`;
       if (!target || target.meta !== row.meta || !cacheable(table)) continue;
       let rows = tables.get(table);
@@ -167,7 +184,7 @@ export class RowWriteThrough {
     const byTable = new Map<string, TableRows>();
     for (const change of changes) {
       if (change.op !== 'INSERT' && change.op !== 'UPDATE') continue;
-      const target = this.#targets.get(change.table);
+      const target = this.#targetOf(change.schema, change.table);
       const images = change.newRows ?? [];
       if (!target || images.length === 0 || images.length > ROW_KEYS_PER_STATEMENT) continue;
       const table = `${change.schema}.${change.table}`;
