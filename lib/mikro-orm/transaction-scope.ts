@@ -1,6 +1,7 @@
 import type { CacheTransaction } from '../protocol/cache-transaction.js';
 import type { XaCache } from '../protocol/xa-cache.js';
 import { regions } from './cache-keys.js';
+import type { NamedRow } from './write-through.js';
 
 /** PostgreSQL isolation levels as MikroORM names them. */
 export type IsolationLevel = 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
@@ -16,6 +17,8 @@ export type IsolationLevel = 'read uncommitted' | 'read committed' | 'repeatable
 export class TransactionScope {
   readonly keys = new Set<string>();
   readonly regions = new Set<string>();
+  /** Rows of cached entities the ORM's writes named by primary key, by row key: write-through reads them early. */
+  readonly namedRows = new Map<string, NamedRow>();
 
   constructor(
     readonly isolation: IsolationLevel,
@@ -32,6 +35,11 @@ export class TransactionScope {
     for (const key of keys) this.keys.add(key);
   }
 
+  /** Records rows a write names by primary key, for write-through (they are locked through `invalidate` or the capture). */
+  nameRows(rows: Iterable<[string, NamedRow]>): void {
+    for (const [key, row] of rows) this.namedRows.set(key, row);
+  }
+
   /** Records a write statement on tables: results read from them are invalidated (rows: by the capture). */
   recordWrite(tables: readonly string[]): void {
     for (const table of tables) this.regions.add(regions.query(table));
@@ -46,6 +54,7 @@ export class TransactionScope {
   absorb(child: TransactionScope): void {
     for (const key of child.keys) this.keys.add(key);
     for (const region of child.regions) this.regions.add(region);
+    for (const [key, row] of child.namedRows) this.namedRows.set(key, row);
   }
 
   /** The cache transaction for the top-level COMMIT (which may still learn writes from the database's capture). */

@@ -34,6 +34,13 @@ export interface XaCacheOptions extends ProtocolOptions {
    * `ignore_startup_parameters`): every commit then notifies, which costs a follower run per commit.
    */
   markPoolSessions?: boolean;
+  /**
+   * Write-through (default true): after a commit, rows of cached entities the transaction inserted or updated hold
+   * their committed image instead of being evicted, so the next read is a hit. Costs one SELECT per table written,
+   * inside the transaction just before COMMIT (see docs/protocol.md, "Write-through"). Set false for write-heavy
+   * tables whose rows are rarely read again soon.
+   */
+  writeThrough?: boolean;
   /** Set by MikroORM from `resultCache.expiration`: default TTL of query results, in milliseconds. */
   expiration?: number;
 }
@@ -75,12 +82,13 @@ export class XaCacheAdapter implements CacheAdapter {
     if (!Array.isArray(options.servers) || options.servers.length === 0) throw XaConfigError.noServers();
     const rowTtl = options.rowTtlSeconds;
     if (rowTtl !== undefined && (!Number.isInteger(rowTtl) || rowTtl < 0)) throw XaConfigError.invalid('rowTtlSeconds', rowTtl, 'a whole number of seconds, 0 or more');
+    if (options.writeThrough !== undefined && typeof options.writeThrough !== 'boolean') throw XaConfigError.invalid('writeThrough', options.writeThrough, 'true or false');
     if (options.expiration !== undefined && (typeof options.expiration !== 'number' || !(options.expiration >= 0))) {
       throw XaConfigError.invalid('resultCache.expiration', options.expiration, 'a number of milliseconds, 0 or more');
     }
     this.options = options;
     this.#store = new MemcachedStore({ ...saslFromEnvironment(options.store), servers: options.servers, namespace: options.namespace });
-    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, markPoolSessions: _m, ...protocol } = options;
+    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, markPoolSessions: _m, writeThrough: _w, ...protocol } = options;
     this.xa = new XaCache(this.#store, { logNamespace: options.namespace ?? 'xa', ...protocol });
     this.searchPath = new SearchPathGuard(this.defaultSchema, this.xa.stats, () => this.xa.options.logger);
   }

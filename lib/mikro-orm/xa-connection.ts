@@ -8,6 +8,7 @@ import type { SqlRunner } from '../protocol/sql-runner.js';
 import { currentCall } from './call-context.js';
 import { statementTables, type StatementTables } from './sql-tables.js';
 import { TransactionScope, type IsolationLevel } from './transaction-scope.js';
+import type { EarlyImages } from './write-through.js';
 import { XaCacheAdapter } from './xa-cache-adapter.js';
 import { CommitOutcomeError, XaConfigError, type CommitOutcome } from './xa-errors.js';
 import { endFailedTransaction, releasingDialect } from './releasing-dialect.js';
@@ -23,6 +24,13 @@ import { MANAGED_SESSION_SETTING } from '../protocol/write-capture.js';
 import { DATA_IDENTITY_COLUMNS, dataIdentityOf } from '../protocol/data-identity.js';
 
 type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
+/** Write-through's two reads inside the committing transaction `trx` (see `RowWriteThrough`). */
+export interface WriteThroughHook {
+  /** Before prepare: the rows the ORM's writes named. */
+  early(trx: Transaction, scope: TransactionScope): Promise<EarlyImages>;
+  /** After prepare, before COMMIT: supplies the images of the rows the capture shows written. */
+  supply(trx: Transaction, tx: CacheTransaction, early: EarlyImages): Promise<number>;
+}
 type BeginOptions = NonNullable<Parameters<PostgreSqlConnection['begin']>[0]>;
 
 const ANALYSIS_CACHE_SIZE = 2000;
@@ -49,6 +57,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   #client: unknown;
   #idleFlush: IdleLogFlush | undefined;
   #sessionOptions: pg.ClientConfig | undefined;
+  #writeThrough: WriteThroughHook | undefined;
 
   /** The adapter that owns the protocol; a clear error when the ORM was not configured with it. */
   get cache(): XaCacheAdapter {
@@ -143,6 +152,11 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     return (await this.getNativeClient()) as unknown as SqlRunner;
   }
 
+  /** @internal the driver, at init: before COMMIT, the committed rows are read for promote to write. */
+  useWriteThrough(hook: WriteThroughHook): void {
+    this.#writeThrough = hook;
+  }
+
   /** The scope of a transaction this connection began; undefined for one it did not. */
   scopeOf(trx: Transaction | undefined): TransactionScope | undefined {
     return trx ? this.#scopes.get(trx as object) : undefined;
@@ -175,8 +189,10 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     }
     if (ctx.isRolledBack) return;
     await eventBroadcaster?.dispatchEvent(EventType.beforeTransactionCommit, ctx);
+    const early = await this.#writeThrough?.early(ctx as unknown as Transaction, scope);
     const tx = scope.toCacheTransaction(this.cache.xa);
     await tx.prepare(transactionRunner(ctx));
+    if (early) await this.#supplyRowImages(ctx, tx, early);
     try {
       await ctx.commit().execute();
     } catch (error) {
@@ -221,6 +237,21 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     if (!scope) throw XaConfigError.foreignTransaction();
     scope.recordWrite(analysis.writes);
     return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+  }
+
+  /**
+   * Write-through, after prepare: the images of the rows the transaction wrote (read before prepare, or now). A
+   * failed read aborted the database transaction (PostgreSQL would answer the COMMIT with a rollback): release and
+   * throw, as a failed prepare does.
+   */
+  async #supplyRowImages(ctx: Trx, tx: CacheTransaction, early: EarlyImages): Promise<void> {
+    if (!this.#writeThrough || tx.captured.length === 0) return;
+    try {
+      await this.#writeThrough.supply(ctx as unknown as Transaction, tx, early);
+    } catch (error) {
+      await tx.release();
+      throw error;
+    }
   }
 
   #log(level: 'warn' | 'error', message: string, error?: unknown): void {

@@ -2,6 +2,7 @@ import { helper, Utils, type MetadataStorage, type Configuration, type EntityPro
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
 import { captureDeriver } from './captured-keys.js';
+import { RowWriteThrough } from './write-through.js';
 import { captureTargetsOf } from './write-capture-setup.js';
 import { currentCall } from './call-context.js';
 import { entityCacheOf, type ResolvedEntityCache } from './entity-marker.js';
@@ -49,11 +50,26 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     // Every prepare takes what the database captured in its transaction and names its keys from this metadata.
     const cache = this.xaConnection.cache;
     cache.xa.useCapture(captureDeriver(metadata.getAll().values(), cache.xa.options.unsafeTestSwitches));
+    if (cache.options.writeThrough !== false) {
+      const rows = new RowWriteThrough(metadata.getAll().values());
+      const cacheable = (table: string): boolean => cache.isCacheable(table);
+      const load = (trx: Transaction) => (meta: EntityMetadata, schema: string, ids: readonly unknown[]) => this.#readInTransaction(meta, schema, ids, trx);
+      this.xaConnection.useWriteThrough({
+        early: (trx, scope) => rows.readEarly(scope.namedRows, cache.xa, load(trx), cacheable),
+        supply: (trx, tx, early) => rows.supply(tx, early, cache.xa, load(trx), { rowTtlSeconds: cache.rowTtlSeconds, cacheable }),
+      });
+    }
     cache.captureGate.setCheck(async () => {
       const db = await this.xaConnection.sqlRunner();
       const targets = await captureTargetsOf(metadata.getAll().values(), db, cache.defaultSchema, { skipWildcard: true });
       return (await cache.xa.capture.missing(db, targets)).map((t) => `${t.schema}.${t.logicalTable ?? t.table}`);
     });
+  }
+
+  /** Rows by primary key inside a transaction, with the options of a fill (see `fillOptions`): what a fill would store. */
+  async #readInTransaction(meta: EntityMetadata, schema: string, ids: readonly unknown[], trx: Transaction): Promise<Row[]> {
+    const where = { [meta.primaryKeys[0] as string]: { $in: ids } };
+    return (await super.find(meta.class as EntityName<object>, where as never, { populate: [], orderBy: [], connectionType: 'write', ctx: trx, schema } as never)) as Row[];
   }
 
   /** The primary connection, which runs the protocol. */
@@ -350,28 +366,36 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
   }
 
   override async nativeInsert<T extends object>(entityName: EntityName<T>, data: EntityDictionary<T>, options: NativeInsertUpdateOptions<T> = {}): Promise<QueryResult<T>> {
-    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsert(entityName, data, o));
+    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsert(entityName, data, o), this.#givenKeys(entityName as EntityName<object>, [data]));
   }
 
   override async nativeInsertMany<T extends object>(entityName: EntityName<T>, data: EntityDictionary<T>[], options: NativeInsertUpdateManyOptions<T> = {}, transform?: (sql: string) => string): Promise<QueryResult<T>> {
-    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsertMany(entityName, data, o, transform));
+    return this.#write(entityName as EntityName<object>, options, [], (o) => super.nativeInsertMany(entityName, data, o, transform), this.#givenKeys(entityName as EntityName<object>, data));
   }
 
   override async nativeUpdate<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, data: EntityData<T>, options: NativeInsertUpdateOptions<T> & { upsert?: boolean } = {}): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     const ids = options.upsert ? undefined : primaryKeysOf(meta, [where]);
-    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdate(entityName, where, data, o));
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdate(entityName, where, data, o), ids);
   }
 
   override async nativeUpdateMany<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>[], data: EntityData<T>[], options: NativeInsertUpdateManyOptions<T> & { upsert?: boolean } = {}, transform?: (sql: string, params: unknown[]) => string): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     const ids = options.upsert ? undefined : primaryKeysOf(meta, where);
-    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdateMany(entityName, where, data, o, transform as never));
+    return this.#write(entityName as EntityName<object>, options, ids, (o) => super.nativeUpdateMany(entityName, where, data, o, transform as never), ids);
   }
 
   override async nativeDelete<T extends object>(entityName: EntityName<T>, where: FilterQuery<T>, options: DeleteOptions<T> = {}): Promise<QueryResult<T>> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     return this.#write(entityName as EntityName<object>, options, primaryKeysOf(meta, [where]), (o) => super.nativeDelete(entityName, where, o));
+  }
+
+  /** The primary keys inserted rows are given in `data` (none when the database generates them: the capture names those). */
+  #givenKeys(entityName: EntityName<object>, data: readonly object[]): unknown[] {
+    const meta = this.metadata.get(entityName) as EntityMetadata;
+    if (meta.primaryKeys.length !== 1) return [];
+    const pk = meta.primaryKeys[0] as string;
+    return data.map((row) => (row as Record<string, unknown>)[pk]).filter((id) => id !== undefined && id !== null && (typeof id !== 'object' || id instanceof Date));
   }
 
   /**
@@ -380,14 +404,18 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
    * them while its log statement runs. What the statement really changed reaches prepare through the database's
    * capture either way.
    */
-  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>): Promise<R> {
+  async #write<O extends { ctx?: unknown; schema?: string }, R>(entityName: EntityName<object>, options: O, ids: readonly unknown[] | undefined, run: (options: O) => Promise<R>, written?: readonly unknown[]): Promise<R> {
     const meta = this.metadata.get(entityName) as EntityMetadata;
     if (entityCacheOf(meta)?.strategy === 'read-only') throw new ReadOnlyEntityError(meta.className);
-    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run));
+    if (!options.ctx) return this.xaConnection.transactional((trx) => this.#write(entityName, { ...options, ctx: trx }, ids, run, written));
     const scope = this.xaConnection.scopeOf(options.ctx as never);
-    if (ids && scope && entityCacheOf(meta)) {
+    if ((ids || written) && scope && entityCacheOf(meta)) {
       const table = this.#table(meta, this.getSchemaName(meta, options as never));
-      scope.invalidate(ids.map((id) => keys.row(table, pkString(id))));
+      const schema = table.slice(0, table.length - (meta.root ?? meta).tableName.length - 1);
+      if (ids) scope.invalidate(ids.map((id) => keys.row(table, pkString(id))));
+      // Rows an insert or update leaves in place: write-through reads them before prepare (the capture still
+      // decides which of them were written).
+      if (written) scope.nameRows(written.map((id) => [keys.row(table, pkString(id)), { meta, schema, id }]));
     }
     return run(options);
   }

@@ -1,7 +1,7 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
 import { lockHolders } from './entry.js';
-import { combineGenerations, isSpreadRegion, regionReadKeys, type ProtocolContext } from './protocol-context.js';
+import { combineGenerations, generationGroup, regionReadKeys, type ProtocolContext } from './protocol-context.js';
 import type { OperationEnd } from './cache-observer.js';
 import { RegionStats, regionLabel } from './cache-stats.js';
 
@@ -125,7 +125,7 @@ export class CacheReader {
     for (const key of regions.length > 0 ? keys : NO_REGIONS) {
       const mine: string[] = [];
       for (const region of regions) {
-        const group = isSpreadRegion(region) ? `${region}\n${store.serverFor(key)}` : region;
+        const group = generationGroup(region, key, store);
         if (!groups.has(group)) groups.set(group, regionReadKeys(region, key, store));
         mine.push(group);
       }

@@ -3,12 +3,12 @@ import type { StoreOp } from '../store/cache-store.js';
 import type { StoreError } from '../store/store-errors.js';
 import type { KnownState, TransitionOutcome } from './cas-batch.js';
 import { applyTransitions } from './cas-batch.js';
-import type { DecodedEntry, Entry } from './entry.js';
+import { lockHolders, type DecodedEntry, type Entry } from './entry.js';
 import { prepareTransition, promoteTransition, releaseTransition, type KeyRole, type Transition } from './key-transitions.js';
 import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
-import { regionWriteKeys, unreachedRegions, type ProtocolContext } from './protocol-context.js';
+import { generationGroup, regionWriteKeys, unreachedRegions, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
-import type { CapturedKeys } from './write-capture.js';
+import type { CapturedChange, CapturedKeys } from './write-capture.js';
 
 /** Where a {@link CacheTransaction} is in its life. */
 export type CacheTransactionState = 'open' | 'prepared' | 'promoted' | 'released';
@@ -22,6 +22,16 @@ export interface CompletionReport {
   readonly evicted: number;
   /** Keys that could not be reached; lock expiry and the sweeper take care of them. */
   readonly unresolved: number;
+}
+
+/** A value learnt after prepare: the committed image of an item key the transaction locked (see {@link CacheTransaction.supplyValues}). */
+export interface SuppliedValue {
+  readonly key: string;
+  readonly payload: Buffer;
+  /** The value's TTL; default `valueTtlSeconds`. */
+  readonly ttlSeconds?: number;
+  /** The regions readers validate the value against (a row: its table's row region), recorded with their generations. */
+  readonly regions: readonly string[];
 }
 
 const CARRIED_DONE_IDS = 500;
@@ -54,6 +64,7 @@ export class CacheTransaction {
   /** How long prepare took, when observed: part of the commit overhead reported with promote. */
   #prepareMs = 0;
   #xid: string | undefined;
+  #captured: readonly CapturedChange[] = [];
 
   /** @internal built by `XaCache.begin()` */
   constructor(private readonly ctx: ProtocolContext) {}
@@ -66,6 +77,11 @@ export class CacheTransaction {
   /** PostgreSQL's id of the database transaction, known after prepare. */
   get xid(): string | undefined {
     return this.#xid;
+  }
+
+  /** What the database captured in this transaction, taken at prepare (empty before, or without the capture). */
+  get captured(): readonly CapturedChange[] {
+    return this.#captured;
   }
 
   /** True when the `degrade` policy let it commit although some keys could not be locked. */
@@ -138,6 +154,7 @@ export class CacheTransaction {
     if (this.isEmpty) {
       if (!hook) return;
       const captured = await hook.capture.take(db);
+      this.#captured = captured;
       if (captured.length === 0 || !this.#addDerived(hook.derive(captured))) return;
       this.ctx.stats.capturedKeys += this.#items.size + this.#regions.size;
       return this.#prepareNamed(db, undefined);
@@ -161,6 +178,7 @@ export class CacheTransaction {
       throw recorded.reason;
     }
     this.#xid = recorded.value.xid;
+    if (hook) this.#captured = recorded.value.captured;
     if (locked.status === 'rejected') {
       await this.release();
       throw locked.reason;
@@ -211,6 +229,33 @@ export class CacheTransaction {
     return this.#items.size + this.#regions.size > size;
   }
 
+  /**
+   * Write-through: between prepare and the database COMMIT, gives the exact committed values of item keys this
+   * transaction locked, so promote writes them instead of evicting (only where the lock was never shared: another
+   * writer's value may be newer). Each value is recorded with `generations` of its regions, which the caller read
+   * (`XaCache.regionGenerations`) before the COMMIT: any region-wide write that commits afterwards makes it
+   * stale, as it does a fill. A value is dropped (its key is evicted as before) when one of its regions is written
+   * by this transaction itself or has no generation there (it was locked by another writer, absent or
+   * unreachable). Returns how many values promote will write.
+   */
+  supplyValues(values: readonly SuppliedValue[], generations: ReadonlyMap<string, string>): number {
+    if (this.#state !== 'prepared') throw new ProtocolStateError(this.id, this.#state, 'supplyValues');
+    let accepted = 0;
+    for (const value of values) {
+      if (!this.#items.has(value.key)) throw new TypeError(`supplyValues: ${value.key} is not a key of transaction ${this.id}`);
+      const tagged = new Map<string, string>();
+      for (const region of value.regions) {
+        const id = this.#regions.has(region) ? undefined : generations.get(generationGroup(region, value.key, this.ctx.store));
+        if (id !== undefined) tagged.set(region, id);
+      }
+      if (tagged.size !== value.regions.length) continue;
+      this.#items.set(value.key, { kind: 'value', generations: tagged, payload: value.payload });
+      if (value.ttlSeconds !== undefined) this.#valueTtls.set(value.key, value.ttlSeconds);
+      accepted++;
+    }
+    return accepted;
+  }
+
   /** Phase two after COMMIT: writes known values, evicts the rest, and queues the log row for lazy deletion. */
   async promote(): Promise<CompletionReport> {
     if (!this.ctx.stats.observed) return this.#promote();
@@ -233,7 +278,14 @@ export class CacheTransaction {
     // Our committed statement deleted these rows: they are gone for good.
     this.#carriedDone = [];
     if (this.isEmpty) return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
-    const decide = (key: string, role: KeyRole, current: DecodedEntry | undefined): Transition => promoteTransition(current, this.id, role, this.#items.get(key));
+    const sharedLockWrites = this.ctx.options.unsafeTestSwitches.writeThroughSharedLock === true;
+    const decide = (key: string, role: KeyRole, current: DecodedEntry | undefined): Transition => {
+      const value = this.#items.get(key);
+      // `writeThroughSharedLock` (a test switch, the bug the checkers must catch): the last holder writes its
+      // value even if another writer joined the lock, whose commit may be the newer one.
+      if (sharedLockWrites && role === 'item' && value && current?.kind === 'lock' && lockHolders(current).join() === this.id) return { action: 'write', entry: value, ttl: 'value' };
+      return promoteTransition(current, this.id, role, value);
+    };
     if (this.ctx.options.unsafeTestSwitches.promoteWithoutCas) return this.#promoteBlindly();
     const hook = this.ctx.options.midPromoteHook;
     let outcomes: Map<string, TransitionOutcome>;

@@ -98,6 +98,14 @@ export function regionWriteKeys(region: string, store: Pick<CacheStore, 'serverF
   return isSpreadRegion(region) ? store.servers.map((server) => spreadCopyOn(region, server, store)) : regionCopies(region, store);
 }
 
+/**
+ * Which generation of a region an item's value records: the region's (combined) generation for a paired region,
+ * its server's copy's for a spread one. Names the entries of `currentGenerations` and groups a reader's copies.
+ */
+export function generationGroup(region: string, item: string, store: Pick<CacheStore, 'serverFor'>): string {
+  return isSpreadRegion(region) ? `${region}\n${store.serverFor(item)}` : region;
+}
+
 /** The store keys a reader of `item` checks for a region: every copy of a paired region, its server's copy of a spread one. */
 export function regionReadKeys(region: string, item: string, store: Pick<CacheStore, 'serverFor' | 'servers'>): string[] {
   return isSpreadRegion(region) ? [spreadCopyOn(region, store.serverFor(item), store)] : regionCopies(region, store);

@@ -80,6 +80,8 @@ export interface UnsafeTestSwitches {
    * never applied: the follower and the Kysely autocommit path evict nothing, as if no follower ran.
    */
   readonly skipOutsideChanges?: boolean;
+  /** Promote writes a transaction's known value even when another transaction joined its lock (ignores `lockIsConcurrent`). */
+  readonly writeThroughSharedLock?: boolean;
 }
 
 /** {@link ProtocolOptions} with every default applied. */

@@ -4,6 +4,7 @@ import { applyTransitions } from './cas-batch.js';
 import { promoteTransition } from './key-transitions.js';
 import { CacheReader } from './cache-reader.js';
 import { CacheStats } from './cache-stats.js';
+import { currentGenerations } from './region-generations.js';
 import { CacheTransaction } from './cache-transaction.js';
 import type { TransitionTtls } from './cas-batch.js';
 import { listInDoubt, type InDoubtTransaction } from './in-doubt.js';
@@ -85,6 +86,14 @@ export class XaCache {
    */
   scopeTo(scope: string): void {
     this.#codec.setScope(scope);
+  }
+
+  /**
+   * The current generation of each region, as a reader would record it (see `currentGenerations`): for values a
+   * transaction supplies to promote (`CacheTransaction.supplyValues`), read before its COMMIT.
+   */
+  regionGenerations(regions: readonly string[]): Promise<Map<string, string>> {
+    return currentGenerations(this.#ctx, regions);
   }
 
   /** Starts the cache side of a database transaction. */

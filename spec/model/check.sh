@@ -27,6 +27,8 @@ runs=(
   "NO_LOCK|fail|-DNO_LOCK|mutation: prepare takes no lock"
   "NO_CONCURRENT_FLAG|fail|-DNO_CONCURRENT_FLAG|mutation: last holder of a shared lock writes its value"
   "NO_REGION_LOCK|fail|-DREGION -DNO_REGION_LOCK|mutation: prepare does not lock the region key"
+  "correct-write-through|pass|-DREGION -DWRITE_THROUGH|write-through: a row promoted with its region generation, racing a region-wide writer"
+  "WT_TAG_AT_PROMOTE|fail|-DREGION -DWRITE_THROUGH -DWT_TAG_AT_PROMOTE|mutation: written-through value tagged with the generation read after COMMIT"
   "known-limit|fail|-DNO_TTL_ASSUMPTION|documented known limit: lock dropped before COMMIT (expected trail)"
 )
 if [ "${FULL:-}" = "1" ]; then

@@ -30,8 +30,15 @@
  *   -DNO_LOCK             prepare does nothing: no lock is taken before COMMIT
  *   -DNO_CONCURRENT_FLAG  the last holder of a lock that was ever shared still writes its value
  *   -DNO_REGION_LOCK      (with -DREGION) prepare does not lock the region key
+ *   -DWT_TAG_AT_PROMOTE   (with -DWRITE_THROUGH) the written-through value is tagged with the region generation
+ *                         read at promote, after COMMIT, instead of before it
  * Other switches:
  *   -DREGION              check the region key and a cached query result instead of the item key
+ *   -DWRITE_THROUGH       (with -DREGION) writer 0 writes the row through instead of the table: it locks the
+ *                         value key (QRES, here a row validated against its table's row region), reads the
+ *                         region's generation before its COMMIT and promotes VALUE(its version, that
+ *                         generation); writer 1 stays a region-wide writer (a TRUNCATE, a 300-row UPDATE)
+ *                         that locks only the region key
  *   -DFINE_GRAIN          split every step into its separate round trips (see "Granularity" below)
  *   -DNO_TTL_ASSUMPTION   also expect protection for a commit whose lock memcached dropped before COMMIT;
  *                         SPIN then shows the documented known limit (docs/protocol.md "Known limits")
@@ -92,10 +99,14 @@ typedef Cell {
 #define RKEY 2   /* the table's region key r:<table> (REGION only) */
 #ifdef REGION
 #define NKEYS 3
-#define WKEY RKEY   /* the key writers lock */
+#ifdef WRITE_THROUGH
+#define WK(w) ((w) == 0 -> QRES : RKEY)   /* writer 0 writes the row through, writer 1 the whole table */
+#else
+#define WK(w) RKEY  /* the key writers lock */
+#endif
 #else
 #define NKEYS 1
-#define WKEY ITEM
+#define WK(w) ITEM
 #endif
 
 Cell cell[NKEYS];
@@ -266,9 +277,9 @@ inline decide(key, w) {
             if
             :: key == RKEY -> act = A_NEWGEN              /* regions: a new generation */
 #ifdef NO_CONCURRENT_FLAG
-            :: key != RKEY && mode == M_PROMOTE -> PUT(VALUE, me, 0, 0, 0)  /* BUG: even if ever shared */
+            :: key != RKEY && mode == M_PROMOTE && (key != QRES || tag != 0) -> PUT(VALUE, me, tag, 0, 0)  /* BUG: even if ever shared */
 #else
-            :: key != RKEY && mode == M_PROMOTE && !ec -> PUT(VALUE, me, 0, 0, 0)  /* never shared */
+            :: key != RKEY && mode == M_PROMOTE && !ec && (key != QRES || tag != 0) -> PUT(VALUE, me, tag, 0, 0)  /* never shared */
 #endif
             :: else -> act = A_DEL                        /* evict */
             fi
@@ -341,15 +352,37 @@ inline apply(key) {
  * Writer w: one database transaction that changes the row (and, with REGION, writes the table).  It knows
  * its exact new value (`put`), the demanding case: promote may write that value into the cache.
  * ------------------------------------------------------------------------------------------------------ */
+/* Write-through: the get of the region key's generation (0 when it holds none). */
+#define READ_TAG \
+  d_step { if :: cell[RKEY].kind == GEN -> tag = cell[RKEY].val :: else -> tag = 0 fi; \
+           printf("writer 0 reads the region's generation: %d\n", tag) }
+
 proctype Writer(byte w) {
   byte self = w; byte ek, ev, eg, eh; bool ec; bool ok;
   byte mode, act, nk, nv, ng, nh; bool nc, fresh;
   byte me;
+  byte tag;  /* WRITE_THROUGH: the region generation its value is recorded with (0: none, evict instead) */
+  bool early;  /* WRITE_THROUGH: it was read before prepare */
 
   /* 1. prepare, inside the transaction just before COMMIT: lock the key.  The log row is inserted by
    *    the same transaction, so it becomes durable exactly at the COMMIT below (modelled there). */
+#if defined(WRITE_THROUGH) && !defined(WT_TAG_AT_PROMOTE)
+  /* write-through: one get of the region key before COMMIT (region-generations.ts), either before prepare (rows
+   * the ORM named, read early) or after it (rows only the capture named); a lock, an absent key: no generation,
+   * and promote evicts instead of writing */
+  if
+  :: w == 0 -> early = true; READ_TAG
+  :: skip
+  fi;
+#endif
 #if !defined(NO_LOCK) && !(defined(REGION) && defined(NO_REGION_LOCK))
-  TRANSITION(WKEY, w, M_PREPARE);
+  TRANSITION(WK(w), w, M_PREPARE);
+#endif
+#if defined(WRITE_THROUGH) && !defined(WT_TAG_AT_PROMOTE)
+  if
+  :: w == 0 && !early -> READ_TAG
+  :: else -> skip
+  fi;
 #endif
   CRASH;
   if
@@ -372,13 +405,19 @@ proctype Writer(byte w) {
      d_step { mc_set(ITEM, VALUE, me, 0, 0, 0);     /* BUG: a plain set, whatever the key holds */
               printf("writer %d promote: set VALUE(v%d)\n", w, me) };
 #else
-     TRANSITION(WKEY, w, M_PROMOTE);
+#ifdef WT_TAG_AT_PROMOTE
+     if   /* BUG: the generation read after COMMIT may already be one a later region-wide commit made */
+     :: w == 0 -> READ_TAG
+     :: else -> skip
+     fi;
+#endif
+     TRANSITION(WK(w), w, M_PROMOTE);
 #endif
      d_step { settle(me); printf("writer %d: commit returned (v%d)\n", w, me); finished++; me = 0 }
                                                     /* the commit call returns: G2 from here */
   :: /* 2'. ROLLBACK, then release. */
      printf("writer %d ROLLBACK\n", w);
-     TRANSITION(WKEY, w, M_RELEASE);
+     TRANSITION(WK(w), w, M_RELEASE);
      d_step { finished++ }
   fi;
   goto end;
@@ -474,7 +513,8 @@ proctype Reader(byte r) {
        rk = cell[RKEY].kind; rv = cell[RKEY].val;
        if
        :: rk == GEN && ek == VALUE && eg == rv -> SERVE(ev, floor)   /* hit: current generation */
-       :: rk == LOCK || ek == LEASE -> skip                 /* region locked / being filled: database */
+       :: rk == LOCK || ek == LEASE || ek == LOCK -> skip   /* region locked / being filled / row locked
+                                                               (WRITE_THROUGH): database, no fill */
        :: else ->
             /* a miss: absent, or stale (read under an older generation) */
             curgen = rv;
@@ -525,7 +565,7 @@ proctype Reader(byte r) {
   finished++
 }
 
-#define SWEEP_ROW TRANSITION(WKEY, w, M_SWEEP); d_step { logrow[w] = false; settle(committedv[w]); w = 0 }
+#define SWEEP_ROW TRANSITION(WK(w), w, M_SWEEP); d_step { logrow[w] = false; settle(committedv[w]); w = 0 }
 
 /* ------------------------------------------------------------------------------------------------------
  * Recovery sweeper (recovery-sweeper.ts): for each log row -- a committed transaction whose promote may not
@@ -538,6 +578,7 @@ proctype Sweeper() {
   byte self = NW + NR; byte ek, ev, eg, eh; bool ec; bool ok;
   byte mode, act, nk, nv, ng, nh; bool nc, fresh;
   byte me;   /* unused: the sweeper never has a value */
+  byte tag;  /* unused */
   byte w;
   do
   :: logrow[0] -> w = 0; SWEEP_ROW
@@ -551,7 +592,8 @@ proctype Sweeper() {
 #else
   assert(cell[ITEM].kind != LEASE);
 #endif
-  assert(cell[WKEY].kind != LOCK || (cell[WKEY].holders & ~crashedmask) == 0)
+  assert(cell[WK(0)].kind != LOCK || (cell[WK(0)].holders & ~crashedmask) == 0);
+  assert(cell[WK(1)].kind != LOCK || (cell[WK(1)].holders & ~crashedmask) == 0)
 }
 
 /* ------------------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ describe('concurrent writers and readers over a small key set', function () {
     ['fillWithoutLease', 'stale'],
     ['promoteWithoutCas', 'stale'],
     ['rollbackAsCommit', 'dirty'],
+    // Write-through's rule: the last holder of a lock another writer joined may hold the older value.
+    ['writeThroughSharedLock', 'stale'],
   ];
   for (const [safeguard, anomaly] of mutations) {
     it(`catches the ${anomaly} reads that follow when ${safeguard} switches a safeguard off`, async () => {
