@@ -65,6 +65,8 @@ export interface RunOptions {
   readonly codeShare?: number;
   /** Share of the workers' reads of the hot tables that the database answers 1-8 ms late. Default 0.15. */
   readonly slowReads?: number;
+  /** The workers' `writeThrough` option. Default true. */
+  readonly writeThrough?: boolean;
   /**
    * Share of the workers' ops replaced by plain reads of rows and collections, on top of the mix (default 0): fewer
    * writes of the application, so a value nobody invalidates stays cached longer (the `skipOutsideChanges` check).
@@ -240,6 +242,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         MEMCACHED_SERVERS: addresses.join(','),
         DATABASE_URL: workerUrl.toString(),
         SLOW_READS: String(options.slowReads ?? 0.15),
+        WRITE_THROUGH: options.writeThrough === false ? 'off' : 'on',
         PGAPPNAME: APP, // MikroORM drops URL parameters; node-postgres reads this
         NAMESPACE: namespace,
         LOG_TABLE: LOG_TABLE,
