@@ -6,7 +6,7 @@ import type { OperationEnd } from './cache-observer.js';
 import { RegionStats, regionLabel } from './cache-stats.js';
 
 /** Why a read was not served from the cache. */
-export type MissReason = 'absent' | 'locked' | 'leased' | 'stale' | 'foreign' | 'unavailable' | 'region-locked';
+export type MissReason = 'absent' | 'locked' | 'leased' | 'stale' | 'foreign' | 'unavailable' | 'region-locked' | 'unguarded';
 
 /**
  * Permission to fill a key after reading the database, valid only while nothing touched the key (or its regions)
@@ -63,6 +63,12 @@ export interface ReadOptions {
   readonly accept?: (payload: Buffer, key: string) => PayloadVerdict;
   /** Leave the statistics alone (a re-validation, not a read of its own). */
   readonly uncounted?: boolean;
+  /**
+   * A key read in the same round trip whose bytes must satisfy `holds` for anything to be served or leased (a
+   * conjunction scheme set, see `conjunction-schemes.ts`). When it does not hold, or its server did not answer,
+   * every key is a miss with reason `unguarded` and no lease: the caller reads again under other regions.
+   */
+  readonly guard?: { readonly key: string; holds(bytes: Buffer | undefined): boolean };
 }
 
 const NO_REGIONS: readonly string[] = [];
@@ -107,7 +113,8 @@ export class CacheReader {
     const label = regionLabel(regions, options.label);
     const perRegion = label ? stats.region(label) : UNCOUNTED;
     const end = stats.observed ? stats.start('read', { keys: keys.length, region: label }) : undefined;
-    const fetched = await store.getMulti(regionKeys.length > 0 ? [...keys, ...regionKeys] : keys);
+    const guardKeys = options.guard ? [options.guard.key] : [];
+    const fetched = await store.getMulti(regionKeys.length > 0 || options.guard ? [...keys, ...regionKeys, ...guardKeys] : keys);
 
     // Current generation of every region (of its copies, combined), or why none can be trusted.
     const generations = new Map<string, string>();
@@ -133,6 +140,7 @@ export class CacheReader {
       }
       generations.set(region, combineGenerations(ids));
     });
+    if (options.guard && (fetched.failed.has(options.guard.key) || !options.guard.holds(fetched.items.get(options.guard.key)?.value))) regionProblem = 'unguarded';
 
     const reads = new Map<string, CacheRead>();
     const storedRegions = new Map<string, string[]>();

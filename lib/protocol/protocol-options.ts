@@ -75,6 +75,11 @@ export interface UnsafeTestSwitches {
    * of a value a row gave up (an update) or took away (a delete) is left naming that row.
    */
   readonly forgetOldUniqueValues?: boolean;
+  /**
+   * Updates renew the conjunction regions of their rows' new values only: a result of a predicate a row moved out
+   * of keeps being served.
+   */
+  readonly forgetOldConjunctions?: boolean;
 }
 
 /** {@link ProtocolOptions} with every default applied. */
