@@ -48,6 +48,11 @@ export interface RunOptions {
   readonly lockTtlSeconds?: number;
   /** Share of the op mix that looks items up by code or gives items other codes. Default 0.125. */
   readonly codeShare?: number;
+  /**
+   * Share of the op mix that caches `find(CItem, { grp })` (a conjunction) and moves items between groups, in and out
+   * of those predicates. Default 0 (the general mix has both too).
+   */
+  readonly predicateShare?: number;
   /** Share of the workers' reads of the hot tables that the database answers 1-8 ms late. Default 0.15. */
   readonly slowReads?: number;
   /** Where to write the log (JSON: options, every op, faults, history, verdict). */
@@ -262,7 +267,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         continue;
       }
       await slot.ready?.catch(() => undefined);
-      const op: Op = nextOp(rng, options.codeShare);
+      const op: Op = nextOp(rng, options.codeShare, options.predicateShare);
       const tokens = isWrite(op) ? [randomUUID(), randomUUID()] : [];
       const mode = isWrite(op) ? slot.nextMode : undefined;
       if (mode) slot.nextMode = undefined;

@@ -93,11 +93,13 @@ export class Rng {
 }
 
 /** The op mix: about half reads (rows, collections, queries), half writes of every kind. */
-export function nextOp(rng: Rng, codeShare = 0.125): Op {
+export function nextOp(rng: Rng, codeShare = 0.125, predicateShare = 0): Op {
   const r = rng.next();
   const id = rng.int(1, ITEMS);
   const g = rng.int(1, GROUPS);
   const code = rng.pick(CODES);
+  // Cached queries of one group (a conjunction, docs/usage.md) while items move in and out of groups.
+  if (predicateShare > 0 && rng.next() < predicateShare) return r < 0.7 ? { kind: 'query', g } : { kind: 'move', id, to: g };
   // Lookups by the unique key and writes that change which item holds a code: an eighth of the mix by default.
   if (rng.next() < codeShare) {
     if (r < 0.65) return { kind: 'byCode', codes: rng.next() < 0.75 ? [code] : [...new Set([code, rng.pick(CODES)])] };
