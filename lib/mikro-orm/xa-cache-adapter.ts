@@ -37,6 +37,12 @@ export interface XaCacheOptions extends ProtocolOptions {
    * `ignore_startup_parameters`): every commit then notifies, which costs a follower run per commit.
    */
   markPoolSessions?: boolean;
+  /**
+   * Query results whose condition is a conjunction of equalities on one table depend on that conjunction instead of
+   * the whole table (docs/usage.md, "Which query results are invalidated by what a write changed"). Default true;
+   * false makes every result depend on its tables, as before (writers renew conjunctions either way).
+   */
+  conjunctionRegions?: boolean;
   /** Set by MikroORM from `resultCache.expiration`: default TTL of query results, in milliseconds. */
   expiration?: number;
 }
@@ -88,12 +94,13 @@ export class XaCacheAdapter implements CacheAdapter {
     if (!Array.isArray(options.servers) || options.servers.length === 0) throw XaConfigError.noServers();
     const rowTtl = options.rowTtlSeconds;
     if (rowTtl !== undefined && (!Number.isInteger(rowTtl) || rowTtl < 0)) throw XaConfigError.invalid('rowTtlSeconds', rowTtl, 'a whole number of seconds, 0 or more');
+    if (options.conjunctionRegions !== undefined && typeof options.conjunctionRegions !== 'boolean') throw XaConfigError.invalid('conjunctionRegions', options.conjunctionRegions, 'true or false');
     if (options.expiration !== undefined && (typeof options.expiration !== 'number' || !(options.expiration >= 0))) {
       throw XaConfigError.invalid('resultCache.expiration', options.expiration, 'a number of milliseconds, 0 or more');
     }
     this.options = options;
     this.#store = new MemcachedStore({ ...saslFromEnvironment(options.store), servers: options.servers, namespace: options.namespace });
-    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, markPoolSessions: _m, ...protocol } = options;
+    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, markPoolSessions: _m, conjunctionRegions: _c, ...protocol } = options;
     this.xa = new XaCache(this.#store, { logNamespace: options.namespace ?? 'xa', ...protocol });
     this.searchPath = new SearchPathGuard(this.defaultSchema, this.xa.stats, () => this.xa.options.logger);
   }
@@ -219,7 +226,7 @@ export class XaCacheAdapter implements CacheAdapter {
   async #plan(name: string): Promise<ReadPlan> {
     const fallback: ReadPlan = { regions: this.#regionsKnownNow(name) };
     const query = currentCall().query;
-    if (!this.#metadata || !query) return fallback;
+    if (!this.#metadata || !query || this.options.conjunctionRegions === false) return fallback;
     const conjunction = conjunctionOf(name, this.#metadata, query.schema, this.defaultSchema);
     if (!conjunction || [...query.tables].some((table) => table !== conjunction.table)) return fallback;
     const { table, columns, combos } = conjunction;

@@ -75,6 +75,8 @@ export class SchemeRegistry {
   readonly #known = new Map<string, { bytes: Buffer; set: SchemeSet | undefined }>();
   /** Schemes added pending, with the writers that may have missed them (see {@link establish}). */
   readonly #waiting = new Map<string, { version: string; holders: ReadonlySet<string>; notBefore: number }>();
+  /** When a scheme that could not be established now may be tried again. */
+  readonly #retryAt = new Map<string, number>();
 
   constructor(private readonly ctx: Pick<ProtocolContext, 'store' | 'codec' | 'stats'>) {}
 
@@ -87,6 +89,7 @@ export class SchemeRegistry {
   forget(): void {
     this.#known.clear();
     this.#waiting.clear();
+    this.#retryAt.clear();
   }
 
   /** Decodes what was read under a table's scheme key, and remembers it. */
@@ -146,12 +149,24 @@ export class SchemeRegistry {
    * for now; the next call goes on from where this one stopped).
    */
   async establish(table: string, columns: readonly string[], inFlightRegion: string): Promise<SchemeSet | undefined> {
+    const id = `${table}|${schemeName(columns)}`;
+    const waiting = this.#waiting.get(id);
+    if (waiting && Date.now() < waiting.notBefore) return undefined;
+    if ((this.#retryAt.get(id) ?? 0) > Date.now()) return undefined;
+    const set = await this.#establish(table, columns, inFlightRegion, id);
+    // Not now (a full set, an unreachable server, lost races): the queries of the next few ms pay no round trip for it.
+    if (set) this.#retryAt.delete(id);
+    else {
+      if (this.#retryAt.size >= 10_000) this.#retryAt.clear();
+      this.#retryAt.set(id, Date.now() + RECHECK_MS);
+    }
+    return set;
+  }
+
+  async #establish(table: string, columns: readonly string[], inFlightRegion: string, id: string): Promise<SchemeSet | undefined> {
     const { store } = this.ctx;
     const key = schemeKey(table);
     const name = schemeName(columns);
-    const id = `${table}|${name}`;
-    const waiting = this.#waiting.get(id);
-    if (waiting && Date.now() < waiting.notBefore) return undefined;
     const copies = regionCopies(inFlightRegion, store);
     for (let attempt = 0; attempt < ESTABLISH_ATTEMPTS; attempt++) {
       const fetched = await store.getMulti([key, ...copies]);
