@@ -33,6 +33,7 @@ const NEUTRAL_OPTIONS = new Set([
   'exclude',
   'populate',
   'populateWhere',
+  '_populateWhere',
   'populateOrderBy',
   'populateFilter',
   'filters',

@@ -8,7 +8,7 @@ import type { MemcachedStoreOptions } from '../store/memcached-store-options.js'
 import type { MetadataStorage } from '@mikro-orm/core';
 import { keys, regions } from './cache-keys.js';
 import { schemeName, type SchemeGuard } from '../protocol/conjunction-schemes.js';
-import { conjunctionOf } from './predicate-plan.js';
+import { conjunctionOf, type Conjunction } from './predicate-plan.js';
 import { currentCall } from './call-context.js';
 import { XaConfigError } from './xa-errors.js';
 import { statementTables } from './sql-tables.js';
@@ -88,6 +88,7 @@ export class XaCacheAdapter implements CacheAdapter {
   #attached = false;
   #identity: DataIdentity | undefined;
   #metadata: MetadataStorage | undefined;
+  readonly #conjunctions = new Map<string, Conjunction | null>();
 
   constructor(options: XaCacheOptions) {
     if (options === null || typeof options !== 'object') throw XaConfigError.missingOptions();
@@ -227,7 +228,7 @@ export class XaCacheAdapter implements CacheAdapter {
     const fallback: ReadPlan = { regions: this.#regionsKnownNow(name) };
     const query = currentCall().query;
     if (!this.#metadata || !query || this.options.conjunctionRegions === false) return fallback;
-    const conjunction = conjunctionOf(name, this.#metadata, query.schema, this.defaultSchema);
+    const conjunction = this.#conjunctionOf(name, query.schema);
     if (!conjunction || [...query.tables].some((table) => table !== conjunction.table)) return fallback;
     const { table, columns, combos } = conjunction;
     const scheme = schemeName(columns);
@@ -302,6 +303,17 @@ export class XaCacheAdapter implements CacheAdapter {
     const known = new Set(regionsFromKey(name, this.defaultSchema));
     for (const table of currentCall().query?.tables ?? []) known.add(regions.query(table));
     return [...known].sort();
+  }
+
+  /** {@link conjunctionOf}, remembered per key and schema (the hit path asks it on every read). */
+  #conjunctionOf(name: string, schema: string | undefined): Conjunction | undefined {
+    const id = `${schema ?? ''}\u0000${name}`;
+    const known = this.#conjunctions.get(id);
+    if (known !== undefined) return known ?? undefined;
+    const found = conjunctionOf(name, this.#metadata as MetadataStorage, schema, this.defaultSchema);
+    if (this.#conjunctions.size >= MAX_REMEMBERED_REGIONS) this.#conjunctions.clear();
+    this.#conjunctions.set(id, found ?? null);
+    return found;
   }
 
   #remember(name: string, names: readonly string[]): void {

@@ -157,6 +157,35 @@ describe('query results invalidated by what a write changed (conjunction regions
     await expectFresh({ writer: 1 }, true, 'a conjunction of another writer stays');
   });
 
+  it('judges each shape: conjunctions through $and, $eq, { id } references, count, ordering and limits; the table otherwise', async () => {
+    type Run = () => Promise<unknown>;
+    const find = (where: NovelWhere, options: Record<string, unknown> = {}): Run => () => s.orm.em.fork().find(Novel, where, { cache: 60_000, ...options } as never);
+    const shapes: Array<[string, Run, 'conjunction' | 'table']> = [
+      ['$and', find({ $and: [{ writer: 2 }, { published: true }] }), 'conjunction'],
+      ['$eq', find({ writer: { $eq: 2 } }), 'conjunction'],
+      ['{ id } reference', find({ writer: { id: 2 } }), 'conjunction'],
+      ['count', () => s.orm.em.fork().count(Novel, { writer: 2 }, { cache: 60_000 }), 'conjunction'],
+      ['ordered and limited', find({ writer: 2 }, { orderBy: { price: 'desc' }, limit: 2 }), 'conjunction'],
+      ['null in $in', find({ genre: { $in: ['prose', null] } }), 'table'],
+      ['populated', find({ writer: 2 }, { populate: ['writer'] }), 'table'],
+      ['ordered through a relation', find({ writer: 2 }, { orderBy: { writer: { name: 'asc' } } }), 'table'],
+    ];
+    const cached = async (run: Run): Promise<boolean> => {
+      s.takeSql();
+      await run();
+      return s.takeSql().length === 0;
+    };
+    for (const [name, run] of shapes) {
+      await run();
+      await run();
+      expect(await cached(run), `${name} is cached`).to.equal(true);
+    }
+    await commit(async (em) => {
+      (await em.findOneOrFail(Novel, 604)).title = 'Elsewhere';
+    });
+    for (const [name, run, dependsOn] of shapes) expect(await cached(run), `${name} depends on ${dependsOn}`).to.equal(dependsOn === 'conjunction');
+  });
+
   it('writes whose rows cannot be named (TRUNCATE, invalidateTable) renew every conjunction of the table', async () => {
     await warm({ writer: 1 }, { genre: 'poetry' });
     await commit(async (em) => {
