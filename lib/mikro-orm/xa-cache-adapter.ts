@@ -196,7 +196,9 @@ export class XaCacheAdapter implements CacheAdapter {
     if (plan.regions.some((region) => region.startsWith('t:') && !this.isCacheable(region.slice(2)))) return undefined;
     if (plan.table !== undefined && !this.isCacheable(plan.table)) return undefined;
     // A miss on a result another reader is computing waits for it (bounded by leaseWaitMs): a herd costs one query.
-    let read = await this.xa.reader.readWaiting(key, { regions: plan.regions, guard: plan.guard, accept: acceptDecodable });
+    // Statistics of results read by conjunction are counted under their table, as before (one label per table).
+    const label = plan.table === undefined ? undefined : regions.query(plan.table);
+    let read = await this.xa.reader.readWaiting(key, label === undefined ? { regions: plan.regions, accept: acceptDecodable } : { regions: plan.regions, guard: plan.guard, label, accept: acceptDecodable });
     if (read.status === 'miss' && read.reason === 'unguarded') {
       // The table's scheme set is not the one this process knew (lost, re-created): depend on the table this time.
       plan = { regions: this.#regionsKnownNow(name) };

@@ -66,6 +66,10 @@ describe('query results invalidated by what a write changed (conjunction regions
     });
     await expectFresh({ writer: 5 }, true, 'writer 5 was not touched');
     await expectFresh({ writer: 3 }, false, 'writer 3 changed');
+    // Counted per table, as before: one statistics label per table, not one per conjunction.
+    const labels = [...s.cache().xa.stats.regions().keys()];
+    expect(labels).to.include('t:public.pq_novel');
+    expect(labels.filter((l) => l.includes('p:'))).to.deep.equal([]);
   });
 
   it('moving a novel between writers evicts both writers’ results, and no other', async () => {
