@@ -27,6 +27,13 @@ export interface CompletionReport {
 
 const CARRIED_DONE_IDS = 500;
 
+/** The captured changes of a transaction and the tables whose scheme sets prepare read. */
+interface SchemeCheck {
+  readonly captured: readonly CapturedChange[];
+  readonly derive: CaptureHook['derive'];
+  readonly tables: readonly string[];
+}
+
 /**
  * The cache side of one database transaction. Call protocol, in this order:
  *
@@ -55,6 +62,8 @@ export class CacheTransaction {
   /** How long prepare took, when observed: part of the commit overhead reported with promote. */
   #prepareMs = 0;
   #xid: string | undefined;
+  /** What prepare derived conjunction regions from, for promote's second look at the scheme sets. */
+  #schemeCheck: SchemeCheck | undefined;
 
   /** @internal built by `XaCache.begin()` */
   constructor(private readonly ctx: ProtocolContext) {}
@@ -193,6 +202,7 @@ export class CacheTransaction {
         if (unread.length === 0) break;
         for (const [table, view] of await this.#readSchemes(unread, outcomes)) views.set(table, view);
       }
+      if (views.size > 0) this.#schemeCheck = { captured, derive: hook.derive, tables: [...views.keys()] };
     }
     const failures = outcomes ? this.#failuresOf(outcomes) : new Map<string, StoreError | 'contended'>();
     if (failures.size > 0) {
@@ -288,12 +298,35 @@ export class CacheTransaction {
       for (const [key, outcome] of await this.#apply(decide, this.#locked, keys.slice(half))) outcomes.set(key, outcome);
     } else outcomes = await this.#apply(decide, this.#locked);
     stats.promotes++;
+    if (this.#schemeCheck) await this.#renewMissedConjunctions(this.#schemeCheck);
     const report = this.#report(outcomes);
     stats.evictions += report.evicted;
     stats.unresolvedKeys += report.unresolved;
     if (report.unresolved === 0 && !this.#degraded) doneQueue.push(this.id);
     else this.ctx.options.logger?.('warn', 'promote left keys unresolved; the recovery sweeper will finish them', { txId: this.id, unresolved: report.unresolved });
     return report;
+  }
+
+  /**
+   * After COMMIT, reads the scheme sets again and renews the conjunction regions of schemes prepare did not see. The
+   * scheme protocol needs none of this while this transaction's in-flight locks hold (docs/protocol.md,
+   * "Conjunction regions"); when memcached dropped one, an establisher may have trusted a scheme this transaction
+   * missed, and this bounds the staleness to this promote, as promote's eviction does for a dropped item lock.
+   */
+  async #renewMissedConjunctions(check: SchemeCheck): Promise<void> {
+    const views = await this.ctx.schemes.read(check.tables);
+    const derived = check.derive(check.captured, (table) => views.get(table));
+    const missed = [...derived.regions].filter((region) => !this.#regions.has(region));
+    if (missed.length === 0) return;
+    const outsider = uuidv4();
+    const keys = missed.flatMap((region) => regionCopies(region, this.ctx.store));
+    const outcomes = await applyTransitions(this.ctx.store, keys, (_key, current) => promoteTransition(current, outsider, 'region', undefined), this.ctx.ttls(), {
+      codec: this.ctx.codec,
+      maxRounds: this.ctx.options.maxCasRounds,
+    });
+    this.ctx.stats.evictions += missed.length;
+    const unreached = unreachedRegions(missed.map((region) => regionCopies(region, this.ctx.store)), (key) => outcomes.get(key)?.status === 'done');
+    if (unreached.length > 0) this.ctx.options.logger?.('warn', 'conjunction regions of a scheme added during the transaction could not be renewed', { txId: this.id, keys: unreached.slice(0, 20) });
   }
 
   /** Test-only (`promoteWithoutCas`): writes known values and deletes the rest, whatever the keys hold. */

@@ -4,6 +4,7 @@ import type { FilterQuery, InferEntity } from '@mikro-orm/core';
 import { sharedServers } from '../support/global-servers.js';
 import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 import { schemeKey } from '../../lib/protocol/conjunction-schemes.js';
+import { regionCopies } from '../../lib/protocol/protocol-context.js';
 import { Novel, Writer, openPredicateStore, seedPredicateStore, type PredicateStore } from './predicate-entities.js';
 
 type NovelRow = InferEntity<typeof Novel>;
@@ -306,6 +307,36 @@ describe('query results invalidated by what a write changed (conjunction regions
         const after = await reader.orm.em.fork().find(Novel, { writer: 1 }, { cache: 60_000 });
         expect(after.map((n) => n.id), 'under the established scheme').to.not.include(101);
       }
+    } finally {
+      await gate.open().catch(() => undefined);
+      await s.orm.em.fork().getConnection().execute('DROP TRIGGER IF EXISTS pq_gate ON pq_novel');
+      await writer.close();
+      await reader.close();
+    }
+  });
+
+  it('a writer whose in-flight lock memcached dropped renews the schemes it missed at promote', async () => {
+    const servers = sharedServers();
+    const [writer, reader] = (await Promise.all([0, 1].map(() => openPredicateStore(servers.memcachedAddresses, servers.db, `drop${process.pid}`)))) as [PredicateStore, PredicateStore];
+    const gate = await commitGate();
+    try {
+      await reader.orm.em.fork().find(Novel, { id: 0 }, { cache: 60_000 }); // connects
+      const moving = writer.orm.em.fork().transactional(async (em) => {
+        const novel = await em.findOneOrFail(Novel, 101);
+        novel.writer = em.getReference(Writer, 2);
+        novel.title = 'gate 101';
+      });
+      await writerAtGate();
+      // memcached loses the writer's in-flight lock: the scheme is established although the writer missed it.
+      const store = reader.cache().xa.store;
+      await store.execute(regionCopies('t:public.pq_novel', store).map((key) => ({ op: 'delete' as const, key })));
+      for (let i = 0; i < 2; i++) await reader.orm.em.fork().find(Novel, { writer: 1 }, { cache: 60_000 });
+      expect(reader.cache().xa.schemes.cached('public.pq_novel')?.schemes[0]?.established, 'established: the dropped lock hid the writer').to.equal(true);
+      await gate.open();
+      await moving;
+      await writer.cache().promotes.settle();
+      const after = await reader.orm.em.fork().find(Novel, { writer: 1 }, { cache: 60_000 });
+      expect(after.map((n) => n.id), 'promote renewed the conjunction it had missed').to.not.include(101);
     } finally {
       await gate.open().catch(() => undefined);
       await s.orm.em.fork().getConnection().execute('DROP TRIGGER IF EXISTS pq_gate ON pq_novel');
