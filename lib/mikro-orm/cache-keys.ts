@@ -15,7 +15,9 @@ import type { EntityMetadata } from '@mikro-orm/core';
  *
  * | region | written by | read by |
  * | --- | --- | --- |
- * | `t:<schema>.<table>` | every write to the table | query results that read it |
+ * | `t:<schema>.<table>` | every write to the table (also the table's in-flight region, see `conjunction-schemes.ts`) | query results that read it, except those below |
+ * | `tw:<schema>.<table>` | writes whose rows cannot be named (`TRUNCATE`, statements recorded table-wide, a scheme set the writer could not read) | query results cached by conjunction |
+ * | `p:<schema>.<table>@<version>:<columns>=<values>` | writes whose old or new row has these values in these columns | query results of that conjunction (docs/usage.md) |
  * | `rows:<schema>.<table>` | writes whose rows cannot be named (raw SQL, bulk updates) | rows and unique-key entries of the table |
  * | `coll:<schema>.<table>` | writes to a child or pivot table outside a unit-of-work flush | collections kept in it |
  */
@@ -39,7 +41,20 @@ export const regions = {
   query: (table: string): string => `t:${table}`,
   rows: (table: string): string => `rows:${table}`,
   collections: (table: string): string => `coll:${table}`,
+  /** The generation of a table renewed only by writes whose rows cannot be named. */
+  tableWide: (table: string): string => `tw:${table}`,
+  /**
+   * One conjunction of a scheme (sorted columns) of the scheme set `version`: `values` in the columns' order, in
+   * their canonical forms (`predicate-values.ts`), null for SQL NULL; JSON, so no value can masquerade as two.
+   */
+  conjunction: (table: string, version: string, columns: readonly string[], values: ReadonlyArray<string | null>): string =>
+    `p:${table}@${version}:${columns.join(',')}=${JSON.stringify(values)}`,
 };
+
+/** The table whose in-flight region (`t:<schema>.<table>`) this is, if it is one. */
+export function inFlightTable(region: string): string | undefined {
+  return region.startsWith('t:') ? region.slice(2) : undefined;
+}
 
 /** `schema.table` of an entity's root table in the schema a call runs against. */
 export function qualifiedTable(meta: EntityMetadata, schema: string | undefined, defaultSchema: string): string {

@@ -1,7 +1,8 @@
 import { ReferenceKind, type EntityMetadata, type EntityProperty } from '@mikro-orm/core';
-import type { CapturedChange, CapturedKeys, CaptureDeriver } from '../protocol/write-capture.js';
+import type { CapturedChange, CapturedKeys, CaptureDeriver, SchemeLookup } from '../protocol/write-capture.js';
 import type { UnsafeTestSwitches } from '../protocol/protocol-options.js';
 import { keys, pkString, regions } from './cache-keys.js';
+import { imageValue } from './predicate-values.js';
 import { entityCacheOf } from './entity-marker.js';
 import { keyedByText } from './text-keys.js';
 import { uniqueKeysOf } from './unique-keys.js';
@@ -10,6 +11,9 @@ type Row = Record<string, unknown>;
 
 /** Rows one statement may change and still be invalidated key by key; above it, by the table's regions. */
 export const ROW_KEYS_PER_STATEMENT = 256;
+
+/** Conjunction regions one statement may renew in one table; above it, the table-wide generation instead. */
+export const CONJUNCTIONS_PER_STATEMENT = 128;
 
 /** A cached entity stored in the table: its rows are keyed by this column. */
 interface RowsOf {
@@ -45,7 +49,11 @@ type Effect = RowsOf | MembersOf | UniqueOf;
  * What a captured change means for the cache, from the entity metadata: for each table, the rows of cached
  * entities it stores and the cached collections whose membership or order its columns decide.
  *
- * - every change renews the table's query region (results that read it);
+ * - every change renews the table's query region `t:` (results that read it, and the table's in-flight region);
+ * - conjunction regions (`p:`): for every scheme of the table's scheme set, the conjunction of each old and new
+ *   image's values (an insert: new, a delete: old). Without the set yet (`schemes` not given, or not read for the
+ *   table), the table is listed in `schemeTables` so prepare reads it; an unreachable set, `TRUNCATE`, a statement
+ *   recorded table-wide or one naming too many conjunctions renew the table-wide generation `tw:` instead;
  * - a row of a cached entity: its row key, for old and new images;
  * - a declared unique key (`uniqueKeys`): the index entry of the old and of the new values (an insert: the new,
  *   a delete: the old; an update: both, only when one of its columns or the primary key changed — otherwise the
@@ -54,18 +62,22 @@ type Effect = RowsOf | MembersOf | UniqueOf;
  *   an update, only when that column or a column of the collection's order changed);
  * - `TRUNCATE`, or a statement too large to carry images: the table's row and collection regions.
  */
-export function captureDeriver(all: Iterable<EntityMetadata>, switches: Pick<UnsafeTestSwitches, 'forgetOldUniqueValues'> = {}): CaptureDeriver {
+export function captureDeriver(all: Iterable<EntityMetadata>, switches: Pick<UnsafeTestSwitches, 'forgetOldUniqueValues' | 'forgetOldConjunctions'> = {}): CaptureDeriver {
   const effects = effectsByTable([...all]);
   const forgetOld = switches.forgetOldUniqueValues === true;
-  return (changes) => derive(changes, effects, forgetOld);
+  const forgetOldConjunctions = switches.forgetOldConjunctions === true;
+  return (changes, schemes) => derive(changes, effects, forgetOld, schemes, forgetOldConjunctions);
 }
 
-function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string, Effect[]>, forgetOld: boolean): CapturedKeys {
+function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string, Effect[]>, forgetOld: boolean, schemes: SchemeLookup | undefined, forgetOldConjunctions: boolean): CapturedKeys {
   const found = new Set<string>();
   const touched = new Set<string>();
+  const schemeTables = new Map<string, string>();
+  const conjunctions = new Map<string, Set<string>>();
   for (const change of changes) {
     const table = `${change.schema}.${change.table}`;
     touched.add(regions.query(table));
+    conjunctionsOf(change, table, schemes, forgetOldConjunctions, touched, schemeTables, conjunctions);
     const list = effects.get(change.table) ?? [];
     if (list.length === 0) continue;
     const olds = change.oldRows ?? [];
@@ -108,7 +120,51 @@ function derive(changes: readonly CapturedChange[], effects: ReadonlyMap<string,
       }
     }
   }
-  return { keys: found, regions: touched };
+  for (const [table, names] of conjunctions) {
+    if (names.size > CONJUNCTIONS_PER_STATEMENT) touched.add(regions.tableWide(table));
+    else for (const name of names) touched.add(name);
+  }
+  return { keys: found, regions: touched, schemeTables };
+}
+
+/**
+ * The conjunction regions of one change (collected per table, so a table over {@link CONJUNCTIONS_PER_STATEMENT}
+ * falls back to its table-wide generation), or the table-wide generation when the rows cannot be named.
+ */
+function conjunctionsOf(
+  change: CapturedChange,
+  table: string,
+  schemes: SchemeLookup | undefined,
+  forgetOld: boolean,
+  touched: Set<string>,
+  schemeTables: Map<string, string>,
+  out: Map<string, Set<string>>,
+): void {
+  const olds = change.oldRows ?? [];
+  const news = change.newRows ?? [];
+  if (change.op === 'TRUNCATE' || change.op === 'MANY' || Math.max(olds.length, news.length) > ROW_KEYS_PER_STATEMENT) {
+    touched.add(regions.tableWide(table));
+    return;
+  }
+  if (olds.length === 0 && news.length === 0) return;
+  const view = schemes?.(table);
+  if (view === undefined) {
+    schemeTables.set(table, regions.query(table));
+    return;
+  }
+  if (view.state === 'unreachable') {
+    touched.add(regions.tableWide(table));
+    return;
+  }
+  if (view.state === 'absent' || view.set.schemes.length === 0) return;
+  const names = out.get(table) ?? new Set<string>();
+  out.set(table, names);
+  // `forgetOldConjunctions` (a test switch, the bug the consistency checker must catch): an update renews only the
+  // conjunctions of its new values, so a row moved out of a predicate leaves the old result in place.
+  const rows = forgetOld && change.op === 'UPDATE' ? news : [...olds, ...news];
+  for (const scheme of view.set.schemes) {
+    for (const row of rows) names.add(regions.conjunction(table, view.set.version, scheme.columns, scheme.columns.map((c) => imageValue(row[c]))));
+  }
 }
 
 function uniqueEntries(effect: UniqueOf, op: CapturedChange['op'], olds: readonly Row[], news: readonly Row[], table: string, forgetOld: boolean): string[] {

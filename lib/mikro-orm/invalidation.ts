@@ -36,7 +36,8 @@ function target(em: EntityManager, meta: EntityMetadata, ids: readonly unknown[]
   const defaultSchema = driverOf(em).xaConnection.cache.defaultSchema;
   const schema = (em as unknown as { schema?: string }).schema;
   const table = qualifiedTable(meta, schema, defaultSchema);
-  const found = { keys: [] as string[], regions: [regions.query(table), regions.collections(table)] };
+  // Which values the rows had is unknown here: results cached by conjunction depend on the table-wide generation.
+  const found = { keys: [] as string[], regions: [regions.query(table), regions.tableWide(table), regions.collections(table)] };
   if (!ids) found.regions.push(regions.rows(table));
   else for (const id of ids) found.keys.push(keys.row(table, pkString(id)));
   if (entityCacheOf(meta)?.collections) {

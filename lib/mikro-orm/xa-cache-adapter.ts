@@ -5,7 +5,10 @@ import type { ProtocolOptions } from '../protocol/protocol-options.js';
 import type { DataIdentity } from '../protocol/data-identity.js';
 import { MemcachedStore } from '../store/memcached-store.js';
 import type { MemcachedStoreOptions } from '../store/memcached-store-options.js';
+import type { MetadataStorage } from '@mikro-orm/core';
 import { keys, regions } from './cache-keys.js';
+import { schemeName, type SchemeGuard } from '../protocol/conjunction-schemes.js';
+import { conjunctionOf, type Conjunction } from './predicate-plan.js';
 import { currentCall } from './call-context.js';
 import { XaConfigError } from './xa-errors.js';
 import { statementTables } from './sql-tables.js';
@@ -41,6 +44,12 @@ export interface XaCacheOptions extends ProtocolOptions {
    * tables whose rows are rarely read again soon.
    */
   writeThrough?: boolean;
+  /**
+   * Query results whose condition is a conjunction of equalities on one table depend on that conjunction instead of
+   * the whole table (docs/usage.md, "Which query results are invalidated by what a write changed"). Default true;
+   * false makes every result depend on its tables, as before (writers renew conjunctions either way).
+   */
+  conjunctionRegions?: boolean;
   /** Set by MikroORM from `resultCache.expiration`: default TTL of query results, in milliseconds. */
   expiration?: number;
 }
@@ -48,6 +57,15 @@ export interface XaCacheOptions extends ProtocolOptions {
 interface PendingFill {
   readonly ticket: FillTicket;
   readonly regions: readonly string[];
+  /** For a result read under conjunction regions: its one table, the only one the query may have read. */
+  readonly conjunctionOf?: string;
+}
+
+/** The regions a read checks, and for conjunction regions the guard of their scheme set. */
+interface ReadPlan {
+  readonly regions: readonly string[];
+  readonly guard?: SchemeGuard;
+  readonly table?: string;
 }
 
 const MAX_PENDING_FILLS = 10_000;
@@ -76,6 +94,8 @@ export class XaCacheAdapter implements CacheAdapter {
   readonly #regionsOf = new Map<string, readonly string[]>();
   #attached = false;
   #identity: DataIdentity | undefined;
+  #metadata: MetadataStorage | undefined;
+  readonly #conjunctions = new Map<string, Conjunction | null>();
 
   constructor(options: XaCacheOptions) {
     if (options === null || typeof options !== 'object') throw XaConfigError.missingOptions();
@@ -83,12 +103,13 @@ export class XaCacheAdapter implements CacheAdapter {
     const rowTtl = options.rowTtlSeconds;
     if (rowTtl !== undefined && (!Number.isInteger(rowTtl) || rowTtl < 0)) throw XaConfigError.invalid('rowTtlSeconds', rowTtl, 'a whole number of seconds, 0 or more');
     if (options.writeThrough !== undefined && typeof options.writeThrough !== 'boolean') throw XaConfigError.invalid('writeThrough', options.writeThrough, 'true or false');
+    if (options.conjunctionRegions !== undefined && typeof options.conjunctionRegions !== 'boolean') throw XaConfigError.invalid('conjunctionRegions', options.conjunctionRegions, 'true or false');
     if (options.expiration !== undefined && (typeof options.expiration !== 'number' || !(options.expiration >= 0))) {
       throw XaConfigError.invalid('resultCache.expiration', options.expiration, 'a number of milliseconds, 0 or more');
     }
     this.options = options;
     this.#store = new MemcachedStore({ ...saslFromEnvironment(options.store), servers: options.servers, namespace: options.namespace });
-    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, markPoolSessions: _m, writeThrough: _w, ...protocol } = options;
+    const { servers: _s, namespace: _n, store: _st, rowTtlSeconds: _r, defaultSchema: _d, expiration: _e, markPoolSessions: _m, writeThrough: _w, conjunctionRegions: _c, ...protocol } = options;
     this.xa = new XaCache(this.#store, { logNamespace: options.namespace ?? 'xa', ...protocol });
     this.searchPath = new SearchPathGuard(this.defaultSchema, this.xa.stats, () => this.xa.options.logger);
   }
@@ -155,6 +176,11 @@ export class XaCacheAdapter implements CacheAdapter {
     this.#identity = identity;
   }
 
+  /** @internal the driver, once metadata is known: query results may then depend on conjunctions. */
+  useMetadata(metadata: MetadataStorage): void {
+    this.#metadata = metadata;
+  }
+
   /** @internal the XA connection announces itself; without it nothing would invalidate what is cached. */
   attach(): void {
     this.#attached = true;
@@ -172,24 +198,58 @@ export class XaCacheAdapter implements CacheAdapter {
     if (this.servingSuspended !== undefined) return undefined; // the outside-changes feed is down: see servingSuspended
     const key = this.#queryKey(name);
     const scoped = key; // leases and remembered regions are per schema too: two schemas may ask one name at once
-    let asked = this.#regionsOf.get(scoped) ?? this.#regionsKnownNow(name);
     if (!this.captureGate.ready) await this.captureGate.ensure().catch(() => undefined);
-    if (asked.some((region) => region.startsWith('t:') && !this.isCacheable(region.slice(2)))) return undefined;
+    const remembered = this.#regionsOf.get(scoped);
+    let plan: ReadPlan = remembered ? { regions: remembered } : await this.#plan(name);
+    if (plan.regions.some((region) => region.startsWith('t:') && !this.isCacheable(region.slice(2)))) return undefined;
+    if (plan.table !== undefined && !this.isCacheable(plan.table)) return undefined;
     // A miss on a result another reader is computing waits for it (bounded by leaseWaitMs): a herd costs one query.
-    let read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
-    if (read.status === 'miss' && read.storedRegions) {
+    // Statistics of results read by conjunction are counted under their table, as before (one label per table).
+    const label = plan.table === undefined ? undefined : regions.query(plan.table);
+    let read = await this.xa.reader.readWaiting(key, label === undefined ? { regions: plan.regions, accept: acceptDecodable } : { regions: plan.regions, guard: plan.guard, label, accept: acceptDecodable });
+    if (read.status === 'miss' && read.reason === 'unguarded') {
+      // The table's scheme set is not the one this process knew (lost, re-created): depend on the table this time.
+      plan = { regions: this.#regionsKnownNow(name) };
+      read = await this.xa.reader.readWaiting(key, { regions: plan.regions, accept: acceptDecodable });
+    }
+    const stored = read.status === 'miss' ? read.storedRegions : undefined;
+    // Conjunction regions are trusted only with their scheme set's guard: never re-read under them without it. A
+    // result planned by conjunction that was stored under its table is replaced by this read's fill.
+    if (stored && plan.table === undefined && !stored.some(isConjunctive)) {
       // Stored under tables this process did not know yet: check those instead (one more round trip, once).
-      asked = read.storedRegions;
-      this.#remember(scoped, asked);
-      if (read.ticket) await this.xa.reader.abandon(read.ticket);
-      read = await this.xa.reader.readWaiting(key, { regions: asked, accept: acceptDecodable });
+      plan = { regions: stored };
+      this.#remember(scoped, stored);
+      if (read.status === 'miss' && read.ticket) await this.xa.reader.abandon(read.ticket);
+      read = await this.xa.reader.readWaiting(key, { regions: stored, accept: acceptDecodable });
     }
     if (read.status === 'hit') return read.value as T;
     if (read.ticket) {
       if (this.#pending.size >= MAX_PENDING_FILLS) this.#pending.clear();
-      this.#pending.set(scoped, { ticket: read.ticket, regions: asked });
+      this.#pending.set(scoped, plan.table === undefined ? { ticket: read.ticket, regions: plan.regions } : { ticket: read.ticket, regions: plan.regions, conjunctionOf: plan.table });
     }
     return undefined;
+  }
+
+  /**
+   * The regions of a result: its conjunctions (with the table-wide generation and the scheme guard) when its key
+   * names a conjunction of one table whose scheme is established, else the tables known now.
+   */
+  async #plan(name: string): Promise<ReadPlan> {
+    const fallback: ReadPlan = { regions: this.#regionsKnownNow(name) };
+    const query = currentCall().query;
+    if (!this.#metadata || !query || this.options.conjunctionRegions === false) return fallback;
+    const conjunction = this.#conjunctionOf(name, query.schema);
+    if (!conjunction || [...query.tables].some((table) => table !== conjunction.table)) return fallback;
+    const { table, columns, combos } = conjunction;
+    const scheme = schemeName(columns);
+    let set = this.xa.schemes.cached(table);
+    if (!set?.schemes.some((s) => s.established && schemeName(s.columns) === scheme)) {
+      set = await this.xa.schemes.establish(table, columns, regions.query(table));
+      if (!set) return fallback;
+    }
+    const version = set.version;
+    const names = [regions.tableWide(table), ...combos.map((values) => regions.conjunction(table, version, columns, values))].sort();
+    return { regions: names, guard: this.xa.schemes.guard(table, columns, version), table };
   }
 
   /** @inheritDoc */
@@ -205,7 +265,9 @@ export class XaCacheAdapter implements CacheAdapter {
       return;
     }
     const needed = this.#regionsKnownNow(name);
-    if (!needed.every((region) => pending.regions.includes(region))) {
+    const table = pending.conjunctionOf;
+    const covered = table === undefined ? needed.every((region) => pending.regions.includes(region)) : [...(currentCall().query?.tables ?? [])].every((t) => t === table);
+    if (!covered) {
       // The query read tables whose generations were not checked before it ran: a fill could be stale.
       this.#remember(scoped, needed);
       await this.xa.reader.abandon(pending.ticket);
@@ -253,10 +315,26 @@ export class XaCacheAdapter implements CacheAdapter {
     return [...known].sort();
   }
 
+  /** {@link conjunctionOf}, remembered per key and schema (the hit path asks it on every read). */
+  #conjunctionOf(name: string, schema: string | undefined): Conjunction | undefined {
+    const id = `${schema ?? ''}\u0000${name}`;
+    const known = this.#conjunctions.get(id);
+    if (known !== undefined) return known ?? undefined;
+    const found = conjunctionOf(name, this.#metadata as MetadataStorage, schema, this.defaultSchema);
+    if (this.#conjunctions.size >= MAX_REMEMBERED_REGIONS) this.#conjunctions.clear();
+    this.#conjunctions.set(id, found ?? null);
+    return found;
+  }
+
   #remember(name: string, names: readonly string[]): void {
     if (this.#regionsOf.size >= MAX_REMEMBERED_REGIONS) this.#regionsOf.clear();
     this.#regionsOf.set(name, names);
   }
+}
+
+/** Whether a region is one of those trusted only under a scheme guard (conjunctions and the table-wide generation). */
+function isConjunctive(region: string): boolean {
+  return region.startsWith('p:') || region.startsWith('tw:');
 }
 
 /**

@@ -1,6 +1,6 @@
 import { helper, Utils, type MetadataStorage, type Configuration, type EntityProperty, type Primary, type OrderDefinition, type Transaction, type Dictionary, type EntityData, type EntityMetadata, type FilterQuery, type FindOptions, type NativeInsertUpdateManyOptions, type NativeInsertUpdateOptions, type DeleteOptions, type QueryResult, type EntityDictionary, type EntityName, ReferenceKind } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
-import { keys, pkString, qualifiedTable, regions } from './cache-keys.js';
+import { inFlightTable, keys, pkString, qualifiedTable, regions } from './cache-keys.js';
 import { captureDeriver } from './captured-keys.js';
 import { RowWriteThrough } from './write-through.js';
 import { captureTargetsOf } from './write-capture-setup.js';
@@ -49,7 +49,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     this.xaConnection.cache.attach();
     // Every prepare takes what the database captured in its transaction and names its keys from this metadata.
     const cache = this.xaConnection.cache;
-    cache.xa.useCapture(captureDeriver(metadata.getAll().values(), cache.xa.options.unsafeTestSwitches));
+    cache.useMetadata(metadata);
+    cache.xa.useCapture(captureDeriver(metadata.getAll().values(), cache.xa.options.unsafeTestSwitches), inFlightTable);
     if (cache.options.writeThrough !== false) {
       const rows = new RowWriteThrough(metadata.getAll().values());
       const cacheable = (table: string): boolean => cache.isCacheable(table);

@@ -6,7 +6,7 @@ import type { OperationEnd } from './cache-observer.js';
 import { RegionStats, regionLabel } from './cache-stats.js';
 
 /** Why a read was not served from the cache. */
-export type MissReason = 'absent' | 'locked' | 'leased' | 'stale' | 'foreign' | 'unavailable' | 'region-locked';
+export type MissReason = 'absent' | 'locked' | 'leased' | 'stale' | 'foreign' | 'unavailable' | 'region-locked' | 'unguarded';
 
 /**
  * Permission to fill a key after reading the database, valid only while nothing touched the key (or its regions)
@@ -63,6 +63,12 @@ export interface ReadOptions {
   readonly accept?: (payload: Buffer, key: string) => PayloadVerdict;
   /** Leave the statistics alone (a re-validation, not a read of its own). */
   readonly uncounted?: boolean;
+  /**
+   * A key read in the same round trip whose bytes must satisfy `holds` for anything to be served or leased (a
+   * conjunction scheme set, see `conjunction-schemes.ts`). When it does not hold, or its server did not answer,
+   * every key is a miss with reason `unguarded` and no lease: the caller reads again under other regions.
+   */
+  readonly guard?: { readonly key: string; holds(bytes: Buffer | undefined): boolean };
 }
 
 const NO_REGIONS: readonly string[] = [];
@@ -135,7 +141,8 @@ export class CacheReader {
     const label = regionLabel(regions, options.label);
     const perRegion = label ? stats.region(label) : UNCOUNTED;
     const end = stats.observed ? stats.start('read', { keys: keys.length, region: label }) : undefined;
-    const fetched = await store.getMulti(regionKeys.length > 0 ? [...keys, ...regionKeys] : keys);
+    const guardKeys = options.guard ? [options.guard.key] : [];
+    const fetched = await store.getMulti(regionKeys.length > 0 || options.guard ? [...keys, ...regionKeys, ...guardKeys] : keys);
 
     // The current generation of each group of copies (combined), or why none can be trusted.
     const groupStates = new Map<string, GroupState>();
@@ -171,7 +178,7 @@ export class CacheReader {
     }
     /** The generations a key's value must carry, why none can be trusted, and whether one was just started. */
     const regionStateOf = (key: string): KeyRegionState => {
-      if (regions.length === 0) return NO_REGION_STATE;
+      if (regions.length === 0) return guardProblem === undefined ? NO_REGION_STATE : { ...NO_REGION_STATE, problem: guardProblem };
       const generations = new Map<string, string>();
       let problem: MissReason | undefined;
       let fresh = false;
@@ -182,8 +189,11 @@ export class CacheReader {
         fresh ||= state.fresh;
         generations.set(regions[i] as string, state.generation);
       });
-      return { generations, problem, fresh };
+      // A guard that does not hold overrides everything: the caller reads again under other regions.
+      return { generations, problem: guardProblem ?? problem, fresh };
     };
+    const guardProblem: MissReason | undefined =
+      options.guard && (fetched.failed.has(options.guard.key) || !options.guard.holds(fetched.items.get(options.guard.key)?.value)) ? 'unguarded' : undefined;
 
     const reads = new Map<string, CacheRead>();
     const storedRegions = new Map<string, string[]>();

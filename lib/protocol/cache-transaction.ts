@@ -6,9 +6,10 @@ import { applyTransitions } from './cas-batch.js';
 import { lockHolders, type DecodedEntry, type Entry } from './entry.js';
 import { prepareTransition, promoteTransition, releaseTransition, type KeyRole, type Transition } from './key-transitions.js';
 import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
-import { generationGroup, regionWriteKeys, unreachedRegions, type ProtocolContext } from './protocol-context.js';
+import { generationGroup, regionWriteKeys, unreachedRegions, type CaptureHook, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { CapturedChange, CapturedKeys } from './write-capture.js';
+import type { SchemeView } from './conjunction-schemes.js';
 
 /** Where a {@link CacheTransaction} is in its life. */
 export type CacheTransactionState = 'open' | 'prepared' | 'promoted' | 'released';
@@ -35,6 +36,13 @@ export interface SuppliedValue {
 }
 
 const CARRIED_DONE_IDS = 500;
+
+/** The captured changes of a transaction and the tables whose scheme sets prepare read. */
+interface SchemeCheck {
+  readonly captured: readonly CapturedChange[];
+  readonly derive: CaptureHook['derive'];
+  readonly tables: readonly string[];
+}
 
 /**
  * The cache side of one database transaction. Call protocol, in this order:
@@ -65,6 +73,8 @@ export class CacheTransaction {
   #prepareMs = 0;
   #xid: string | undefined;
   #captured: readonly CapturedChange[] = [];
+  /** What prepare derived conjunction regions from, for promote's second look at the scheme sets. */
+  #schemeCheck: SchemeCheck | undefined;
 
   /** @internal built by `XaCache.begin()` */
   constructor(private readonly ctx: ProtocolContext) {}
@@ -157,54 +167,60 @@ export class CacheTransaction {
       this.#captured = captured;
       if (captured.length === 0 || !this.#addDerived(hook.derive(captured))) return;
       this.ctx.stats.capturedKeys += this.#items.size + this.#regions.size;
-      return this.#prepareNamed(db, undefined);
+      return this.#prepareNamed(db, hook, captured);
     }
     return this.#prepareNamed(db, hook);
   }
 
-  async #prepareNamed(db: SqlRunner, hook: ReturnType<ProtocolContext['capture']>): Promise<void> {
+  /**
+   * Locks what was named while the log statement runs (which takes what the database captured, unless `taken`
+   * already holds it), then locks what the captured changes add. Conjunction regions need the scheme sets of the
+   * tables written, read only once the table's in-flight region is locked (docs/protocol.md, "Conjunction
+   * regions"): for tables named early that read runs right after the first round, still alongside the log
+   * statement; tables only the capture named are locked first, then read.
+   */
+  async #prepareNamed(db: SqlRunner, hook: CaptureHook | undefined, taken?: CapturedChange[]): Promise<void> {
     const { log, options, doneQueue, stats } = this.ctx;
     const { keys, regions } = this.touched;
     this.#carriedDone = doneQueue.take(CARRIED_DONE_IDS);
+    const early: Array<[string, string]> = [];
+    if (hook) for (const region of regions) {
+      const table = hook.inFlightTable(region);
+      if (table !== undefined) early.push([table, region]);
+    }
     const [recorded, locked] = await Promise.allSettled([
-      options.unsafeTestSwitches.skipLog ? Promise.resolve({ xid: '0', captured: [] }) : log.record(db, this.id, keys, regions, this.#carriedDone, hook?.capture),
-      this.#apply((_key, role, current, attempt) => prepareTransition(current, this.id, role, attempt)),
+      options.unsafeTestSwitches.skipLog ? Promise.resolve({ xid: '0', captured: [] }) : log.record(db, this.id, keys, regions, this.#carriedDone, taken ? undefined : hook?.capture),
+      this.#apply((_key, role, current, attempt) => prepareTransition(current, this.id, role, attempt)).then(async (outcomes) => ({
+        outcomes,
+        views: early.length > 0 ? await this.#readSchemes(early, outcomes) : new Map<string, SchemeView>(),
+      })),
     ]);
     stats.prepares++;
-    const outcomes = locked.status === 'fulfilled' ? locked.value : undefined;
+    const outcomes = locked.status === 'fulfilled' ? locked.value.outcomes : undefined;
     if (outcomes) this.#remember(outcomes);
     if (recorded.status === 'rejected') {
       await this.release();
       throw recorded.reason;
     }
     this.#xid = recorded.value.xid;
-    if (hook) this.#captured = recorded.value.captured;
     if (locked.status === 'rejected') {
       await this.release();
       throw locked.reason;
     }
-    if (hook && recorded.value.captured.length > 0) {
-      const before = new Set(this.#storeKeys());
-      if (this.#addDerived(hook.derive(recorded.value.captured))) {
-        const added = this.#storeKeys().filter((key) => !before.has(key));
-        const extraItems = added.filter((key) => !key.startsWith('r:'));
-        const extraRegions = [...this.#regions].filter((region) => !before.has(this.#copies(region)[0] as string));
-        stats.capturedKeys += added.length;
-        const [appended, extra] = await Promise.allSettled([
-          log.addKeys(db, this.id, extraItems, extraRegions),
-          this.#apply((_key, role, current, attempt) => prepareTransition(current, this.id, role, attempt), undefined, added),
-        ]);
-        if (extra.status === 'fulfilled') {
-          for (const [key, outcome] of extra.value) {
-            outcomes?.set(key, outcome);
-            if (outcome.status === 'done') this.#locked.set(key, outcome.state);
-          }
-        }
-        if (appended.status === 'rejected' || extra.status === 'rejected') {
-          await this.release();
-          throw appended.status === 'rejected' ? appended.reason : (extra as PromiseRejectedResult).reason;
-        }
+    const captured = taken ?? recorded.value.captured;
+    if (hook) this.#captured = captured;
+    if (hook && outcomes && captured.length > 0) {
+      const views = locked.value.views;
+      // Round one names rows and in-flight regions; once those are locked, the scheme sets are read and round two
+      // names the conjunction regions of every scheme seen. A third never finds a table it has not read.
+      for (let round = 0; round < 3; round++) {
+        const derived = hook.derive(captured, (table) => views.get(table));
+        await this.#lockDerived(db, derived, outcomes);
+        const unread = [...(derived.schemeTables ?? new Map<string, string>())].filter(([table]) => !views.has(table));
+        if (unread.length === 0) break;
+        for (const [table, view] of await this.#readSchemes(unread, outcomes)) views.set(table, view);
       }
+      if (views.size > 0) this.#schemeCheck = { captured, derive: hook.derive, tables: [...views.keys()] };
     }
     const failures = outcomes ? this.#failuresOf(outcomes) : new Map<string, StoreError | 'contended'>();
     if (failures.size > 0) {
@@ -219,6 +235,43 @@ export class CacheTransaction {
         keys: [...failures.keys()].slice(0, 20),
       });
     }
+  }
+
+  /** Locks what a derivation adds to the transaction (and adds it to the log row), still before COMMIT. */
+  async #lockDerived(db: SqlRunner, derived: CapturedKeys, outcomes: Map<string, TransitionOutcome>): Promise<void> {
+    const { log, stats } = this.ctx;
+    const before = new Set(this.#storeKeys());
+    if (!this.#addDerived(derived)) return;
+    const added = this.#storeKeys().filter((key) => !before.has(key));
+    const extraItems = added.filter((key) => !key.startsWith('r:'));
+    const extraRegions = [...this.#regions].filter((region) => !before.has(this.#copies(region)[0] as string));
+    stats.capturedKeys += added.length;
+    const [appended, extra] = await Promise.allSettled([
+      log.addKeys(db, this.id, extraItems, extraRegions),
+      this.#apply((_key, role, current) => prepareTransition(current, this.id, role), undefined, added),
+    ]);
+    if (extra.status === 'fulfilled') {
+      for (const [key, outcome] of extra.value) {
+        outcomes.set(key, outcome);
+        if (outcome.status === 'done') this.#locked.set(key, outcome.state);
+      }
+    }
+    if (appended.status === 'rejected' || extra.status === 'rejected') {
+      await this.release();
+      throw appended.status === 'rejected' ? appended.reason : (extra as PromiseRejectedResult).reason;
+    }
+  }
+
+  /**
+   * The scheme sets of tables, read after their in-flight regions' locks landed. A table none of whose in-flight
+   * copies this transaction holds reads as `unreachable` (the deriver then renews its table-wide generation): a
+   * read that is not ordered after the join would not protect a scheme registered meanwhile.
+   */
+  async #readSchemes(tables: ReadonlyArray<readonly [string, string]>, outcomes: ReadonlyMap<string, TransitionOutcome>): Promise<Map<string, SchemeView>> {
+    const held = tables.filter(([, region]) => this.#copies(region).some((key) => outcomes.get(key)?.status === 'done'));
+    const views = held.length > 0 ? await this.ctx.schemes.read(held.map(([table]) => table)) : new Map<string, SchemeView>();
+    for (const [table] of tables) if (!views.has(table)) views.set(table, { state: 'unreachable' });
+    return views;
   }
 
   /** Adds what the capture named; true when anything was added. */
@@ -297,12 +350,36 @@ export class CacheTransaction {
       for (const [key, outcome] of await this.#apply(decide, this.#locked, keys.slice(half))) outcomes.set(key, outcome);
     } else outcomes = await this.#apply(decide, this.#locked);
     stats.promotes++;
+    if (this.#schemeCheck) await this.#renewMissedConjunctions(this.#schemeCheck);
     const report = this.#report(outcomes);
     stats.evictions += report.evicted;
     stats.unresolvedKeys += report.unresolved;
     if (report.unresolved === 0 && !this.#degraded) doneQueue.push(this.id);
     else this.ctx.options.logger?.('warn', 'promote left keys unresolved; the recovery sweeper will finish them', { txId: this.id, unresolved: report.unresolved });
     return report;
+  }
+
+  /**
+   * After COMMIT, reads the scheme sets again and renews the conjunction regions of schemes prepare did not see. The
+   * scheme protocol needs none of this while this transaction's in-flight locks hold (docs/protocol.md,
+   * "Conjunction regions"); when memcached dropped one, an establisher may have trusted a scheme this transaction
+   * missed, and this bounds the staleness to this promote, as promote's eviction does for a dropped item lock.
+   */
+  async #renewMissedConjunctions(check: SchemeCheck): Promise<void> {
+    const views = await this.ctx.schemes.read(check.tables);
+    const derived = check.derive(check.captured, (table) => views.get(table));
+    const missed = [...derived.regions].filter((region) => !this.#regions.has(region));
+    if (missed.length === 0) return;
+    const outsider = uuidv4();
+    const copies = missed.map((region) => [region, regionWriteKeys(region, this.ctx.store)] as const);
+    const keys = copies.flatMap(([, regionKeys]) => regionKeys);
+    const outcomes = await applyTransitions(this.ctx.store, keys, (_key, current) => promoteTransition(current, outsider, 'region', undefined), this.ctx.ttls(), {
+      codec: this.ctx.codec,
+      maxRounds: this.ctx.options.maxCasRounds,
+    });
+    this.ctx.stats.evictions += missed.length;
+    const unreached = unreachedRegions(copies, (key) => outcomes.get(key)?.status === 'done');
+    if (unreached.length > 0) this.ctx.options.logger?.('warn', 'conjunction regions of a scheme added during the transaction could not be renewed', { txId: this.id, keys: unreached.slice(0, 20) });
   }
 
   /** Test-only (`promoteWithoutCas`): writes known values and deletes the rest, whatever the keys hold. */

@@ -6,6 +6,7 @@ import type { ResolvedProtocolOptions } from './protocol-options.js';
 import type { TransactionLog } from './transaction-log.js';
 import type { EntryCodec } from './entry-sealer.js';
 import type { CaptureDeriver, WriteCapture } from './write-capture.js';
+import type { SchemeRegistry } from './conjunction-schemes.js';
 
 /** What the pieces of one {@link XaCache} share. Internal. */
 export interface ProtocolContext {
@@ -19,7 +20,17 @@ export interface ProtocolContext {
   /** TTLs for transitions, with per-key value TTLs. */
   ttls(valueTtl?: ReadonlyMap<string, number>): TransitionTtls;
   /** The database-side write capture and how its changes map to keys, once the layer above installed a deriver. */
-  capture(): { readonly capture: WriteCapture; readonly derive: CaptureDeriver } | undefined;
+  capture(): CaptureHook | undefined;
+  /** Conjunction schemes of tables, as last read by this process. */
+  readonly schemes: SchemeRegistry;
+}
+
+/** The write capture as prepare uses it. */
+export interface CaptureHook {
+  readonly capture: WriteCapture;
+  readonly derive: CaptureDeriver;
+  /** The table whose in-flight region this is, if it is one (prepare reads that table's schemes once it holds it). */
+  readonly inFlightTable: (region: string) => string | undefined;
 }
 
 /** Store key of a region's generation. Item keys may not start with this prefix. */

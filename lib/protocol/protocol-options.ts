@@ -82,6 +82,11 @@ export interface UnsafeTestSwitches {
   readonly skipOutsideChanges?: boolean;
   /** Promote writes a transaction's known value even when another transaction joined its lock (ignores `lockIsConcurrent`). */
   readonly writeThroughSharedLock?: boolean;
+  /**
+   * Updates renew the conjunction regions of their rows' new values only: a result of a predicate a row moved out
+   * of keeps being served.
+   */
+  readonly forgetOldConjunctions?: boolean;
 }
 
 /** {@link ProtocolOptions} with every default applied. */

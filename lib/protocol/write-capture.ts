@@ -1,4 +1,5 @@
 import type { SqlRunner } from './sql-runner.js';
+import type { SchemeView } from './conjunction-schemes.js';
 
 /** One statement's changes to one table, as the database-side capture recorded them. */
 export interface CapturedChange {
@@ -21,10 +22,19 @@ export interface CapturedChange {
 export interface CapturedKeys {
   readonly keys: Iterable<string>;
   readonly regions: Iterable<string>;
+  /**
+   * Tables whose changed rows were named but whose conjunction schemes the deriver was not given, each with its
+   * in-flight region (the region every writer of the table locks). Prepare locks that region, then reads the
+   * tables' scheme sets and derives again with them (see docs/protocol.md, "Conjunction regions").
+   */
+  readonly schemeTables?: ReadonlyMap<string, string>;
 }
 
+/** The scheme set of a table as read after its in-flight region was locked; undefined: not read yet. */
+export type SchemeLookup = (table: string) => SchemeView | undefined;
+
 /** Maps captured changes to cache keys; the layer that knows the entities provides it. */
-export type CaptureDeriver = (changes: readonly CapturedChange[]) => CapturedKeys;
+export type CaptureDeriver = (changes: readonly CapturedChange[], schemes?: SchemeLookup) => CapturedKeys;
 
 /** A table to capture: its schema, its name, and (for a partition) the logical table it belongs to. */
 export interface CaptureTarget {

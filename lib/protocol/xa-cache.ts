@@ -16,6 +16,7 @@ import { TransactionLog } from './transaction-log.js';
 import { EntrySealer } from './entry-sealer.js';
 import { WriteCapture, type CaptureDeriver } from './write-capture.js';
 import { lockHolders } from './entry.js';
+import { SchemeRegistry } from './conjunction-schemes.js';
 
 /**
  * The transactional cache: one per process (or per ORM), over one {@link CacheStore} and one PostgreSQL log table.
@@ -33,6 +34,9 @@ export class XaCache {
   readonly capture: WriteCapture;
   readonly #ctx: ProtocolContext;
   #deriver: CaptureDeriver | undefined;
+  #inFlightTable: (region: string) => string | undefined = () => undefined;
+  /** Conjunction schemes per table (see `conjunction-schemes.ts`). */
+  readonly schemes: SchemeRegistry;
   readonly #doneQueue = new DoneQueue();
   readonly #codec: EntrySealer;
 
@@ -56,17 +60,19 @@ export class XaCache {
       },
     });
     const base: TransitionTtls = { lock: this.options.lockTtlSeconds, forever: 0, value: () => this.options.valueTtlSeconds };
-    this.#ctx = {
+    const ctx: Omit<ProtocolContext, 'schemes'> = {
       store,
       options: this.options,
       stats: this.stats,
       log: this.log,
       doneQueue: this.#doneQueue,
       codec: this.#codec,
-      capture: () => (this.#deriver && !this.options.unsafeTestSwitches.skipCapture ? { capture: this.capture, derive: this.#deriver } : undefined),
+      capture: () => (this.#deriver && !this.options.unsafeTestSwitches.skipCapture ? { capture: this.capture, derive: this.#deriver, inFlightTable: this.#inFlightTable } : undefined),
       ttls: (valueTtl) =>
         valueTtl && valueTtl.size > 0 ? { ...base, value: (key) => valueTtl.get(key) ?? this.options.valueTtlSeconds } : base,
     };
+    this.schemes = new SchemeRegistry(ctx);
+    this.#ctx = { ...ctx, schemes: this.schemes };
     this.reader = new CacheReader(this.#ctx);
   }
 
@@ -75,8 +81,9 @@ export class XaCache {
    * names for them (see {@link WriteCapture}). The MikroORM layer installs it; without it, prepare locks only
    * the keys the caller named.
    */
-  useCapture(derive: CaptureDeriver): void {
+  useCapture(derive: CaptureDeriver, inFlightTable?: (region: string) => string | undefined): void {
     this.#deriver = derive;
+    if (inFlightTable) this.#inFlightTable = inFlightTable;
   }
 
   /**
@@ -86,6 +93,7 @@ export class XaCache {
    */
   scopeTo(scope: string): void {
     this.#codec.setScope(scope);
+    this.schemes.forget();
   }
 
   /**
@@ -148,7 +156,7 @@ export class XaCache {
       const limit = options.limit ?? 500;
       const { ids, changes } = await this.capture.claimOutside(db, limit, options.claimMs ?? 30_000);
       if (ids.length === 0) break;
-      const { keys, regions } = derive(changes);
+      const { keys, regions } = await this.#deriveWithSchemes(derive, changes);
       let unreached: string[];
       try {
         unreached = await this.invalidateNow([...keys], [...regions]);
@@ -173,10 +181,21 @@ export class XaCache {
   async #evictClaimedByOthers(db: SqlRunner, derive: CaptureDeriver): Promise<void> {
     const changes = await this.capture.pendingChanges(db, 1_000);
     if (changes.length === 0) return;
-    const { keys, regions } = derive(changes);
+    const { keys, regions } = await this.#deriveWithSchemes(derive, changes);
     const unreached = await this.invalidateNow([...keys], [...regions]);
     // As for our own claims: what could not be reached is also what no reader can read there; the claimer retries.
     if (unreached.length > 0) this.options.logger?.('warn', 'outside changes claimed by another process: some keys could not be reached', { count: unreached.length });
+  }
+
+  /**
+   * Derives the keys of committed changes with the scheme sets of their tables read now: the changes committed
+   * before this read, so a scheme added after it is established only for reads after the commit.
+   */
+  async #deriveWithSchemes(derive: CaptureDeriver, changes: Parameters<CaptureDeriver>[0]): Promise<ReturnType<CaptureDeriver>> {
+    const first = derive(changes);
+    if (!first.schemeTables || first.schemeTables.size === 0) return first;
+    const views = await this.schemes.read(first.schemeTables.keys());
+    return derive(changes, (table) => views.get(table));
   }
 
   /**

@@ -63,6 +63,11 @@ export interface RunOptions {
   readonly lockTtlSeconds?: number;
   /** Share of the op mix that looks items up by code or gives items other codes. Default 0.125. */
   readonly codeShare?: number;
+  /**
+   * Share of the op mix that caches `find(CItem, { grp })` (a conjunction) and moves items between groups, in and out
+   * of those predicates. Default 0 (the general mix has both too).
+   */
+  readonly predicateShare?: number;
   /** Share of the workers' reads of the hot tables that the database answers 1-8 ms late. Default 0.15. */
   readonly slowReads?: number;
   /** The workers' `writeThrough` option. Default true. */
@@ -315,7 +320,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
       await slot.ready?.catch(() => undefined);
       // The external writer pauses 5-40 ms between commits: tens per second, each a notification to the follower.
       if (slot.kind === 'external') await sleep(rng.int(5, 40));
-      const op: Op = slot.kind === 'external' ? nextExternalOp(rng) : nextOp(rng, options.codeShare, options.extraReads);
+      const op: Op = slot.kind === 'external' ? nextExternalOp(rng) : nextOp(rng, options.codeShare, options.extraReads, options.predicateShare);
       const tokens = isWrite(op) ? [randomUUID(), randomUUID()] : [];
       const mode = isWrite(op) ? slot.nextMode : undefined;
       if (mode) slot.nextMode = undefined;

@@ -100,9 +100,10 @@ export class Rng {
 
 /**
  * The op mix: about half reads (rows, collections, queries), half writes of every kind. `extraReads` replaces that
- * share of the ops with plain reads of rows and collections (0: the mix as is, the stream of a seed unchanged).
+ * share of the ops with plain reads of rows and collections, `predicateShare` with cached group queries and moves
+ * between groups (0: the mix as is, the stream of a seed unchanged).
  */
-export function nextOp(rng: Rng, codeShare = 0.125, extraReads = 0): Op {
+export function nextOp(rng: Rng, codeShare = 0.125, extraReads = 0, predicateShare = 0): Op {
   if (extraReads > 0 && rng.next() < extraReads) {
     const pick = rng.next();
     if (pick < 0.6) return { kind: 'read', id: rng.int(1, ITEMS) };
@@ -113,6 +114,8 @@ export function nextOp(rng: Rng, codeShare = 0.125, extraReads = 0): Op {
   const id = rng.int(1, ITEMS);
   const g = rng.int(1, GROUPS);
   const code = rng.pick(CODES);
+  // Cached queries of one group (a conjunction, docs/usage.md) while items move in and out of groups.
+  if (predicateShare > 0 && rng.next() < predicateShare) return r < 0.7 ? { kind: 'query', g } : { kind: 'move', id, to: g };
   // Lookups by the unique key and writes that change which item holds a code: an eighth of the mix by default.
   if (rng.next() < codeShare) {
     if (r < 0.65) return { kind: 'byCode', codes: rng.next() < 0.75 ? [code] : [...new Set([code, rng.pick(CODES)])] };

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Model-checks spec/model/xa-protocol.pml with SPIN: the correct protocol must verify with no error, and
+# Model-checks spec/model/xa-protocol.pml and spec/model/scheme-race.pml with SPIN: the correct protocol must verify with no error, and
 # every mutation (a deliberately broken protocol) must be caught with an assertion violation.
 # Prints one line per run; exits non-zero if the correct model fails or a mutation is not caught.
 # Works from any directory; build artefacts go to a temporary directory that is removed afterwards.
@@ -30,6 +30,10 @@ runs=(
   "correct-write-through|pass|-DREGION -DWRITE_THROUGH|write-through: a row promoted with its region generation, racing a region-wide writer"
   "WT_TAG_AT_PROMOTE|fail|-DREGION -DWRITE_THROUGH -DWT_TAG_AT_PROMOTE|mutation: written-through value tagged with the generation read after COMMIT"
   "known-limit|fail|-DNO_TTL_ASSUMPTION|documented known limit: lock dropped before COMMIT (expected trail)"
+  "correct-scheme|pass|-DSCHEME|scheme-race.pml: a conjunction scheme appearing while two writers run"
+  "NO_INFLIGHT_CHECK|fail|-DSCHEME -DNO_INFLIGHT_CHECK|mutation: a scheme established without waiting for writers in flight"
+  "READ_BEFORE_JOIN|fail|-DSCHEME -DREAD_BEFORE_JOIN|mutation: writers read the scheme set before joining the in-flight region"
+  "NO_OLD_VALUE|fail|-DSCHEME -DNO_OLD_VALUE|mutation: writers renew the conjunction of their new value only"
 )
 if [ "${FULL:-}" = "1" ]; then
   runs+=("correct-fine-grain|pass|-DFINE_GRAIN|the protocol, item key, every round trip a separate step")
@@ -39,7 +43,8 @@ fi
 verify() {
   local name="$1" flags="$2" dir="$work/$1"
   mkdir -p "$dir" && cd "$dir" || return 1
-  cp "$model" model.pml
+  # -DSCHEME selects the model of a conjunction scheme appearing concurrently with writes.
+  if [[ "$flags" == *-DSCHEME* ]]; then cp "$here/scheme-race.pml" model.pml; else cp "$model" model.pml; fi
   # shellcheck disable=SC2086
   if ! spin -a $flags model.pml >spin.out 2>&1; then echo "spin-error 0 0"; return 0; fi
   # -DSAFETY: safety properties only (assertions, end states); -DCOLLAPSE: compressed state storage.

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const script = resolve(root, 'spec', 'model', 'check.sh');
 
-const MUTATIONS = ['NO_LEASE', 'NO_CAS_PROMOTE', 'NO_LOCK', 'NO_CONCURRENT_FLAG', 'NO_REGION_LOCK', 'WT_TAG_AT_PROMOTE'];
+const MUTATIONS = ['NO_LEASE', 'NO_CAS_PROMOTE', 'NO_LOCK', 'NO_CONCURRENT_FLAG', 'NO_REGION_LOCK', 'WT_TAG_AT_PROMOTE', 'NO_INFLIGHT_CHECK', 'READ_BEFORE_JOIN', 'NO_OLD_VALUE'];
 
 function spinInstalled(): boolean {
   return spawnSync('sh', ['-c', 'command -v spin'], { encoding: 'utf8' }).status === 0;
@@ -31,7 +31,7 @@ describe('Promela model of the protocol (SPIN)', function () {
     expect(run.status, output).to.equal(0);
     const lines = run.stdout.split('\n');
     const line = (name: string): string => lines.find((l) => l.startsWith(`${name} `)) ?? '';
-    for (const name of ['correct-item', 'correct-item-2reads', 'correct-region', 'correct-write-through']) {
+    for (const name of ['correct-item', 'correct-item-2reads', 'correct-region', 'correct-write-through', 'correct-scheme']) {
       expect(line(name), output).to.match(/OK\s+verified, no error/);
     }
     for (const mutation of MUTATIONS) {
