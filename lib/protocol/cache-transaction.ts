@@ -340,6 +340,8 @@ export class CacheTransaction {
       return promoteTransition(current, this.id, role, value);
     };
     if (this.ctx.options.unsafeTestSwitches.promoteWithoutCas) return this.#promoteBlindly();
+    const jitter = this.ctx.options.unsafeTestSwitches.promoteJitterMs;
+    if (jitter) await new Promise((resolve) => setTimeout(resolve, Math.random() * jitter));
     const hook = this.ctx.options.midPromoteHook;
     let outcomes: Map<string, TransitionOutcome>;
     if (hook) {

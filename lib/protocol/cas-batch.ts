@@ -77,7 +77,9 @@ export async function applyTransitions(
         continue;
       }
       const next = afterTransition(state.entry, transition);
-      if (transition.action === 'delete') {
+      if (transition.action === 'touch') {
+        ops.push({ op: 'touch', key, ttl: ttls.lock });
+      } else if (transition.action === 'delete') {
         ops.push({ op: 'delete', key, cas: state.cas as CasToken });
       } else if (transition.action === 'append') {
         ops.push({ op: 'append', key, value: encodeLockRecords(transition.records) });
@@ -113,6 +115,9 @@ export async function applyTransitions(
         }
         case 'deleted':
           outcomes.set(key, { status: 'done', state: { entry: undefined, cas: undefined } });
+          break;
+        case 'touched':
+          outcomes.set(key, { status: 'done', state: { entry: next, cas: undefined } });
           break;
         case 'error':
           outcomes.set(key, { status: 'failed', error: result.error });

@@ -13,7 +13,7 @@ export function composeTransitions(current: DecodedEntry | undefined, steps: Rea
   const appended: LockRecord[] = [];
   for (const step of steps) {
     const t = step(entry);
-    if (t.action === 'keep') continue;
+    if (t.action === 'keep' || t.action === 'touch') continue;
     entry = afterTransition(entry, t);
     if (t.action === 'append' && !replaced && !deleted) appended.push(...t.records);
     else if (t.action === 'write') ((replaced = t), (deleted = false));

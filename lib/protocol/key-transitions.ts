@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { lockHolders, lockIsConcurrent, lockWasLeftBy, type DecodedEntry, type Entry, type LockRecord } from './entry.js';
-import { MAX_LOCK_RECORDS } from './entry-codec.js';
+import { UNKNOWN_HOLDER } from './entry-codec.js';
 
 /**
  * The pure state machine of one key: given what a key holds now, what prepare, promote and release must make of
@@ -21,19 +21,15 @@ export type Transition =
   | { readonly action: 'keep' }
   | { readonly action: 'write'; readonly entry: Entry; readonly ttl: 'lock' | 'value' | 'forever' }
   | { readonly action: 'delete' }
-  | { readonly action: 'append'; readonly records: readonly LockRecord[] };
+  | { readonly action: 'append'; readonly records: readonly LockRecord[] }
+  /** Keeps a lock alive a full lifetime from now without joining it (a lock held by {@link UNKNOWN_HOLDER}). */
+  | { readonly action: 'touch' };
 
 const KEEP: Transition = { action: 'keep' };
 const DELETE: Transition = { action: 'delete' };
 
 /** Records past which a lock is rewritten with only its holders instead of growing further. */
 export const LOCK_COMPACTION_RECORDS = 64;
-
-/**
- * Records past which a join must rewrite the lock even after losing races: far enough below
- * {@link MAX_LOCK_RECORDS} that the joins and leaves in flight at that moment cannot push it over.
- */
-export const LOCK_FORCED_COMPACTION_RECORDS = MAX_LOCK_RECORDS - 128;
 
 /**
  * Prepare: put the key under this transaction's lock. A lock others hold is joined by appending `+tx`, which also
@@ -43,13 +39,18 @@ export const LOCK_FORCED_COMPACTION_RECORDS = MAX_LOCK_RECORDS - 128;
  * A lock that grew long is rewritten with only its holders, but only on a first `attempt`: a rewrite is a
  * compare-and-swap, and on a hot key every other join and leave changes the token under it, so a joiner that keeps
  * insisting on compaction can lose every round with no fault anywhere. After one lost race it joins by appending,
- * which cannot lose; compaction waits for a calmer moment (or for {@link LOCK_FORCED_COMPACTION_RECORDS}).
+ * which cannot lose; compaction waits for a calmer moment. A lock that still outgrows `MAX_LOCK_RECORDS` (writers
+ * overlapping without a pause on an overloaded machine) reads as held by an unknown transaction until it expires:
+ * readers miss, nobody can lose its holders (see `entry-codec.ts`).
  */
 export function prepareTransition(current: DecodedEntry | undefined, txId: string, role: KeyRole, attempt = 0): Transition {
   if (current?.kind === 'lock') {
     const holders = lockHolders(current);
     if (holders.includes(txId)) return KEEP;
-    const compact = current.records.length >= (attempt === 0 ? LOCK_COMPACTION_RECORDS : LOCK_FORCED_COMPACTION_RECORDS);
+    // An overlong lock: held until it expires, finished by nobody. Joining would only make it longer; keeping it
+    // alive a lifetime from now covers this transaction exactly as a join's touch does.
+    if (holders.includes(UNKNOWN_HOLDER)) return { action: 'touch' };
+    const compact = attempt === 0 && current.records.length >= LOCK_COMPACTION_RECORDS;
     if (holders.length > 0 && !compact) return { action: 'append', records: [{ op: '+', txId }] };
     if (holders.length > 0) return lock([...holders, txId].map((id) => ({ op: '+', txId: id })), current.prior);
     // A region lock every holder left (they left together, none saw itself last) is replaced by a fresh lock, but
@@ -73,7 +74,7 @@ export function promoteTransition(current: DecodedEntry | undefined, txId: strin
   if (current.kind !== 'lock') return DELETE;
   const holders = lockHolders(current);
   if (!holders.includes(txId)) {
-    if (holders.length === 0 || lockWasLeftBy(current, txId) || lockIsConcurrent(current)) return KEEP;
+    if (holders.length === 0 || holders.includes(UNKNOWN_HOLDER) || lockWasLeftBy(current, txId) || lockIsConcurrent(current)) return KEEP;
     const marker = randomUUID();
     return { action: 'append', records: [{ op: '+', txId: marker }, { op: '-', txId: marker }] };
   }
@@ -103,6 +104,7 @@ export function releaseTransition(current: DecodedEntry | undefined, txId: strin
 export function afterTransition(current: DecodedEntry | undefined, transition: Transition): DecodedEntry | undefined {
   switch (transition.action) {
     case 'keep':
+    case 'touch':
       return current;
     case 'delete':
       return undefined;

@@ -64,6 +64,12 @@ export interface UnsafeTestSwitches {
   readonly fillWithoutLease?: boolean;
   /** Promote writes known values with a plain set, whoever holds the key, instead of a compare-and-swap. */
   readonly promoteWithoutCas?: boolean;
+  /**
+   * Not a mutation: promote waits a random 0 to this many ms first, so two writers of one key promote in either
+   * order (the window a mutation of the concurrent-lock rule needs, which a promote's single round trip keeps
+   * too narrow to show reliably).
+   */
+  readonly promoteJitterMs?: number;
   /** Prepare writes no log row: a crash after COMMIT leaves nothing for the sweeper. */
   readonly skipLog?: boolean;
   /** A rollback promotes the transaction's keys (writing its values) instead of releasing them. */

@@ -171,7 +171,8 @@ describe('consistency checker: catches each safeguard switched off', function ()
         durationMs: 10_000,
         faults: [],
         slowReads: 0,
-        switches: { writeThroughSharedLock: true },
+        // Promotes in either order: the stale image needs the first committer to promote after the second.
+        switches: { writeThroughSharedLock: true, promoteJitterMs: 30 },
         logFile: `.tmp/consistency/spec-writeThroughSharedLock-${seed}.json`,
         print: () => undefined,
       });

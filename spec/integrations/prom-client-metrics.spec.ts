@@ -8,6 +8,7 @@ import { startXaCache } from '../../lib/operations/start-xa-cache.js';
 import { registerXaCacheMetrics } from '../../lib/operations/prom-client-metrics.js';
 import { parsePrometheusText } from '../../lib/operations/prometheus-text.js';
 import type { XaCacheRuntime } from '../../lib/operations/xa-cache-runtime.js';
+import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 
 describe('integrations: metrics through prom-client', function () {
   this.timeout(60_000);
@@ -35,6 +36,8 @@ describe('integrations: metrics through prom-client', function () {
       const em = b.orm.em.fork();
       (await em.findOneOrFail(Book, 3)).title = 'renamed';
       await em.flush(); // prepare, promote
+      // Promote runs off the commit's critical path: wait for it, or the scrape may come before its figures.
+      await (b.orm.config.getResultCacheAdapter() as XaCacheAdapter).promotes.settle();
       await runtime.sweepNow();
 
       const text = await registry.metrics();

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { decodeEntry, encodeEntry, encodeLockRecords, KEY_MISMATCH, MAX_LOCK_RECORDS } from '../../lib/protocol/entry-codec.js';
+import { decodeEntry, encodeEntry, encodeLockRecords, KEY_MISMATCH, MAX_LOCK_RECORDS, UNKNOWN_HOLDER } from '../../lib/protocol/entry-codec.js';
 import { lockHolders, type Entry, type LockRecord } from '../../lib/protocol/entry.js';
 import { EntrySealer } from '../../lib/protocol/entry-sealer.js';
 
@@ -135,10 +135,13 @@ describe('entry codec', () => {
       return Buffer.concat([encodeEntry({ kind: 'lock', records: records.slice(0, 1), prior: undefined }), encodeLockRecords(records.slice(1))]);
     };
 
-    it(`decodes a lock of ${MAX_LOCK_RECORDS} records, and a longer one as foreign`, () => {
+    it(`decodes a lock of ${MAX_LOCK_RECORDS} records, and a longer one as held by an unknown transaction, unparsed`, () => {
       const decoded = decodeEntry(lockBytes(MAX_LOCK_RECORDS));
       expect(decoded.kind === 'lock' && lockHolders(decoded).length).to.equal(MAX_LOCK_RECORDS);
-      expect(decodeEntry(lockBytes(MAX_LOCK_RECORDS + 1))).to.deep.equal({ kind: 'foreign', reason: 'lock records' });
+      expect(decodeEntry(lockBytes(MAX_LOCK_RECORDS + 1))).to.deep.equal({ kind: 'lock', records: [{ op: '+', txId: UNKNOWN_HOLDER }], prior: undefined });
+      // Still held after a generation too: joins appended to a generation are a lock like any other.
+      const overlong = Buffer.concat([encodeEntry({ kind: 'generation', id: randomUUID() }), encodeLockRecords(Array.from({ length: MAX_LOCK_RECORDS + 1 }, () => ({ op: '+' as const, txId: randomUUID() })))]);
+      expect(decodeEntry(overlong)).to.deep.include({ kind: 'lock', records: [{ op: '+', txId: UNKNOWN_HOLDER }] });
     });
 
     it('computes holders of repeated joins and leaves once each, in joining order', () => {

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { lockHolders, lockIsConcurrent, type DecodedEntry, type Entry, type LockEntry } from '../../lib/protocol/entry.js';
-import { LOCK_COMPACTION_RECORDS, LOCK_FORCED_COMPACTION_RECORDS, prepareTransition, promoteTransition, releaseTransition } from '../../lib/protocol/key-transitions.js';
+import { LOCK_COMPACTION_RECORDS, prepareTransition, promoteTransition, releaseTransition } from '../../lib/protocol/key-transitions.js';
 import { composeTransitions } from '../../lib/protocol/compose-transitions.js';
+import { UNKNOWN_HOLDER } from '../../lib/protocol/entry-codec.js';
 
 const me = randomUUID();
 const other = randomUUID();
@@ -53,16 +54,19 @@ describe('key transitions', () => {
       expect(prepareTransition(lock([join(other), ...records]), me, 'region', 1)).to.deep.equal({ action: 'append', records: [join(me)] });
     });
 
-    it('rewrites a lock near its size limit even after lost races', () => {
-      const records = Array.from({ length: LOCK_FORCED_COMPACTION_RECORDS }, () => join(randomUUID()));
-      expect(prepareTransition(lock(records), me, 'region', 3).action).to.equal('write');
-    });
-
     it('after a lost race joins a region lock every holder left by appending; an item lock is replaced', () => {
       const left = lock([join(other), leave(other)], gen);
       expect(prepareTransition(left, me, 'region', 0)).to.deep.equal({ action: 'write', entry: lock([join(me)]), ttl: 'lock' });
       expect(prepareTransition(left, me, 'region', 1)).to.deep.equal({ action: 'append', records: [join(me)] });
       expect(prepareTransition(left, me, 'item', 1)).to.deep.equal({ action: 'write', entry: lock([join(me)]), ttl: 'lock' });
+    });
+
+    it('keeps an overlong lock (held by an unknown transaction) alive without joining it; promote and release leave it to expire', () => {
+      const overlong = lock([join(UNKNOWN_HOLDER)]);
+      expect(prepareTransition(overlong, me, 'region', 0)).to.deep.equal({ action: 'touch' });
+      expect(prepareTransition(overlong, me, 'item', 2)).to.deep.equal({ action: 'touch' });
+      expect(promoteTransition(overlong, me, 'region', undefined)).to.deep.equal({ action: 'keep' });
+      expect(releaseTransition(overlong, me, 'item')).to.deep.equal({ action: 'keep' });
     });
 
     it('remembers the generation a region lock replaces', () => {
