@@ -172,6 +172,7 @@ describe('consistency checker: catches each safeguard switched off', function ()
         faults: [],
         slowReads: 0,
         // Promotes in either order: the stale image needs the first committer to promote after the second.
+        writeThrough: true,
         switches: { writeThroughSharedLock: true, promoteJitterMs: 30 },
         logFile: `.tmp/consistency/spec-writeThroughSharedLock-${seed}.json`,
         print: () => undefined,
