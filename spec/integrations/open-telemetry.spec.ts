@@ -8,6 +8,7 @@ import { Book, openBookstore, seedBookstore, type Bookstore } from '../support/b
 import { startXaCache } from '../../lib/operations/start-xa-cache.js';
 import { traceXaCache } from '../../lib/operations/open-telemetry.js';
 import type { XaCacheRuntime } from '../../lib/operations/xa-cache-runtime.js';
+import type { XaCacheAdapter } from '../../lib/mikro-orm/xa-cache-adapter.js';
 
 describe('integrations: OpenTelemetry spans', function () {
   this.timeout(60_000);
@@ -55,6 +56,8 @@ describe('integrations: OpenTelemetry spans', function () {
         const em = b.orm.em.fork();
         (await em.findOneOrFail(Book, 2)).title = 'traced';
         await em.flush(); // prepare + promote
+        // Promote runs off the commit's critical path: wait for it, or its span may end after the spans are read.
+        await (b.orm.config.getResultCacheAdapter() as XaCacheAdapter).promotes.settle();
         span.end();
         return span;
       });
