@@ -176,13 +176,25 @@ export class CacheReader {
       }
       groupStates.set(group, { generation: problem === undefined ? combineGenerations(ids) : '', problem, fresh });
     }
-    /** The generations a key's value must carry, why none can be trusted, and whether one was just started. */
+    /**
+     * The generations a key's value must carry, why none can be trusted, and whether one was just started: one state
+     * per combination of groups (a paired region's is shared by every key; a spread one's by the keys of a server),
+     * so a read of many keys builds a handful, not one per key.
+     */
+    const states = new Map<string, KeyRegionState>();
     const regionStateOf = (key: string): KeyRegionState => {
       if (regions.length === 0) return guardProblem === undefined ? NO_REGION_STATE : { ...NO_REGION_STATE, problem: guardProblem };
+      const mine = groupsOf.get(key) as string[];
+      const id = mine.join('\u0000');
+      let state = states.get(id);
+      if (!state) states.set(id, (state = stateOfGroups(mine)));
+      return state;
+    };
+    const stateOfGroups = (mine: readonly string[]): KeyRegionState => {
       const generations = new Map<string, string>();
       let problem: MissReason | undefined;
       let fresh = false;
-      (groupsOf.get(key) as string[]).forEach((group, i) => {
+      mine.forEach((group, i) => {
         const state = groupStates.get(group) as GroupState;
         if (state.problem === 'region-locked') problem = state.problem;
         else problem ??= state.problem;
