@@ -2,7 +2,7 @@ import { EventType, isRaw, type EntityMetadata, type Transaction, type Transacti
 import { NativeQueryBuilder, PostgreSqlConnection } from '@mikro-orm/postgresql';
 import pg from 'pg';
 import { CompiledQuery, type ControlledTransaction, type Kysely } from 'kysely';
-import { KyselyWritesPlugin } from './kysely-writes-plugin.js';
+import { asOrmWork, clientProtocolDialect, type ClientProtocol } from './kysely-client-driver.js';
 import type { CacheTransaction } from '../protocol/cache-transaction.js';
 import type { SqlRunner } from '../protocol/sql-runner.js';
 import { currentCall } from './call-context.js';
@@ -58,6 +58,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   #idleFlush: IdleLogFlush | undefined;
   #sessionOptions: pg.ClientConfig | undefined;
   #writeThrough: WriteThroughHook | undefined;
+  #connecting: Promise<void> | undefined;
 
   /** The adapter that owns the protocol; a clear error when the ORM was not configured with it. */
   get cache(): XaCacheAdapter {
@@ -75,10 +76,24 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     this.#sessionOptions = this.mapOptions(poolOverrides) as pg.ClientConfig;
     const marked = this.cache.options.markPoolSessions === false ? overrides : { ...overrides, options: managedOptions(this.#sessionOptions.options) };
     // Typed as MikroORM's PostgresDialect, which has private members; kysely only uses the Dialect interface.
-    return releasingDialect(super.createKyselyDialect(marked)) as ReturnType<PostgreSqlConnection['createKyselyDialect']>;
+    const dialect = clientProtocolDialect(super.createKyselyDialect(marked), this.#clientProtocol());
+    return releasingDialect(dialect) as ReturnType<PostgreSqlConnection['createKyselyDialect']>;
   }
 
-  override async connect(options?: { skipOnConnect?: boolean }): Promise<void> {
+  override connect(options?: { skipOnConnect?: boolean }): Promise<void> {
+    return (this.#connecting = this.#connect(options));
+  }
+
+  /**
+   * Connected, and the cache bound to this database: MikroORM connects lazily, at its first query, and a process
+   * may write through Kysely before that; its keys must name the same database as everyone's (G14).
+   */
+  async #ready(): Promise<void> {
+    if (!this.connected || !this.#connecting) await this.ensureConnection();
+    await this.#connecting;
+  }
+
+  async #connect(options?: { skipOnConnect?: boolean }): Promise<void> {
     await super.connect(options);
     if (this.type !== 'write') return;
     const adapter = this.cache;
@@ -114,26 +129,34 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   }
 
   /**
-   * The Kysely client (what `em.getKysely()` returns outside a transaction), with a plugin that applies the
-   * database's captured changes after each of its writes (see {@link KyselyWritesPlugin}).
+   * What the Kysely driver needs to run the two phases around what the application sends through Kysely itself
+   * (see {@link clientProtocolDialect}).
    */
-  override getClient<T = any>(): Kysely<T> { // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own signature
-    const client = super.getClient<T>();
-    if (this.type !== 'write') return client;
-    if (client !== this.#plainClient) {
-      this.#plainClient = client;
-      this.#client = client.withPlugin(new KyselyWritesPlugin(() => this.applyOutsideChanges()));
-    }
-    return this.#client as Kysely<T>;
+  #clientProtocol(): ClientProtocol {
+    const connection = this; // eslint-disable-line @typescript-eslint/no-this-alias -- a getter reads the live state
+    return {
+      get active() {
+        return connection.type === 'write';
+      },
+      ready: () => this.#ready(),
+      analyse: (sql) => this.#analyse(sql),
+      commitWithProtocol: (scope, runner, commit) => this.#commitWithProtocol(scope, runner, commit),
+    };
   }
 
-  /**
-   * Applies the captured changes no prepare took (see `XaCache.applyOutsideChanges`), evicting as well what a
-   * follower claimed and has not finished: the caller (a Kysely write that just committed) must not return before
-   * its own change is applied, and a follower may have claimed it a moment after the commit.
-   */
-  async applyOutsideChanges(): Promise<number> {
-    return this.cache.xa.applyOutsideChanges(await this.sqlRunner(), { evenClaimed: true });
+  /** prepare → COMMIT → promote in the background, for a transaction the ORM did not begin (see `ClientProtocol`). */
+  async #commitWithProtocol<R>(scope: TransactionScope, runner: SqlRunner, commit: () => Promise<R>): Promise<R> {
+    const tx = scope.toCacheTransaction(this.cache.xa);
+    await tx.prepare(runner);
+    let result: R;
+    try {
+      result = await commit();
+    } catch (error) {
+      const outcome = await this.#settleUnknown(tx);
+      throw rejectedByServer(error) ? error : new CommitOutcomeError(outcome, error, tx.id);
+    }
+    this.cache.promotes.track(this.#promote(tx));
+    return result;
   }
 
   /**
@@ -175,7 +198,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
         await broadcaster.dispatchEvent(event as never, trx);
       },
     };
-    const trx = await super.begin({ ...options, eventBroadcaster: eventBroadcaster as TransactionEventBroadcaster | undefined });
+    const trx = await asOrmWork('begin', () => super.begin({ ...options, eventBroadcaster: eventBroadcaster as TransactionEventBroadcaster | undefined }));
     this.#scopes.set(trx, scope);
     return trx;
   }
@@ -226,7 +249,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     // A SELECT that calls a function may write through it; a replica cannot write at all.
     const mayWrite = analysis.kind === 'write' || (analysis.kind === 'read' && analysis.callsFunctions);
     if (!mayWrite || this.type === 'read') {
-      return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+      return asOrmWork('statement', () => super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>);
     }
     if (!ctx) {
       // An autocommit write: give it a transaction of its own, so what it (and the database for it) wrote is
@@ -237,6 +260,11 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     if (!scope) throw XaConfigError.foreignTransaction();
     scope.recordWrite(analysis.writes);
     return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+  }
+
+  /** Schema dumps (the schema generator, migrations) run as the ORM's own statements: DDL, never cached data. */
+  override executeDump(dump: string): Promise<void> {
+    return asOrmWork('statement', () => super.executeDump(dump));
   }
 
   /**

@@ -280,22 +280,6 @@ $xa$`;
     return { ids: row.ids ?? [], changes: parseTaken(row.taken) };
   }
 
-  /**
-   * The newest `limit` changes still pending after this caller applied what it could claim: another process
-   * claimed them (or is claiming them this instant: its UPDATE is not committed, so no `claimed_until` can tell)
-   * and has not finished. One statement, no lock. A caller that must not return before its own write is applied
-   * evicts them as well — evicting twice is harmless, returning early is not. Newest first, since the caller's own
-   * change is among the newest.
-   */
-  async pendingChanges(db: SqlRunner, limit: number): Promise<CapturedChange[]> {
-    const { rows } = await db.query(
-      `SELECT json_agg(json_build_object('s', schema_name, 't', table_name, 'op', op, 'o', old_rows, 'n', new_rows) ORDER BY id)::text AS taken
-         FROM (SELECT * FROM ${this.#changes} ORDER BY id DESC LIMIT $1) c`,
-      [limit],
-    );
-    return parseTaken((rows[0] as { taken: string | null }).taken);
-  }
-
   /** Deletes applied changes (or, with `release`, gives claimed ones back for the next run). */
   async finishOutside(db: SqlRunner, ids: readonly string[], release = false): Promise<void> {
     if (ids.length === 0) return;

@@ -141,12 +141,8 @@ export class XaCache {
    * program, psql, a statement sent outside the library's transactions): evicts what they name, then deletes
    * them. Changes whose keys could not all be reached stay for the next call. Any number of processes may call it
    * at once. Resolves to the number of changes applied.
-   *
-   * With `evenClaimed`, changes other processes claimed and have not finished are evicted too (not deleted: their
-   * claimer does that): for a caller whose own write's change a follower may have claimed a moment after its
-   * commit, and which must not return before that write is applied (read-your-writes, G2).
    */
-  async applyOutsideChanges(db: SqlRunner, options: { limit?: number; claimMs?: number; evenClaimed?: boolean } = {}): Promise<number> {
+  async applyOutsideChanges(db: SqlRunner, options: { limit?: number; claimMs?: number } = {}): Promise<number> {
     const derive = this.#deriver;
     // `skipCapture` stands for "no database-side capture at all": outside changes are not applied either;
     // `skipOutsideChanges` for "nobody follows the feed".
@@ -174,17 +170,7 @@ export class XaCache {
       applied += ids.length;
       if (ids.length < limit) break;
     }
-    if (options.evenClaimed) await this.#evictClaimedByOthers(db, derive);
     return applied;
-  }
-
-  async #evictClaimedByOthers(db: SqlRunner, derive: CaptureDeriver): Promise<void> {
-    const changes = await this.capture.pendingChanges(db, 1_000);
-    if (changes.length === 0) return;
-    const { keys, regions } = await this.#deriveWithSchemes(derive, changes);
-    const unreached = await this.invalidateNow([...keys], [...regions]);
-    // As for our own claims: what could not be reached is also what no reader can read there; the claimer retries.
-    if (unreached.length > 0) this.options.logger?.('warn', 'outside changes claimed by another process: some keys could not be reached', { count: unreached.length });
   }
 
   /**

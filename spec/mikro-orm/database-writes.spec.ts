@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import pg from 'pg';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { MikroORM, defineEntity, p, type EntityManager } from '@mikro-orm/postgresql';
 import { sharedServers } from '../support/global-servers.js';
+import { PartitionProxy } from '../support/partition-proxy.js';
 import { withXaCache } from '../../lib/mikro-orm/with-xa-cache.js';
 import { installWriteCapture, verifyWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js';
 import { invalidate, invalidateAll, invalidateTable } from '../../lib/mikro-orm/invalidation.js';
@@ -329,9 +330,9 @@ describe('writes PostgreSQL makes on its own are seen (database-side capture)', 
       expect(await kidIds(2)).to.deep.equal([1, 3]);
     });
 
-    it('outside any transaction, while another process claims each change the moment it commits and has not applied it yet', async () => {
-      // A follower that claimed our write's change a moment after its commit: the write must not return before its
-      // change is applied anyway (read-your-writes), so it evicts what others claimed too.
+    it('outside any transaction, while another process claims each change the moment it commits', async () => {
+      // A follower that claims every change as soon as it commits: a Kysely write takes its own changes at its
+      // prepare, so none is left for it, and each write is read back at once.
       const claimer = new pg.Client({ connectionString: sharedServers().db });
       await claimer.connect();
       let claiming = true;
@@ -350,6 +351,107 @@ describe('writes PostgreSQL makes on its own are seen (database-side capture)', 
         await claims;
         await claimer.query('DELETE FROM xa_cache_log_changes');
         await claimer.end();
+      }
+    });
+
+    it('outside any transaction, every way Kysely sends a write, read back at once by another process (no follower runs)', async () => {
+      const writes: Array<[string, (db: Kysely<any>) => Promise<unknown>]> = [ // eslint-disable-line @typescript-eslint/no-explicit-any -- untyped tables
+        ['the query builder', (db) => db.updateTable('dw_kid').set({ name: 'builder' }).where('id', '=', 1).execute()],
+        ['sql`…` (raw)', (db) => sql`UPDATE dw_kid SET name = 'raw' WHERE id = 1`.execute(db)],
+        ['a function called by a SELECT', (db) => sql`SELECT dw_rename_kid(1, 'function')`.execute(db)],
+        ['transaction().execute()', (db) => db.transaction().execute((trx) => trx.updateTable('dw_kid').set({ name: 'transaction' }).where('id', '=', 1).execute())],
+        [
+          'startTransaction() … commit()',
+          async (db) => {
+            const trx = await db.startTransaction().execute();
+            await trx.updateTable('dw_kid').set({ name: 'controlled' }).where('id', '=', 1).execute();
+            await trx.commit().execute();
+          },
+        ],
+        [
+          'BEGIN … COMMIT sent as SQL on one connection',
+          (db) =>
+            db.connection().execute(async (c) => {
+              await sql`BEGIN`.execute(c);
+              await sql`UPDATE dw_kid SET name = 'begin-commit' WHERE id = 1`.execute(c);
+              await sql`COMMIT`.execute(c);
+            }),
+        ],
+        ['a multi-row builder write moving a kid', (db) => db.updateTable('dw_kid').set({ name: 'moved', parent_id: 2 }).where('id', 'in', [1]).execute()],
+      ];
+      for (const [how, write] of writes) {
+        await warm();
+        await write(sqlIn(writer.em.fork() as EntityManager));
+        const expected = (await admin.query('SELECT name FROM dw_kid WHERE id = 1')).rows[0].name as string;
+        expect((await kid(1))?.name, how).to.equal(expected);
+      }
+      expect(await kidIds(2), 'the collection of the kid\'s new parent').to.deep.equal([1, 3]);
+      expect(await kidIds(1)).to.deep.equal([2]);
+    });
+
+    it('rolled back through Kysely: nothing changes, nothing is left locked', async () => {
+      await warm();
+      const db = sqlIn(writer.em.fork() as EntityManager);
+      await db
+        .transaction()
+        .execute(async (trx) => {
+          await trx.updateTable('dw_kid').set({ name: 'never' }).where('id', '=', 1).execute();
+          throw new Error('roll back');
+        })
+        .catch((error: Error) => expect(error.message).to.equal('roll back'));
+      const failed = await db
+        .updateTable('dw_kid')
+        .set({ parent_id: 99 })
+        .where('id', '=', 1)
+        .execute()
+        .then(
+          () => undefined,
+          (e: Error) => e,
+        );
+      expect(failed?.message).to.match(/foreign key/);
+      expect(await kid(1)).to.deep.equal({ name: 'k1', parent: 1 });
+      const stats = (reader.config.getResultCacheAdapter() as XaCacheAdapter).xa.stats;
+      const hits = stats.hits;
+      expect(await kid(1)).to.deep.equal({ name: 'k1', parent: 1 });
+      expect(stats.hits, 'served from the cache again: no lock left behind').to.be.greaterThan(hits);
+    });
+
+    it('a process cut off from memcached: its Kysely writes fail and change nothing, so no other process can read a value the database replaced (strict)', async () => {
+      const direct = sharedServers().memcachedAddresses[0] as string;
+      const proxy = await PartitionProxy.start(direct);
+      const namespace = `dwcut${randomUUID().slice(0, 8)}`;
+      const on = (servers: string[]): Promise<MikroORM> =>
+        MikroORM.init(withXaCache({ entities, clientUrl: sharedServers().db }, { servers, namespace, logTable: 'xa_cache_log', store: { timeoutMs: 200, retryAfterMs: 50 } }));
+      const seen = await on([direct]);
+      const cut = await on([proxy.address]);
+      const name = async (): Promise<string | undefined> => ((await seen.em.fork().findOne(Kid, 1)) as KidT | null)?.name;
+      try {
+        expect(await name()).to.equal('k1');
+        expect(await name()).to.equal('k1'); // cached
+        proxy.partition();
+        const db = sqlIn(cut.em.fork() as EntityManager);
+        const attempts: Array<[string, () => Promise<unknown>]> = [
+          ['builder', () => db.updateTable('dw_kid').set({ name: 'cut-builder' }).where('id', '=', 1).execute()],
+          ['raw', () => sql`UPDATE dw_kid SET name = 'cut-raw' WHERE id = 1`.execute(db)],
+          ['transaction()', () => db.transaction().execute((trx) => trx.updateTable('dw_kid').set({ name: 'cut-trx' }).where('id', '=', 1).execute())],
+        ];
+        for (const [how, attempt] of attempts) {
+          const error = await attempt().then(
+            () => undefined,
+            (e: Error) => e,
+          );
+          expect(error, how).to.be.instanceOf(Error);
+          expect((await admin.query('SELECT name FROM dw_kid WHERE id = 1')).rows[0].name, `${how}: rolled back`).to.equal('k1');
+          expect(await name(), how).to.equal('k1');
+        }
+        proxy.heal();
+        await new Promise((r) => setTimeout(r, 100)); // past the store's retryAfterMs
+        await db.updateTable('dw_kid').set({ name: 'healed' }).where('id', '=', 1).execute();
+        expect(await name()).to.equal('healed');
+      } finally {
+        await cut.close(true);
+        await seen.close(true);
+        await proxy.close();
       }
     });
 

@@ -1,0 +1,243 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { CompiledQuery, type DatabaseConnection, type Dialect, type Driver, type QueryResult, type TransactionSettings } from 'kysely';
+import type { SqlRunner } from '../protocol/sql-runner.js';
+import type { StatementTables } from './sql-tables.js';
+import { TransactionScope } from './transaction-scope.js';
+
+/**
+ * What the driver needs from the XA connection: how a statement's SQL reads (the same analysis the ORM's own
+ * statements get) and the two phases around a COMMIT.
+ */
+export interface ClientProtocol {
+  /** False on a read replica (it cannot write): every statement passes. */
+  readonly active: boolean;
+  /** Resolves once the connection is connected and the cache bound to its database (MikroORM connects lazily). */
+  ready(): Promise<void>;
+  analyse(sql: string): StatementTables;
+  /**
+   * prepare (inside the transaction, on `runner`) → `commit()` → promote in the background. Throws what prepare
+   * threw (the transaction is still open: the caller rolls back) or what the COMMIT threw (settled first).
+   */
+  commitWithProtocol<R>(scope: TransactionScope, runner: SqlRunner, commit: () => Promise<R>): Promise<R>;
+}
+
+const ormStatements = new AsyncLocalStorage<'begin' | 'statement'>();
+
+/**
+ * Runs `fn` as the ORM's own work: the XA connection already prepares and promotes what it sends (`'statement'`:
+ * autocommit statements it let through; `'begin'`: the BEGIN of a transaction whose COMMIT it runs itself).
+ */
+export function asOrmWork<T>(kind: 'begin' | 'statement', fn: () => T): T {
+  return ormStatements.run(kind, fn);
+}
+
+/**
+ * Wraps the dialect so that what the application sends through Kysely itself (`em.getKysely()` outside a
+ * transaction, `sql\`…\``, Kysely's own `transaction()` / `startTransaction()`, `BEGIN … COMMIT` sent as SQL)
+ * keeps the same promise as a flush: a write outside any transaction runs in a transaction of its own on the same
+ * connection, and every such transaction is prepared before and promoted after its COMMIT. Applying the captured
+ * changes after the statement instead (the earlier design) left a window: a process cut off from one memcached
+ * server could not evict there, returned anyway, and others kept reading the old value from that server.
+ *
+ * The ORM's transactions (begun by the XA connection) and its autocommit statements pass untouched.
+ */
+export function clientProtocolDialect(dialect: Dialect, protocol: ClientProtocol): Dialect {
+  return {
+    createDriver: () => new ClientProtocolDriver(dialect.createDriver(), protocol),
+    createQueryCompiler: () => dialect.createQueryCompiler(),
+    createAdapter: () => dialect.createAdapter(),
+    createIntrospector: (db) => dialect.createIntrospector(db),
+  };
+}
+
+type Control = 'begin' | 'commit' | 'commit-and-chain' | 'rollback' | undefined;
+
+/** What a statement does to the session's transaction, if anything (`ROLLBACK TO`, `COMMIT PREPARED`: nothing). */
+export function transactionControl(sql: string): Control {
+  const text = sql.replace(/^(\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)+/, '').toLowerCase();
+  const word = /^[a-z]+/.exec(text)?.[0];
+  const rest = text.slice(word?.length ?? 0).trim().replace(/;\s*$/, '');
+  switch (word) {
+    case 'begin':
+      return 'begin';
+    case 'start':
+      return /^transaction\b/.test(rest) ? 'begin' : undefined;
+    case 'commit':
+    case 'end':
+      if (/^prepared\b/.test(rest)) return undefined;
+      return /\band\s+chain$/.test(rest) && !/\band\s+no\s+chain$/.test(rest) ? 'commit-and-chain' : 'commit';
+    case 'rollback':
+    case 'abort':
+      return /^(to|prepared)\b/.test(rest) ? undefined : 'rollback';
+    default:
+      return undefined;
+  }
+}
+
+class ClientProtocolDriver implements Driver {
+  readonly #wrapped = new WeakMap<DatabaseConnection, ProtocolConnection>();
+
+  constructor(
+    readonly inner: Driver,
+    readonly protocol: ClientProtocol,
+  ) {}
+
+  init(...args: Parameters<Driver['init']>): Promise<void> {
+    return this.inner.init(...args);
+  }
+
+  async acquireConnection(...args: Parameters<Driver['acquireConnection']>): Promise<DatabaseConnection> {
+    const connection = await this.inner.acquireConnection(...args);
+    let wrapped = this.#wrapped.get(connection);
+    if (!wrapped) this.#wrapped.set(connection, (wrapped = new ProtocolConnection(connection, this.protocol)));
+    return wrapped;
+  }
+
+  // Transaction statements go through the connection handed out (PostgreSQL's driver runs them with
+  // `connection.executeQuery`), so the wrapper sees BEGIN/COMMIT/ROLLBACK however they were sent.
+  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    return this.inner.beginTransaction(connection, settings);
+  }
+
+  commitTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.inner.commitTransaction(connection);
+  }
+
+  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.inner.rollbackTransaction(connection);
+  }
+
+  savepoint(...args: Parameters<NonNullable<Driver['savepoint']>>): Promise<void> {
+    return (this.inner.savepoint as NonNullable<Driver['savepoint']>).apply(this.inner, args);
+  }
+
+  rollbackToSavepoint(...args: Parameters<NonNullable<Driver['rollbackToSavepoint']>>): Promise<void> {
+    return (this.inner.rollbackToSavepoint as NonNullable<Driver['rollbackToSavepoint']>).apply(this.inner, args);
+  }
+
+  releaseSavepoint(...args: Parameters<NonNullable<Driver['releaseSavepoint']>>): Promise<void> {
+    return (this.inner.releaseSavepoint as NonNullable<Driver['releaseSavepoint']>).apply(this.inner, args);
+  }
+
+  releaseConnection(connection: DatabaseConnection, ...rest: unknown[]): Promise<void> {
+    const inner = connection instanceof ProtocolConnection ? connection.inner : connection;
+    return (this.inner.releaseConnection as (c: DatabaseConnection, ...r: unknown[]) => Promise<void>)(inner, ...rest);
+  }
+
+  destroy(...args: Parameters<Driver['destroy']>): Promise<void> {
+    return this.inner.destroy(...args);
+  }
+}
+
+/**
+ * One pooled session, with what it is doing: idle, inside a transaction the ORM runs (it prepares it), or inside
+ * one the application began through Kysely (prepared here, at its COMMIT).
+ */
+class ProtocolConnection implements DatabaseConnection {
+  #state: { kind: 'idle' } | { kind: 'orm' } | { kind: 'client'; scope: TransactionScope } = { kind: 'idle' };
+
+  constructor(
+    readonly inner: DatabaseConnection,
+    readonly protocol: ClientProtocol,
+  ) {
+    // Optional capabilities kysely probes for (query cancellation on abort).
+    if (inner.cancelQuery) this.cancelQuery = inner.cancelQuery.bind(inner);
+    if (inner.killSession) this.killSession = inner.killSession.bind(inner);
+    if (inner.collectSessionInfo) this.collectSessionInfo = inner.collectSessionInfo.bind(inner);
+  }
+
+  cancelQuery?: DatabaseConnection['cancelQuery'];
+  killSession?: DatabaseConnection['killSession'];
+  collectSessionInfo?: DatabaseConnection['collectSessionInfo'];
+
+  streamQuery<R>(...args: Parameters<DatabaseConnection['streamQuery']>): AsyncIterableIterator<QueryResult<R>> {
+    return this.inner.streamQuery<R>(...args);
+  }
+
+  async executeQuery<R>(query: CompiledQuery, ...rest: unknown[]): Promise<QueryResult<R>> {
+    const run = (q: CompiledQuery): Promise<QueryResult<R>> => (this.inner.executeQuery as (q: CompiledQuery, ...r: unknown[]) => Promise<QueryResult<R>>)(q, ...rest);
+    const owner = ormStatements.getStore();
+    const control = transactionControl(query.sql);
+    const state = this.#state;
+    if (!this.protocol.active) return run(query);
+    if (state.kind === 'idle') {
+      if (control === 'begin') {
+        const result = await run(query);
+        this.#state = owner === 'begin' ? { kind: 'orm' } : { kind: 'client', scope: clientScope() };
+        return result;
+      }
+      if (owner === 'statement' || control || !this.#mayWrite(query.sql)) return run(query);
+      return this.#autocommit(query, run);
+    }
+    if (state.kind === 'orm') {
+      if (control === 'commit' || control === 'rollback') this.#state = { kind: 'idle' };
+      return run(query);
+    }
+    // A transaction the application began through Kysely.
+    if (control === 'commit' || control === 'commit-and-chain') {
+      await this.protocol.ready();
+      const result = await this.protocol.commitWithProtocol(state.scope, this.#runner(), () => run(query));
+      this.#state = control === 'commit' ? { kind: 'idle' } : { kind: 'client', scope: clientScope() };
+      return result;
+    }
+    if (control === 'rollback') {
+      this.#state = { kind: 'idle' };
+      return run(query);
+    }
+    this.#recordWrites(state.scope, query.sql);
+    return run(query);
+  }
+
+  /** A statement that may write, sent outside any transaction: BEGIN, it, prepare, COMMIT, promote. */
+  async #autocommit<R>(query: CompiledQuery, run: (q: CompiledQuery) => Promise<QueryResult<R>>): Promise<QueryResult<R>> {
+    await this.protocol.ready();
+    const scope = clientScope();
+    this.#recordWrites(scope, query.sql);
+    await this.inner.executeQuery(CompiledQuery.raw('BEGIN'));
+    let result: QueryResult<R>;
+    try {
+      result = await run(query);
+    } catch (error) {
+      await this.#rollbackQuietly();
+      throw error;
+    }
+    let committing = false;
+    try {
+      return await this.protocol.commitWithProtocol(scope, this.#runner(), async () => {
+        committing = true;
+        await this.inner.executeQuery(CompiledQuery.raw('COMMIT'));
+        return result;
+      });
+    } catch (error) {
+      // prepare refused (the transaction is still open): roll it back; a failed COMMIT already ended it.
+      if (!committing) await this.#rollbackQuietly();
+      throw error;
+    }
+  }
+
+  async #rollbackQuietly(): Promise<void> {
+    await this.inner.executeQuery(CompiledQuery.raw('ROLLBACK')).catch(() => undefined);
+  }
+
+  #mayWrite(sql: string): boolean {
+    const analysis = this.protocol.analyse(sql);
+    return analysis.kind === 'write' || (analysis.kind === 'read' && analysis.callsFunctions);
+  }
+
+  #recordWrites(scope: TransactionScope, sql: string): void {
+    const analysis = this.protocol.analyse(sql);
+    if (analysis.kind === 'write') scope.recordWrite(analysis.writes);
+  }
+
+  /** The log statement runs on this session, inside its transaction. */
+  #runner(): SqlRunner {
+    return {
+      query: async (sql: string, params: unknown[] = []) => ({ rows: (await this.inner.executeQuery<object>(CompiledQuery.raw(sql, params))).rows }),
+    };
+  }
+}
+
+function clientScope(): TransactionScope {
+  // The isolation level only guides the ORM's own reads, which never run on these sessions.
+  return new TransactionScope('read committed', undefined);
+}
