@@ -5,6 +5,7 @@
  */
 import type { KeyState, CommittedTx } from './schema.js';
 import { isExternal, type Observation, type Op, type OpResult } from './ops.js';
+import { explainByMemberRows, itemGroups, type MemberRowsMix } from './member-rows.js';
 
 /** One operation as the coordinator logged it. */
 export interface OpRecord {
@@ -186,6 +187,11 @@ export interface CheckSummary {
    * the largest), and to the read's answer (an upper bound).
    */
   readonly outsideStale: { readonly sent: Spread; readonly answered: Spread };
+  /**
+   * Collection reads equal to an allowed membership minus members whose row was read in an allowed version that
+   * places them in another group (see member-rows.ts); absent in summaries written before they were recognised.
+   */
+  readonly memberRowMixes?: number;
   readonly anomalies: Anomaly[];
 }
 
@@ -212,9 +218,12 @@ export function checkHistory(
   /** Tokens of the external writer's acknowledged commits. */
   const external = new Set<string>();
   const rolledBack = new Set<string>();
+  /** When each transaction's op was sent: none of its states can have been read by an op answered before. */
+  const dispatched = new Map<string, number>([['seed', -Infinity]]);
   /** Per committed token: the keys it committed without locking ([] none); absent: unknown (its worker died). */
   const degradedBy = new Map<string, readonly string[]>();
   for (const r of records) {
+    for (const t of r.tokens) dispatched.set(t, r.start);
     if (isExternal(r.op)) {
       if (r.result?.ok && r.result.token && r.end !== undefined) {
         external.add(r.result.token);
@@ -242,6 +251,8 @@ export function checkHistory(
   const anomalies: Anomaly[] = [...(options.extra ?? [])];
   let observations = 0;
   let allowedStale = 0;
+  let memberRowMixes = 0;
+  const groups = itemGroups(history);
   const staleReads: StaleRead[] = [];
   const outsideSent: number[] = [];
   const outsideAnswered: number[] = [];
@@ -295,6 +306,30 @@ export function checkHistory(
     for (const s of states) if (s.dueAt < start && s.version > v) v = s.version;
     return v;
   };
+  /** States a read sent at `r.start` may return on their own (none an older one that is due), committed by an op sent before it was answered. */
+  const allowed = (states: State[], r: OpRecord): State[] => {
+    const due = floorDue(states, r.start);
+    return states.filter((s) => s.version >= due && (dispatched.get(s.tx) ?? Infinity) < (r.end as number));
+  };
+  /**
+   * A collection read that matches no allowed membership may still be one allowed membership's ids with members
+   * left out because their rows, each read in an allowed version, name another group (MikroORM files a child
+   * under the owner its foreign key names). Rows stale within the outside-writers bound are measured as such.
+   */
+  const memberRowsMix = (r: OpRecord, o: Observation): MemberRowsMix | undefined => {
+    if (!('members' in o) || o.via !== 'collection') return undefined;
+    const g = Number(o.key.slice(2));
+    const rows = (id: number): State[] => byKey.get(`i:${id}`) ?? [];
+    const mix = explainByMemberRows(o.members, g, allowed(byKey.get(`g:${g}`) ?? [], r), (id) => allowed(rows(id), r).map((s) => s.version), groups);
+    for (const left of mix?.left ?? []) {
+      const replaced = rows(left.id).filter((s) => s.version > left.version && s.returnedAt < r.start);
+      if (replaced.length === 0) continue;
+      const first = Math.min(...replaced.map((s) => s.returnedAt));
+      outsideSent.push(r.start - first);
+      outsideAnswered.push((r.end as number) - first);
+    }
+    return mix;
+  };
   /** The committed states an observation can be (by token and version, or by members / count). */
   const matches = (o: Observation, states: State[]): State[] => {
     if ('token' in o) return states.filter((s) => s.token === o.token && (o.token === null || s.version === o.version));
@@ -322,6 +357,10 @@ export function checkHistory(
         measure(r, o, states, found, undefined);
         continue;
       }
+      if (found.length === 0 && memberRowsMix(r, o)) {
+        memberRowMixes++;
+        continue;
+      }
       if (found.length === 0) {
         if ('token' in o && o.token && rolledBack.has(o.token)) anomalies.push({ guarantee: 'G7', what: `read a rolled-back write: ${describe(o)}`, ...at });
         else if ('token' in o || 'members' in o || 'owner' in o) anomalies.push({ guarantee: 'G1', what: `read a value never committed: ${describe(o)}`, ...at });
@@ -341,6 +380,10 @@ export function checkHistory(
       if (inWindow) {
         allowedStale++;
         measure(r, o, states, found, min);
+        continue;
+      }
+      if (memberRowsMix(r, o)) {
+        memberRowMixes++;
         continue;
       }
       const late = states.filter((s) => s.version > read && s.dueAt < r.start);
@@ -383,6 +426,7 @@ export function checkHistory(
     externalCommits: external.size,
     outsideBoundMs: bound.ms,
     outsideStale: { sent: spread(outsideSent), answered: spread(outsideAnswered) },
+    memberRowMixes,
     anomalies,
   };
 }

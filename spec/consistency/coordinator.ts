@@ -617,12 +617,14 @@ const ms = (v: number | undefined): string => (v === undefined || Number.isNaN(v
 
 /** The external writer's commits and the staleness they caused, against the bound (G13). */
 export function formatOutside(s: CheckSummary, bound: OutsideBound | undefined): string[] {
-  if (s.externalCommits === 0) return [];
+  const mixes = (s.memberRowMixes ?? 0) > 0 ? [`collection reads missing members whose row, read in an allowed version, names another group (MikroORM files a child under that owner): ${s.memberRowMixes}`] : [];
+  if (s.externalCommits === 0) return mixes;
   const { sent, answered } = s.outsideStale;
   const extended = bound ? bound.disturbances.length : 0;
   return [
     `external writer (plain pg): ${s.externalCommits} commits; reads of a value one had replaced, sent within the bound (W ${s.outsideBoundMs} ms after its COMMIT was acknowledged${extended > 0 ? `, extended past ${extended} follower-disturbing faults` : ''}): ${sent.n}` +
       (sent.n > 0 ? `; sent p50/p99/max ${ms(sent.p50)}/${ms(sent.p99)}/${ms(sent.max)} ms after the acknowledgement (answered at most ${ms(answered.max)} ms after)` : ''),
+    ...mixes,
   ];
 }
 
