@@ -1,7 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { CompiledQuery, type DatabaseConnection, type Dialect, type Driver, type QueryResult, type TransactionSettings } from 'kysely';
 import type { SqlRunner } from '../protocol/sql-runner.js';
-import type { StatementTables } from './sql-tables.js';
 import { TransactionScope } from './transaction-scope.js';
 
 /**
@@ -13,7 +11,10 @@ export interface ClientProtocol {
   readonly active: boolean;
   /** Resolves once the connection is connected and the cache bound to its database (MikroORM connects lazily). */
   ready(): Promise<void>;
-  analyse(sql: string): StatementTables;
+  /** Whether a statement sent outside a transaction may write (a write, or a SELECT calling a function that may). */
+  mayWrite(sql: string): boolean;
+  /** Every statement passes here: one that changes `search_path` stops this process caching unqualified names. */
+  observe(sql: string): void;
   /**
    * prepare (inside the transaction, on `runner`) → `commit()` → promote in the background. Throws what prepare
    * threw (the transaction is still open: the caller rolls back) or what the COMMIT threw (settled first).
@@ -21,14 +22,13 @@ export interface ClientProtocol {
   commitWithProtocol<R>(scope: TransactionScope, runner: SqlRunner, commit: () => Promise<R>): Promise<R>;
 }
 
-const ormStatements = new AsyncLocalStorage<'begin' | 'statement'>();
-
 /**
- * Runs `fn` as the ORM's own work: the XA connection already prepares and promotes what it sends (`'statement'`:
- * autocommit statements it let through; `'begin'`: the BEGIN of a transaction whose COMMIT it runs itself).
+ * Marks the session of a transaction the ORM began (the XA connection calls it right after BEGIN): the connection
+ * runs that transaction's two phases itself, so the driver leaves its COMMIT alone. (The session is marked, not the
+ * call: an AsyncLocalStorage would put a promise hook on every promise of the process.)
  */
-export function asOrmWork<T>(kind: 'begin' | 'statement', fn: () => T): T {
-  return ormStatements.run(kind, fn);
+export function markOrmTransaction(connection: DatabaseConnection): void {
+  if (connection instanceof ProtocolConnection) connection.markOrm();
 }
 
 /**
@@ -39,7 +39,8 @@ export function asOrmWork<T>(kind: 'begin' | 'statement', fn: () => T): T {
  * changes after the statement instead (the earlier design) left a window: a process cut off from one memcached
  * server could not evict there, returned anyway, and others kept reading the old value from that server.
  *
- * The ORM's transactions (begun by the XA connection) and its autocommit statements pass untouched.
+ * The ORM's transactions (see {@link markOrmTransaction}) and its autocommit statements (reads: the XA connection
+ * gives its writes a transaction) pass untouched.
  */
 export function clientProtocolDialect(dialect: Dialect, protocol: ClientProtocol): Dialect {
   return {
@@ -52,9 +53,15 @@ export function clientProtocolDialect(dialect: Dialect, protocol: ClientProtocol
 
 type Control = 'begin' | 'commit' | 'commit-and-chain' | 'rollback' | undefined;
 
+const LEADING = /^(?:\s|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/;
+
 /** What a statement does to the session's transaction, if anything (`ROLLBACK TO`, `COMMIT PREPARED`: nothing). */
 export function transactionControl(sql: string): Control {
-  const text = sql.replace(/^(\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)+/, '').toLowerCase();
+  const start = LEADING.exec(sql)?.[0].length ?? 0;
+  const first = sql.charCodeAt(start) | 0x20; // lower case of an ASCII letter
+  // Most statements are SELECT, INSERT, UPDATE, DELETE, WITH: decided by their first letter.
+  if (first !== 0x62 && first !== 0x73 && first !== 0x63 && first !== 0x65 && first !== 0x72 && first !== 0x61) return undefined;
+  const text = sql.slice(start, start + 64).toLowerCase();
   const word = /^[a-z]+/.exec(text)?.[0];
   const rest = text.slice(word?.length ?? 0).trim().replace(/;\s*$/, '');
   switch (word) {
@@ -131,10 +138,16 @@ class ClientProtocolDriver implements Driver {
 
 /**
  * One pooled session, with what it is doing: idle, inside a transaction the ORM runs (it prepares it), or inside
- * one the application began through Kysely (prepared here, at its COMMIT).
+ * one the application began through Kysely (prepared here, at its COMMIT). Statements inside a transaction are
+ * not parsed: the database's capture tells prepare what they wrote.
  */
 class ProtocolConnection implements DatabaseConnection {
-  #state: { kind: 'idle' } | { kind: 'orm' } | { kind: 'client'; scope: TransactionScope } = { kind: 'idle' };
+  /** `open`: a transaction the application began (until the ORM marks it as its own: `orm`). */
+  #state: 'idle' | 'open' | 'orm' = 'idle';
+
+  markOrm(): void {
+    if (this.#state === 'open') this.#state = 'orm';
+  }
 
   constructor(
     readonly inner: DatabaseConnection,
@@ -156,35 +169,33 @@ class ProtocolConnection implements DatabaseConnection {
 
   async executeQuery<R>(query: CompiledQuery, ...rest: unknown[]): Promise<QueryResult<R>> {
     const run = (q: CompiledQuery): Promise<QueryResult<R>> => (this.inner.executeQuery as (q: CompiledQuery, ...r: unknown[]) => Promise<QueryResult<R>>)(q, ...rest);
-    const owner = ormStatements.getStore();
-    const control = transactionControl(query.sql);
-    const state = this.#state;
     if (!this.protocol.active) return run(query);
-    if (state.kind === 'idle') {
+    this.protocol.observe(query.sql);
+    const state = this.#state;
+    if (state === 'orm') {
+      const control = transactionControl(query.sql);
+      if (control === 'commit' || control === 'rollback') this.#state = 'idle';
+      return run(query);
+    }
+    const control = transactionControl(query.sql);
+    if (state === 'idle') {
       if (control === 'begin') {
         const result = await run(query);
-        this.#state = owner === 'begin' ? { kind: 'orm' } : { kind: 'client', scope: clientScope() };
+        this.#state = 'open';
         return result;
       }
-      if (owner === 'statement' || control || !this.#mayWrite(query.sql)) return run(query);
+      if (control || !this.protocol.mayWrite(query.sql)) return run(query);
       return this.#autocommit(query, run);
-    }
-    if (state.kind === 'orm') {
-      if (control === 'commit' || control === 'rollback') this.#state = { kind: 'idle' };
-      return run(query);
     }
     // A transaction the application began through Kysely.
     if (control === 'commit' || control === 'commit-and-chain') {
       await this.protocol.ready();
-      const result = await this.protocol.commitWithProtocol(state.scope, this.#runner(), () => run(query));
-      this.#state = control === 'commit' ? { kind: 'idle' } : { kind: 'client', scope: clientScope() };
+      // What it wrote is what the database captured: prepare takes it (no statement needs parsing here).
+      const result = await this.protocol.commitWithProtocol(clientScope(), this.#runner(), () => run(query));
+      this.#state = control === 'commit' ? 'idle' : 'open';
       return result;
     }
-    if (control === 'rollback') {
-      this.#state = { kind: 'idle' };
-      return run(query);
-    }
-    this.#recordWrites(state.scope, query.sql);
+    if (control === 'rollback') this.#state = 'idle';
     return run(query);
   }
 
@@ -192,7 +203,6 @@ class ProtocolConnection implements DatabaseConnection {
   async #autocommit<R>(query: CompiledQuery, run: (q: CompiledQuery) => Promise<QueryResult<R>>): Promise<QueryResult<R>> {
     await this.protocol.ready();
     const scope = clientScope();
-    this.#recordWrites(scope, query.sql);
     await this.inner.executeQuery(CompiledQuery.raw('BEGIN'));
     let result: QueryResult<R>;
     try {
@@ -217,16 +227,6 @@ class ProtocolConnection implements DatabaseConnection {
 
   async #rollbackQuietly(): Promise<void> {
     await this.inner.executeQuery(CompiledQuery.raw('ROLLBACK')).catch(() => undefined);
-  }
-
-  #mayWrite(sql: string): boolean {
-    const analysis = this.protocol.analyse(sql);
-    return analysis.kind === 'write' || (analysis.kind === 'read' && analysis.callsFunctions);
-  }
-
-  #recordWrites(scope: TransactionScope, sql: string): void {
-    const analysis = this.protocol.analyse(sql);
-    if (analysis.kind === 'write') scope.recordWrite(analysis.writes);
   }
 
   /** The log statement runs on this session, inside its transaction. */

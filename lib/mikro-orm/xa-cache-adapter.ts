@@ -38,10 +38,10 @@ export interface XaCacheOptions extends ProtocolOptions {
    */
   markPoolSessions?: boolean;
   /**
-   * Write-through (default **false** until the open finding in docs/reliability.md is explained): after a commit, rows
-   * of cached entities the transaction inserted or updated hold their committed image instead of being evicted, so
-   * the next read is a hit. Costs one SELECT per table written, inside the transaction just before COMMIT (see
-   * docs/protocol.md, "Write-through").
+   * Write-through (default true): after a commit, rows of cached entities the transaction inserted or updated hold
+   * their committed image instead of being evicted, so the next read is a hit. Costs one SELECT per table written,
+   * inside the transaction just before COMMIT (see docs/protocol.md, "Write-through"). Set false for write-heavy
+   * tables whose rows are rarely read again soon.
    */
   writeThrough?: boolean;
   /**

@@ -2,7 +2,7 @@ import { EventType, isRaw, type EntityMetadata, type Transaction, type Transacti
 import { NativeQueryBuilder, PostgreSqlConnection } from '@mikro-orm/postgresql';
 import pg from 'pg';
 import { CompiledQuery, type ControlledTransaction, type Kysely } from 'kysely';
-import { asOrmWork, clientProtocolDialect, type ClientProtocol } from './kysely-client-driver.js';
+import { clientProtocolDialect, markOrmTransaction, type ClientProtocol } from './kysely-client-driver.js';
 import type { CacheTransaction } from '../protocol/cache-transaction.js';
 import type { SqlRunner } from '../protocol/sql-runner.js';
 import { currentCall } from './call-context.js';
@@ -139,7 +139,12 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
         return connection.type === 'write';
       },
       ready: () => this.#ready(),
-      analyse: (sql) => this.#analyse(sql),
+      // Not the analysis cache of `execute`: the ORM's statements arrive here with their values inlined.
+      mayWrite: (sql) => {
+        const analysis = statementTables(sql, this.cache.defaultSchema);
+        return analysis.kind === 'write' || (analysis.kind === 'read' && analysis.callsFunctions);
+      },
+      observe: (sql) => this.cache.searchPath.observe(sql),
       commitWithProtocol: (scope, runner, commit) => this.#commitWithProtocol(scope, runner, commit),
     };
   }
@@ -198,7 +203,9 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
         await broadcaster.dispatchEvent(event as never, trx);
       },
     };
-    const trx = await asOrmWork('begin', () => super.begin({ ...options, eventBroadcaster: eventBroadcaster as TransactionEventBroadcaster | undefined }));
+    const trx = await super.begin({ ...options, eventBroadcaster: eventBroadcaster as TransactionEventBroadcaster | undefined });
+    // Its COMMIT is prepared here, not by the driver (a savepoint runs on its parent's session, already marked).
+    if (!('savepointName' in trx)) await trx.getExecutor().provideConnection(async (session) => markOrmTransaction(session));
     this.#scopes.set(trx, scope);
     return trx;
   }
@@ -249,7 +256,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     // A SELECT that calls a function may write through it; a replica cannot write at all.
     const mayWrite = analysis.kind === 'write' || (analysis.kind === 'read' && analysis.callsFunctions);
     if (!mayWrite || this.type === 'read') {
-      return asOrmWork('statement', () => super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>);
+      return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
     }
     if (!ctx) {
       // An autocommit write: give it a transaction of its own, so what it (and the database for it) wrote is
@@ -260,11 +267,6 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     if (!scope) throw XaConfigError.foreignTransaction();
     scope.recordWrite(analysis.writes);
     return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
-  }
-
-  /** Schema dumps (the schema generator, migrations) run as the ORM's own statements: DDL, never cached data. */
-  override executeDump(dump: string): Promise<void> {
-    return asOrmWork('statement', () => super.executeDump(dump));
   }
 
   /**

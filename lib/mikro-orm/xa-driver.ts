@@ -51,7 +51,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const cache = this.xaConnection.cache;
     cache.useMetadata(metadata);
     cache.xa.useCapture(captureDeriver(metadata.getAll().values(), cache.xa.options.unsafeTestSwitches), inFlightTable);
-    if (cache.options.writeThrough === true) {
+    if (cache.options.writeThrough !== false) {
       const rows = new RowWriteThrough(metadata.getAll().values());
       const cacheable = (table: string): boolean => cache.isCacheable(table);
       const load = (trx: Transaction) => (meta: EntityMetadata, schema: string, ids: readonly unknown[]) => this.#readInTransaction(meta, schema, ids, trx);

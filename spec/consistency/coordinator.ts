@@ -70,7 +70,7 @@ export interface RunOptions {
   readonly predicateShare?: number;
   /** Share of the workers' reads of the hot tables that the database answers 1-8 ms late. Default 0.15. */
   readonly slowReads?: number;
-  /** The workers' `writeThrough` option. Default false, as the library's. */
+  /** The workers' `writeThrough` option. Default true. */
   readonly writeThrough?: boolean;
   /**
    * Share of the workers' ops replaced by plain reads of rows and collections, on top of the mix (default 0): fewer
@@ -247,7 +247,7 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         MEMCACHED_SERVERS: addresses.join(','),
         DATABASE_URL: workerUrl.toString(),
         SLOW_READS: String(options.slowReads ?? 0.15),
-        WRITE_THROUGH: options.writeThrough === true ? 'on' : 'off',
+        WRITE_THROUGH: options.writeThrough === false ? 'off' : 'on',
         PGAPPNAME: APP, // MikroORM drops URL parameters; node-postgres reads this
         NAMESPACE: namespace,
         LOG_TABLE: LOG_TABLE,

@@ -26,6 +26,7 @@ const { values } = parseArgs({
     json: { type: 'string' },
     recheck: { type: 'string' },
     unsafe: { type: 'string' },
+    'write-through': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -44,6 +45,7 @@ if (values.help) {
                        also ${OPTIONAL_FAULT_KINDS.join(', ')} (SIGSTOP/SIGCONT of a memcached) when named, or all+stall
   --extra-reads SHARE  replace this share of the workers' ops by plain reads (default 0): fewer writes, so a value
                        nobody invalidates stays cached longer (used with --unsafe skipOutsideChanges)
+  --write-through on|off  the workers' writeThrough option (default: the library's default)
   --unsafe SWITCH      switch one safeguard off (fillWithoutLease, skipLog, …) to watch the checker catch it
   --log FILE           where to write the run's log (default .tmp/consistency/)
   --json FILE          write the reports (summary, faults, anomalies, degrade staleness per fault kind) as JSON
@@ -95,6 +97,7 @@ try {
               ? [...FAULT_KINDS, ...OPTIONAL_FAULT_KINDS]
               : (values.faults.split(',') as FaultKind[]),
       logFile,
+      ...(values['write-through'] === undefined ? {} : { writeThrough: values['write-through'] === 'on' }),
       switches: Object.fromEntries((values.unsafe ?? '').split(',').filter(Boolean).map((k) => [k, true])),
     });
     for (const line of formatReport(report)) console.log(line);

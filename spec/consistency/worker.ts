@@ -86,7 +86,7 @@ const orm = await MikroORM.init(
       lockTtlSeconds: Number(env('LOCK_TTL')),
       leaseTtlSeconds: Number(env('LEASE_TTL')),
       leaseWaitMs: 20,
-      writeThrough: process.env.WRITE_THROUGH === 'on',
+      writeThrough: process.env.WRITE_THROUGH !== 'off',
       store: { timeoutMs: 150, connectTimeoutMs: 300, retryAfterMs: 100 },
       unsafeTestSwitches: JSON.parse(process.env.SWITCHES ?? '{}') as UnsafeTestSwitches,
       logger: (_level: string, message: string, data?: Record<string, unknown>) => {

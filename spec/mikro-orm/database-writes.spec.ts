@@ -389,6 +389,28 @@ describe('writes PostgreSQL makes on its own are seen (database-side capture)', 
       expect(await kidIds(1)).to.deep.equal([2]);
     });
 
+    it('each commit is prepared once: a flush by the ORM, Kysely inside em.transactional with it, a Kysely transaction by the driver', async () => {
+      const stats = (writer.config.getResultCacheAdapter() as XaCacheAdapter).xa.stats;
+      const prepares = async (work: () => Promise<unknown>): Promise<number> => {
+        const before = stats.prepares;
+        await work();
+        return stats.prepares - before;
+      };
+      const em = writer.em.fork();
+      const k = (await em.findOneOrFail(Kid, 1)) as KidT;
+      k.name = 'flushed';
+      expect(await prepares(() => em.flush()), 'flush').to.equal(1);
+      expect(
+        await prepares(() => writer.em.fork().transactional((tx) => sqlIn(tx as EntityManager).updateTable('dw_kid').set({ name: 'in-orm-tx' }).where('id', '=', 1).execute())),
+        'Kysely inside em.transactional',
+      ).to.equal(1);
+      const db = sqlIn(writer.em.fork() as EntityManager);
+      expect(await prepares(() => db.transaction().execute((trx) => trx.updateTable('dw_kid').set({ name: 'kysely-trx' }).where('id', '=', 1).execute())), 'Kysely transaction').to.equal(1);
+      expect(await prepares(() => db.updateTable('dw_kid').set({ name: 'kysely-auto' }).where('id', '=', 1).execute()), 'Kysely autocommit').to.equal(1);
+      expect(await prepares(() => db.selectFrom('dw_kid').selectAll().execute()), 'a Kysely read').to.equal(0);
+      expect((await kid(1))?.name).to.equal('kysely-auto');
+    });
+
     it('rolled back through Kysely: nothing changes, nothing is left locked', async () => {
       await warm();
       const db = sqlIn(writer.em.fork() as EntityManager);

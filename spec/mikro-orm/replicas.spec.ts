@@ -3,6 +3,7 @@ import pg from 'pg';
 import { Servers } from '../support/servers.js';
 import type { PostgresReplica } from '../support/postgres-cluster.js';
 import { Author, Book, openBookstore, seedBookstore, type Bookstore } from '../support/bookstore.js';
+import { invalidate } from '../../lib/mikro-orm/invalidation.js';
 
 /**
  * MikroORM's `replicas`: plain reads go to a replica (`preferReadReplicas` defaults to true), which may not have
@@ -98,8 +99,14 @@ describe('read replicas', function () {
     expect(old, 'the replica has not replayed the update').to.deep.equal({ title: 'Book 1', price: 11 });
     b.takeSql();
 
-    // The row: evicted by the commit (write-through is off by default), a miss filled from the primary.
+    // The row: written through from the committing transaction, which ran on the primary: a hit with the new row.
     await b.cache().promotes.settle();
+    const written = await fork().findOneOrFail(Book, 1);
+    expect({ title: written.title, price: written.price }).to.deep.equal({ title: 'Book 1, new edition', price: 99 });
+    expect(b.takeSql(), 'written through: a hit').to.deep.equal([]);
+    // Evicted, it is a miss, filled from the primary.
+    await invalidate(fork(), Book, [1]);
+    b.takeSql();
     const row = await fork().findOneOrFail(Book, 1);
     expect({ title: row.title, price: row.price }).to.deep.equal({ title: 'Book 1, new edition', price: 99 });
     expect(b.takeSql(), 'the invalidated row was read from the database').to.have.length.greaterThan(0);

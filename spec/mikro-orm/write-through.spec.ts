@@ -67,7 +67,7 @@ describe('write-through of committed row images', function () {
     MikroORM.init(
       withXaCache(
         { entities: [Thing], clientUrl: sharedServers().db, ...(log ? { onQuery: (q: string) => (log.push(q), q) } : {}) },
-        { servers: sharedServers().memcachedAddresses, namespace, logTable: 'xa_cache_log', writeThrough: true, ...extra },
+        { servers: sharedServers().memcachedAddresses, namespace, logTable: 'xa_cache_log', ...extra },
       ),
     );
   const cache = (o: MikroORM = orm): XaCacheAdapter => o.config.getResultCacheAdapter() as XaCacheAdapter;

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { sql as kyselySql } from 'kysely';
 import { MikroORM, defineEntity, p } from '@mikro-orm/postgresql';
 import { sharedServers } from '../support/global-servers.js';
 import { createDatabase } from '../support/postgres-cluster.js';
@@ -72,6 +73,26 @@ describe('search_path: unqualified tables are cached only where their schema is 
       expect(cache.xa.stats.hits - hits).to.equal(1);
     } finally {
       await orm.close(true);
+    }
+  });
+
+  it('the same SET sent through Kysely (em.getKysely(), in its own transaction or not): the cache stops for unqualified tables', async () => {
+    for (const send of ['autocommit', 'transaction'] as const) {
+      const { orm, cache } = await open(url);
+      try {
+        const name = async (): Promise<string> => (await orm.em.fork().findOneOrFail(SpItem, 1)).name;
+        expect(await name()).to.equal('public 1');
+        expect(await name()).to.equal('public 1');
+        const db = orm.em.fork().getKysely();
+        if (send === 'autocommit') await kyselySql`SET search_path TO tenant_b`.execute(db);
+        else await db.transaction().execute((trx) => kyselySql`SET search_path TO tenant_b`.execute(trx));
+        const bypasses = cache.xa.stats.searchPathBypasses;
+        // One pooled connection: the ORM's next read runs where the SET ran.
+        for (let i = 0; i < 3; i++) expect(await name(), send).to.equal('tenant_b 1');
+        expect(cache.xa.stats.searchPathBypasses - bypasses, send).to.be.at.least(3);
+      } finally {
+        await orm.close(true);
+      }
     }
   });
 
