@@ -142,6 +142,9 @@ export class XaCacheAdapter implements CacheAdapter {
   }
 
   /** Checks, at the first cache use, that every entity table has its write capture (see {@link CaptureGate}). */
+  /** @internal Set once any entity manager of the ORM had a filter added (see `leanFindOne`). */
+  entityManagerFilters = false;
+
   readonly captureGate = new CaptureGate((tables) =>
     this.xa.options.logger?.('warn', `write capture missing on ${tables.join(', ')}: these tables are not cached by this process; run "mikro-orm-xa-cache capture --apply" or installWriteCapture(orm)`, { tables }),
   );

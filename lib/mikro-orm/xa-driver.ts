@@ -106,6 +106,18 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     return (await this.#findCollection(entityName as EntityName<object>, meta, table, plan, opts)) as EntityData<T>[];
   }
 
+  /**
+   * Whether a row of `meta` by primary key, read in `schema`, goes through the row cache right now, decided without
+   * I/O: the database's identity is bound, the capture was checked, the table is cached here and its schema known.
+   * (The lean `findOne` asks before skipping the entity manager's general query preparation.)
+   */
+  servesRowsOf(meta: EntityMetadata, schema: string | undefined): boolean {
+    const cache = this.#cache();
+    if (cache.identity === undefined || !cache.captureGate.ready) return false;
+    const resolved = this.getSchemaName(meta, { schema } as never);
+    return cache.isCacheable(this.#table(meta, resolved)) && cache.searchPath.allows(resolved, meta);
+  }
+
   /** Whether this process caches the table: its write capture is in place (checked once) and caching was not stopped. */
   async #cacheable(table: string): Promise<boolean> {
     const cache = this.#cache();

@@ -4,6 +4,7 @@ import { qualifiedTable } from './cache-keys.js';
 import { entityCacheOf } from './entity-marker.js';
 import { QueryScope, currentCall, withCall } from './call-context.js';
 import type { XaCacheAdapter } from './xa-cache-adapter.js';
+import { leanFindOne } from './lean-find-one.js';
 
 type CacheConfig = boolean | number | [string, number] | undefined;
 type CacheKeyHolder = { key: string; data: unknown; skip?: boolean } | undefined;
@@ -67,12 +68,31 @@ for (const name of ['find', 'findOne', 'count'] as const) {
     value: function scoped(this: EntityManager, ...args: unknown[]): Promise<unknown> {
       // (entityName, where, options): populates of the result are loaded with the same options, so from the primary too.
       const options = args[2] as { cache?: unknown; connectionType?: string; populate?: unknown; fields?: unknown } | undefined;
+      if (name === 'findOne') {
+        const adapter = this.config.getResultCacheAdapter() as XaCacheAdapter;
+        const lean = leanFindOne(this, args[0] as never, args[1], options, adapter.entityManagerFilters);
+        if (lean) return lean;
+      }
       // Without a result cache in play there is nothing to scope: the common path stays free of AsyncLocalStorage.
       if (!usesResultCache(this, options?.cache)) return base.apply(this, args);
       // A result that would carry a secret field is read from the database and never stored.
       if (namesSecretField(this, options)) return base.apply(this, [args[0], args[1], { ...options, cache: false }]);
       if (options?.connectionType !== 'write') args[2] = { ...options, connectionType: 'write' };
       return withCall({ query: new QueryScope() }, () => base.apply(this, args));
+    },
+  });
+}
+
+// A filter added to an entity manager (and so to its forks) is not visible from outside it: once any is added,
+// `findOne` always takes MikroORM's path, which applies filters (see `leanFindOne`).
+{
+  const base = EntityManager.prototype.addFilter as (...args: unknown[]) => unknown;
+  Object.defineProperty(XaEntityManager.prototype, 'addFilter', {
+    configurable: true,
+    writable: true,
+    value: function addFilter(this: EntityManager, ...args: unknown[]): unknown {
+      (this.config.getResultCacheAdapter() as XaCacheAdapter).entityManagerFilters = true;
+      return base.apply(this, args);
     },
   });
 }
