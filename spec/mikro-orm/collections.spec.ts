@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { useSeededBookstore } from '../support/bookstore-hooks.js';
-import { Author, Book, Tag, type Bookstore } from '../support/bookstore.js';
+import { Author, Book, Tag, openBookstore, type Bookstore } from '../support/bookstore.js';
+import { sharedServers } from '../support/global-servers.js';
 
 describe('collections', () => {
   const bookstore = useSeededBookstore();
@@ -28,6 +29,35 @@ describe('collections', () => {
     expect(b.takeSql()).to.deep.equal([]);
     // rows of the authors, then their collections, then the books: three reads, each one round trip per server
     expect(store.counters.roundTrips - before).to.be.at.most(3 * 3);
+  });
+
+  it('findOne with populate of a cached 1:m collection: owner row and member ids in one round trip, member rows in a second', async () => {
+    // One memcached server, so a round trip is a round trip (with several, one per server).
+    const s = sharedServers();
+    const one = await openBookstore([s.memcachedAddresses[0] as string], s.db);
+    try {
+      const read = async (): Promise<number[]> => (await one.orm.em.fork().findOneOrFail(Author, 2, { populate: ['books'] })).books.getItems().map((x) => x.id);
+      expect(await read()).to.deep.equal([2, 6, 10]);
+      expect(await read()).to.deep.equal([2, 6, 10]);
+      const store = one.cache().xa.store;
+      const before = store.counters.roundTrips;
+      one.takeSql();
+      expect(await read()).to.deep.equal([2, 6, 10]);
+      expect(one.takeSql()).to.deep.equal([]);
+      expect(store.counters.roundTrips - before).to.equal(2);
+      // A member moved away: the prefetched ids are those of after the commit, never the old ones.
+      const em = one.orm.em.fork();
+      (await em.findOneOrFail(Book, 6)).author = em.getReference(Author, 1);
+      await em.flush();
+      expect(await read()).to.deep.equal([2, 10]);
+      expect(await read()).to.deep.equal([2, 10]);
+      const back = one.orm.em.fork();
+      (await back.findOneOrFail(Book, 6)).author = back.getReference(Author, 2);
+      await back.flush();
+      expect(await read()).to.deep.equal([2, 6, 10]);
+    } finally {
+      await one.close();
+    }
   });
 
   it('invalidates exactly the affected owners when a member is added, moved or removed', async () => {
