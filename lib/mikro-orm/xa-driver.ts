@@ -263,8 +263,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
   /**
    * The member ids of the owners' cached 1:m collections the call will populate next (`populate: ['books']`), read
    * alongside the owners' rows: the populate then finds them here instead of waiting one more round trip. Taken
-   * without leases (a miss here is only a miss: the populate reads again, and fills), kept per entity manager for
-   * that populate only.
+   * without leases and uncounted (a miss here is only a miss: the populate reads again, fills, and counts; hits
+   * count when used), kept per entity manager for that populate only.
    */
   #prefetchCollections(meta: EntityMetadata, owners: readonly unknown[], opts: AnyOptions): void {
     const em = opts.em as object | undefined;
@@ -281,7 +281,7 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
       const ownerTable = this.#table(meta, schema);
       const childTable = this.#table(child, schema);
       const collKeys = owners.map((o) => keys.collection(ownerTable, prop.name, pkString(o)));
-      const read = this.#cache().xa.reader.readMany(collKeys, { regions: [regions.collections(childTable)], accept: acceptMemberIds, lease: false });
+      const read = this.#cache().xa.reader.readMany(collKeys, { regions: [regions.collections(childTable)], accept: acceptMemberIds, lease: false, uncounted: true });
       for (const key of collKeys) pending.set(key, read.then((r) => r.get(key), () => undefined));
     }
     if (pending.size > 0) prefetches.set(em, pending);
@@ -293,8 +293,10 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     const owners = [...new Map(plan.owners.map((o) => [pkString(o), o])).values()];
     const collKeys = owners.map((o) => keys.collection(ownerTable, plan.collection.name, pkString(o)));
     // Concurrent missers wait for the first one's fill (bounded by leaseWaitMs) rather than all read the database.
-    const reads =
-      (await prefetched(opts.em, collKeys)) ?? (await xa.reader.readManyWaiting(collKeys, { regions: [regions.collections(childTable)], accept: acceptMemberIds }));
+    const collRegions = [regions.collections(childTable)];
+    const ahead = await prefetched(opts.em, collKeys);
+    if (ahead) xa.reader.countHits(ahead.size, collRegions);
+    const reads = ahead ?? (await xa.reader.readManyWaiting(collKeys, { regions: collRegions, accept: acceptMemberIds }));
     const members = new Map<string, unknown[]>();
     const missing: Array<(typeof owners)[number]> = [];
     owners.forEach((owner, i) => {

@@ -61,7 +61,10 @@ export interface ReadOptions {
    * every read and never be replaced.
    */
   readonly accept?: (payload: Buffer, key: string) => PayloadVerdict;
-  /** Leave the statistics alone (a re-validation, not a read of its own). */
+  /**
+   * Leave the statistics alone, refusals included (a re-validation or a look-ahead, not a read of its own: the read
+   * that uses it counts, see {@link CacheReader.countHits}).
+   */
   readonly uncounted?: boolean;
   /**
    * A key read in the same round trip whose bytes must satisfy `holds` for anything to be served or leased (a
@@ -120,6 +123,14 @@ export class CacheReader {
     });
   }
 
+  /** Counts hits served from an uncounted look-ahead read (`uncounted`) as the reads they stand for. */
+  countHits(count: number, regions: readonly string[]): void {
+    const { stats } = this.ctx;
+    stats.hits += count;
+    const label = regionLabel(regions, undefined);
+    if (label) stats.region(label).hits += count;
+  }
+
   /** Reads many keys that share the same regions. */
   async readMany(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
     const { store, stats } = this.ctx;
@@ -138,6 +149,7 @@ export class CacheReader {
       groupsOf.set(key, mine);
     }
     const regionKeys = [...groups.values()].flat();
+    const quiet = options.uncounted === true;
     const label = regionLabel(regions, options.label);
     const perRegion = label ? stats.region(label) : UNCOUNTED;
     const end = stats.observed ? stats.start('read', { keys: keys.length, region: label }) : undefined;
@@ -157,7 +169,7 @@ export class CacheReader {
           break;
         }
         const item = fetched.items.get(key);
-        const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
+        const entry = item ? this.ctx.codec.decode(key, item.value, quiet) : undefined;
         if (entry?.kind === 'generation') {
           ids.push(entry.id);
           continue;
@@ -167,7 +179,7 @@ export class CacheReader {
           break;
         }
         // Absent, or not ours: start a fresh generation, which no stored result can carry.
-        if (entry?.kind === 'foreign') stats.foreignEntries++;
+        if (entry?.kind === 'foreign' && !quiet) stats.foreignEntries++;
         const id = uuidv4();
         ids.push(id);
         fresh = true;
@@ -216,12 +228,12 @@ export class CacheReader {
       if (reads.has(key)) continue;
       const failure = fetched.failed.get(key);
       if (failure) {
-        stats.error(failure.kind);
+        if (!quiet) stats.error(failure.kind);
         reads.set(key, miss('unavailable'));
         continue;
       }
       const item = fetched.items.get(key);
-      const entry = item ? this.ctx.codec.decode(key, item.value) : undefined;
+      const entry = item ? this.ctx.codec.decode(key, item.value, quiet) : undefined;
       const { generations, problem: regionProblem, fresh } = regionStateOf(key);
       let reason: MissReason;
       if (entry === undefined) reason = 'absent';
@@ -229,34 +241,38 @@ export class CacheReader {
         if (regionProblem === undefined && !fresh && sameGenerations(entry.generations, generations)) {
           const verdict = options.accept?.(entry.payload, key);
           if (verdict === undefined || verdict.ok) {
-            if (!options.uncounted) {
+            if (!quiet) {
               stats.hits++;
               perRegion.hits++;
             }
             reads.set(key, verdict ? { status: 'hit', payload: entry.payload, value: verdict.value, cas: item!.cas } : { status: 'hit', payload: entry.payload, cas: item!.cas });
             continue;
           }
-          if (verdict.reason === 'undecodable') stats.undecodablePayloads++;
-          else stats.keyMismatches++;
+          if (!quiet && verdict.reason === 'undecodable') stats.undecodablePayloads++;
+          else if (!quiet) stats.keyMismatches++;
           reason = 'foreign';
         } else {
-          stats.staleResults++;
+          if (!quiet) stats.staleResults++;
           reason = 'stale';
           if (!sameRegions(entry.generations, regions)) storedRegions.set(key, [...entry.generations.keys()]);
         }
       } else if (entry.kind === 'lock') {
         if (lockHolders(entry).length > 0) {
-          stats.lockBypasses++;
-          perRegion.lockBypasses++;
+          if (!quiet) {
+            stats.lockBypasses++;
+            perRegion.lockBypasses++;
+          }
           reason = 'locked';
         } else reason = 'absent'; // every holder left: as good as absent, and replaced by a lease below
       } else if (entry.kind === 'lease') reason = 'leased';
       else {
-        stats.foreignEntries++;
+        if (!quiet) stats.foreignEntries++;
         reason = 'foreign';
       }
-      stats.misses++;
-      perRegion.misses++;
+      if (!quiet) {
+        stats.misses++;
+        perRegion.misses++;
+      }
       if (regionProblem !== undefined && reason !== 'locked' && reason !== 'leased') reason = regionProblem;
       reads.set(key, { status: 'miss', reason, ticket: undefined, storedRegions: storedRegions.get(key) });
       if (!wantLease || regionProblem !== undefined || reason === 'locked' || reason === 'leased') continue;

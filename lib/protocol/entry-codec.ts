@@ -88,8 +88,18 @@ function withHeader(kind: number, body: Buffer): Buffer {
 }
 
 /** The first bytes of the key's SHA-256: what a bound value names its key by. */
+/** Tags of keys seen lately (forgotten all at once when full): a hit decodes one, and a SHA-256 per hit shows in profiles. */
+const keyTags = new Map<string, Buffer>();
+const KEY_TAG_MEMO = 20_000;
+
 function keyTag(key: string): Buffer {
-  return hash('sha256', key, 'buffer').subarray(0, KEY_TAG_BYTES);
+  let tag = keyTags.get(key);
+  if (tag === undefined) {
+    if (keyTags.size >= KEY_TAG_MEMO) keyTags.clear();
+    tag = hash('sha256', key, 'buffer').subarray(0, KEY_TAG_BYTES);
+    keyTags.set(key, tag);
+  }
+  return tag;
 }
 
 function encodeValue(entry: ValueEntry, tag: Buffer | undefined): Buffer {

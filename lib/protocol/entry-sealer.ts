@@ -9,7 +9,7 @@ import { decodeEntry, decodeJoinedGeneration, encodeEntry, GENERATION_BYTES, isG
 export interface EntryCodec {
   encode(key: string, entry: Entry): Buffer;
   /** Decodes; bytes that are not ours, or whose authentication fails, are `foreign` (`forged` says which). */
-  decode(key: string, bytes: Buffer): DecodedEntry;
+  decode(key: string, bytes: Buffer, quiet?: boolean): DecodedEntry;
 }
 
 const TAG_BYTES = 32;
@@ -73,36 +73,37 @@ export class EntrySealer implements EntryCodec {
     return Buffer.concat([body, mac(this.#macKeys[0] as Buffer, key, body)]);
   }
 
-  decode(logicalKey: string, bytes: Buffer): DecodedEntry {
+  /** `quiet`: a refused entry is not reported (a look-ahead read; the read that counts reports it). */
+  decode(logicalKey: string, bytes: Buffer, quiet = false): DecodedEntry {
     const key = this.#bound(logicalKey);
     if (!this.sealed) {
       const entry = decodeEntry(bytes, key);
-      return entry.kind === 'foreign' && entry.reason === KEY_MISMATCH ? this.#refuse('misbound', logicalKey) : entry;
+      return entry.kind === 'foreign' && entry.reason === KEY_MISMATCH ? this.#refuse('misbound', logicalKey, quiet) : entry;
     }
     // Locks and leases are plain; a value or generation without a valid tag decodes as foreign here, since the
     // tag makes it longer than its exact length. A generation with joins appended is a lock whose prior is that
     // generation: a rollback would restore it, so it counts only when the generation's own tag holds.
-    if (isGenerationEnvelope(bytes)) return this.#joinedGeneration(key, logicalKey, bytes);
+    if (isGenerationEnvelope(bytes)) return this.#joinedGeneration(key, logicalKey, bytes, quiet);
     const plain = decodeEntry(bytes);
     if (plain.kind === 'lock' || plain.kind === 'lease') return plain;
-    if (bytes.length <= TAG_BYTES) return this.#refuse('forged', logicalKey);
+    if (bytes.length <= TAG_BYTES) return this.#refuse('forged', logicalKey, quiet);
     const body = bytes.subarray(0, bytes.length - TAG_BYTES);
     const tag = bytes.subarray(bytes.length - TAG_BYTES);
-    if (!this.#macKeys.some((k) => timingSafeEqual(mac(k, key, body), tag))) return this.#refuse('forged', logicalKey);
+    if (!this.#macKeys.some((k) => timingSafeEqual(mac(k, key, body), tag))) return this.#refuse('forged', logicalKey, quiet);
     const entry = decodeEntry(body, key);
-    if (entry.kind !== 'value' && entry.kind !== 'generation') return this.#refuse('forged', logicalKey);
+    if (entry.kind !== 'value' && entry.kind !== 'generation') return this.#refuse('forged', logicalKey, quiet);
     if (entry.kind !== 'value' || !this.#encrypt) return entry;
     const payload = this.#open(key, entry.payload);
-    return payload ? { ...entry, payload } : this.#refuse('undecryptable', logicalKey);
+    return payload ? { ...entry, payload } : this.#refuse('undecryptable', logicalKey, quiet);
   }
 
   /** A sealed generation, or one followed by appended lock records (see `decodeJoinedGeneration`). */
-  #joinedGeneration(key: string, logicalKey: string, bytes: Buffer): DecodedEntry {
+  #joinedGeneration(key: string, logicalKey: string, bytes: Buffer, quiet: boolean): DecodedEntry {
     const sealedLength = GENERATION_BYTES + TAG_BYTES;
-    if (bytes.length < sealedLength) return this.#refuse('forged', logicalKey);
+    if (bytes.length < sealedLength) return this.#refuse('forged', logicalKey, quiet);
     const body = bytes.subarray(0, GENERATION_BYTES);
     const tag = bytes.subarray(GENERATION_BYTES, sealedLength);
-    if (!this.#macKeys.some((k) => timingSafeEqual(mac(k, key, body), tag))) return this.#refuse('forged', logicalKey);
+    if (!this.#macKeys.some((k) => timingSafeEqual(mac(k, key, body), tag))) return this.#refuse('forged', logicalKey, quiet);
     return bytes.length === sealedLength ? decodeEntry(body) : decodeJoinedGeneration(bytes, sealedLength);
   }
 
@@ -128,8 +129,8 @@ export class EntrySealer implements EntryCodec {
     return undefined;
   }
 
-  #refuse(reason: SealFailure, key: string): DecodedEntry {
-    this.#onRefused?.(reason, key);
+  #refuse(reason: SealFailure, key: string, quiet: boolean): DecodedEntry {
+    if (!quiet) this.#onRefused?.(reason, key);
     return { kind: 'foreign', reason };
   }
 }

@@ -40,11 +40,14 @@ describe('collections', () => {
       expect(await read()).to.deep.equal([2, 6, 10]);
       expect(await read()).to.deep.equal([2, 6, 10]);
       const store = one.cache().xa.store;
+      const stats = one.cache().xa.stats;
       const before = store.counters.roundTrips;
+      const [hits, misses] = [stats.hits, stats.misses];
       one.takeSql();
       expect(await read()).to.deep.equal([2, 6, 10]);
       expect(one.takeSql()).to.deep.equal([]);
       expect(store.counters.roundTrips - before).to.equal(2);
+      expect([stats.hits - hits, stats.misses - misses], 'counted once: the owner, its collection, 3 books').to.deep.equal([5, 0]);
       // A member moved away: the prefetched ids are those of after the commit, never the old ones.
       const em = one.orm.em.fork();
       (await em.findOneOrFail(Book, 6)).author = em.getReference(Author, 1);
