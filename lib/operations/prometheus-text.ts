@@ -35,6 +35,7 @@ export const COUNTERS: Record<string, string> = {
   puts: 'Values stored by readers after a miss.',
   lockBypasses: 'Misses because a transaction held the key (read the database, no fill).',
   leaseWaits: "Times a reader waited for another reader's fill lease.",
+  lockWaits: "Times a reader waited for a writer's promote.",
   staleFillsRefused: 'Fills refused because the key changed after the lease was taken.',
   foreignEntries: 'Entries whose bytes were not ours (foreign, corrupt, truncated), read as misses.',
   forgedEntries: 'Entries refused because their authentication failed (forged, copied from another key, undecryptable).',

@@ -303,24 +303,33 @@ export class CacheReader {
   }
 
   /**
-   * {@link readMany}, then, for keys another reader is filling (`leased`), waits up to `leaseWaitMs` for their values
-   * (2, 4, 8… ms between reads) instead of sending every concurrent misser to the database. Keys still leased at the
-   * deadline come back as misses without a ticket: the caller reads the database and does not fill.
+   * {@link readMany}, then waits for keys other transactions are busy with, instead of sending every reader to the
+   * database: keys another reader is filling (`leased`) up to `leaseWaitMs`, keys a writer holds (`locked`) up to
+   * `lockWaitMs` — its promote usually lands within milliseconds and, with write-through, leaves the committed value
+   * (2, 4, 8… ms between reads). A key still leased or locked at its deadline comes back as a miss without a ticket:
+   * the caller reads the database and does not fill. (Reading again later is only a later read: nothing a wait can
+   * return was not current at that moment.)
    */
   async readManyWaiting(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
     const reads = await this.readMany(keys, options);
-    const deadline = Date.now() + this.ctx.options.leaseWaitMs;
+    const started = Date.now();
+    const leaseDeadline = started + this.ctx.options.leaseWaitMs;
+    const lockDeadline = started + this.ctx.options.lockWaitMs;
     for (let pause = 2; ; pause = Math.min(pause * 2, 25)) {
-      const leased = keys.filter((key) => {
+      const resume = Date.now() + pause;
+      const waiting = keys.filter((key) => {
         const read = reads.get(key);
-        return read?.status === 'miss' && read.reason === 'leased';
+        if (read?.status !== 'miss') return false;
+        return (read.reason === 'leased' && resume <= leaseDeadline) || (read.reason === 'locked' && resume <= lockDeadline);
       });
-      if (leased.length === 0 || Date.now() + pause > deadline) return reads;
-      this.ctx.stats.leaseWaits++;
+      if (waiting.length === 0) return reads;
+      if (waiting.some((key) => (reads.get(key) as { reason?: string }).reason === 'leased')) this.ctx.stats.leaseWaits++;
+      if (waiting.some((key) => (reads.get(key) as { reason?: string }).reason === 'locked')) this.ctx.stats.lockWaits++;
       await new Promise((resolve) => setTimeout(resolve, pause));
-      for (const [key, read] of await this.readMany(leased, options)) reads.set(key, read);
+      for (const [key, read] of await this.readMany(waiting, options)) reads.set(key, read);
     }
   }
+
 
   /** {@link readManyWaiting} of one key. */
   async readWaiting(key: string, options: ReadOptions = {}): Promise<CacheRead> {

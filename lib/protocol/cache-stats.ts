@@ -17,6 +17,8 @@ export class CacheStats {
   staleFillsRefused = 0;
   /** Times a reader waited for another reader's lease. */
   leaseWaits = 0;
+  /** Times a reader waited for a writer's promote (`lockWaitMs`). */
+  lockWaits = 0;
   /** Entries whose bytes were not ours (foreign, corrupt, truncated): read as misses. */
   foreignEntries = 0;
   /** Entries refused because their authentication failed (forged, copied from another key, or undecryptable). */

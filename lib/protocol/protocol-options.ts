@@ -23,6 +23,12 @@ export interface ProtocolOptions {
   leaseTtlSeconds?: number;
   /** How long a reader waits for another reader's lease before reading the database without filling. Default 100. */
   leaseWaitMs?: number;
+  /**
+   * How long a reader that finds a key locked by a writer waits for the writer's promote (the committed value, with
+   * write-through) before reading the database without filling. Default 20; 0: never wait. A lock whose writer
+   * died costs each read of its key up to this much until the lock expires or is swept.
+   */
+  lockWaitMs?: number;
   /** Default TTL of cached values, in seconds (0: until evicted). Default 3600. */
   valueTtlSeconds?: number;
   /** See {@link FailurePolicy}. Default `strict`. */
@@ -108,6 +114,7 @@ export function resolveProtocolOptions(options: ProtocolOptions = {}): ResolvedP
     lockTtlSeconds: options.lockTtlSeconds ?? 30,
     leaseTtlSeconds: options.leaseTtlSeconds ?? 10,
     leaseWaitMs: options.leaseWaitMs ?? 100,
+    lockWaitMs: options.lockWaitMs ?? 20,
     valueTtlSeconds: options.valueTtlSeconds ?? 3600,
     failurePolicy: options.failurePolicy ?? 'strict',
     logTable: options.logTable ?? 'xa_cache_log',
@@ -122,6 +129,7 @@ export function resolveProtocolOptions(options: ProtocolOptions = {}): ResolvedP
   integer('lockTtlSeconds', resolved.lockTtlSeconds, 1, MAX_TTL);
   integer('leaseTtlSeconds', resolved.leaseTtlSeconds, 1, MAX_TTL);
   integer('leaseWaitMs', resolved.leaseWaitMs, 0, 60_000);
+  integer('lockWaitMs', resolved.lockWaitMs, 0, 60_000);
   integer('valueTtlSeconds', resolved.valueTtlSeconds, 0, MAX_TTL);
   integer('maxCasRounds', resolved.maxCasRounds, 1, 100);
   if (resolved.failurePolicy !== 'strict' && resolved.failurePolicy !== 'degrade') {

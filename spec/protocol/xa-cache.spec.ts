@@ -241,6 +241,55 @@ describe('two-phase protocol against real memcached and PostgreSQL', () => {
     expect(cache.stats.leaseWaits).to.be.greaterThan(0);
   });
 
+  describe('readers meeting a writer\'s lock (lockWaitMs)', () => {
+    const withLockWait = async (lockWaitMs: number): Promise<ProtocolFixture> => {
+      const s = sharedServers();
+      return ProtocolFixture.create(s.memcachedAddresses, s.db, { protocol: { lockWaitMs } });
+    };
+
+    it('wait for the promote and get the committed value: a hit, no load', async () => {
+      const g = await withLockWait(10_000); // far above any promote, so the outcome does not depend on timing
+      try {
+        const writer = await g.prepared(['lw:1'], Buffer.from('committed'));
+        // Sent before the commit on the same connection: memcached answers it from the locked key.
+        const reading = g.cache.reader.readManyWaiting(['lw:1']);
+        await writer.commit();
+        const read = (await reading).get('lw:1');
+        expect(read?.status).to.equal('hit');
+        expect(String(read?.status === 'hit' ? read.payload : '')).to.equal('committed');
+        expect(g.cache.stats.lockWaits).to.be.greaterThan(0);
+        expect(g.cache.stats.lockBypasses, 'the first read met the lock').to.be.greaterThan(0);
+      } finally {
+        await g.close();
+      }
+    });
+
+    it('give up on a lock whose writer does not finish: a miss without a ticket (the database answers, nothing is filled)', async () => {
+      const g = await withLockWait(10);
+      try {
+        const writer = await g.prepared(['lw:2']);
+        const read = (await g.cache.reader.readManyWaiting(['lw:2'])).get('lw:2');
+        expect(read).to.include({ status: 'miss', reason: 'locked', ticket: undefined });
+        await writer.rollback();
+      } finally {
+        await g.close();
+      }
+    });
+
+    it('lockWaitMs: 0 never waits', async () => {
+      const g = await withLockWait(0);
+      try {
+        const writer = await g.prepared(['lw:3']);
+        const read = (await g.cache.reader.readManyWaiting(['lw:3'])).get('lw:3');
+        expect(read).to.include({ status: 'miss', reason: 'locked' });
+        expect(g.cache.stats.lockWaits).to.equal(0);
+        await writer.rollback();
+      } finally {
+        await g.close();
+      }
+    });
+  });
+
   it('prepares any number of keys in two round trips per server and promotes them in one', async () => {
     const keys = Array.from({ length: 100 }, (_, i) => `many:${i}`);
     const servers = new Set(keys.map((k) => f.store.serverFor(k))).size;
