@@ -312,6 +312,10 @@ export class CacheReader {
    */
   async readManyWaiting(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
     const reads = await this.readMany(keys, options);
+    // The first read counted each key; reads again while waiting do not, and a wait that ends in a hit turns that
+    // key's miss (and lock bypass) into the hit it is (see #servedAfterWaiting).
+    const first = new Map<string, MissReason>();
+    const again = { ...options, uncounted: true };
     const started = Date.now();
     const leaseDeadline = started + this.ctx.options.leaseWaitMs;
     const lockDeadline = started + this.ctx.options.lockWaitMs;
@@ -322,11 +326,32 @@ export class CacheReader {
         if (read?.status !== 'miss') return false;
         return (read.reason === 'leased' && resume <= leaseDeadline) || (read.reason === 'locked' && resume <= lockDeadline);
       });
-      if (waiting.length === 0) return reads;
+      if (waiting.length === 0) {
+        if (!options.uncounted) for (const [key, reason] of first) if (reads.get(key)?.status === 'hit') this.#servedAfterWaiting(reason, options);
+        return reads;
+      }
+      for (const key of waiting) if (!first.has(key)) first.set(key, (reads.get(key) as { reason: MissReason }).reason);
       if (waiting.some((key) => (reads.get(key) as { reason?: string }).reason === 'leased')) this.ctx.stats.leaseWaits++;
       if (waiting.some((key) => (reads.get(key) as { reason?: string }).reason === 'locked')) this.ctx.stats.lockWaits++;
       await new Promise((resolve) => setTimeout(resolve, pause));
-      for (const [key, read] of await this.readMany(waiting, options)) reads.set(key, read);
+      for (const [key, read] of await this.readMany(waiting, again)) reads.set(key, read);
+    }
+  }
+
+  /** A key first read as a miss (`leased` or `locked`) and served after waiting: counted as the hit it is. */
+  #servedAfterWaiting(reason: MissReason, options: ReadOptions): void {
+    const { stats } = this.ctx;
+    const label = regionLabel(options.regions ?? NO_REGIONS, options.label);
+    const perRegion = label ? stats.region(label) : undefined;
+    stats.misses--;
+    stats.hits++;
+    if (perRegion) {
+      perRegion.misses--;
+      perRegion.hits++;
+    }
+    if (reason === 'locked') {
+      stats.lockBypasses--;
+      if (perRegion) perRegion.lockBypasses--;
     }
   }
 
