@@ -438,6 +438,24 @@ describe('writes PostgreSQL makes on its own are seen (database-side capture)', 
       expect(stats.hits, 'served from the cache again: no lock left behind').to.be.greaterThan(hits);
     });
 
+    it('a procedure that commits inside is refused by PostgreSQL, through em.execute and through Kysely alike (a documented limit)', async () => {
+      await admin.query(`CREATE OR REPLACE PROCEDURE dw_commit_inside() LANGUAGE plpgsql AS $$ BEGIN UPDATE dw_kid SET name = 'committed-inside' WHERE id = 1; COMMIT; END $$`);
+      const viaExecute = await writer.em
+        .fork()
+        .execute('CALL dw_commit_inside()')
+        .then(
+          () => undefined,
+          (e: Error) => e,
+        );
+      const viaKysely = await sql`CALL dw_commit_inside()`.execute(sqlIn(writer.em.fork() as EntityManager)).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      for (const error of [viaExecute, viaKysely]) expect(error?.message).to.match(/invalid transaction termination/);
+      expect((await admin.query('SELECT name FROM dw_kid WHERE id = 1')).rows[0].name).to.equal('k1');
+      expect(await kid(1)).to.deep.equal({ name: 'k1', parent: 1 });
+    });
+
     it('a process cut off from memcached: its Kysely writes fail and change nothing, so no other process can read a value the database replaced (strict)', async () => {
       const direct = sharedServers().memcachedAddresses[0] as string;
       const proxy = await PartitionProxy.start(direct);
