@@ -39,8 +39,8 @@ export function markOrmTransaction(connection: DatabaseConnection): void {
  * changes after the statement instead (the earlier design) left a window: a process cut off from one memcached
  * server could not evict there, returned anyway, and others kept reading the old value from that server.
  *
- * The ORM's transactions (see {@link markOrmTransaction}) and its autocommit statements (reads: the XA connection
- * gives its writes a transaction) pass untouched.
+ * The ORM's transactions (see {@link markOrmTransaction}) pass untouched; its autocommit statements are reads (the
+ * XA connection gives its writes a transaction of its own), which pass after the same quick look as any statement.
  */
 export function clientProtocolDialect(dialect: Dialect, protocol: ClientProtocol): Dialect {
   return {
