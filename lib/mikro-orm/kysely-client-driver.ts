@@ -1,4 +1,5 @@
-import { CompiledQuery, type DatabaseConnection, type Dialect, type Driver, type QueryResult, type TransactionSettings } from 'kysely';
+import { CompiledQuery, type DatabaseConnection, type Dialect, type Driver, type QueryResult } from 'kysely';
+import { DelegatingDriver, withDriver } from './delegating-driver.js';
 import type { SqlRunner } from '../protocol/sql-runner.js';
 import { TransactionScope } from './transaction-scope.js';
 
@@ -43,12 +44,7 @@ export function markOrmTransaction(connection: DatabaseConnection): void {
  * XA connection gives its writes a transaction of its own), which pass after the same quick look as any statement.
  */
 export function clientProtocolDialect(dialect: Dialect, protocol: ClientProtocol): Dialect {
-  return {
-    createDriver: () => new ClientProtocolDriver(dialect.createDriver(), protocol),
-    createQueryCompiler: () => dialect.createQueryCompiler(),
-    createAdapter: () => dialect.createAdapter(),
-    createIntrospector: (db) => dialect.createIntrospector(db),
-  };
+  return withDriver(dialect, (driver) => new ClientProtocolDriver(driver, protocol));
 }
 
 type Control = 'begin' | 'commit' | 'commit-and-chain' | 'rollback' | undefined;
@@ -81,58 +77,28 @@ export function transactionControl(sql: string): Control {
   }
 }
 
-class ClientProtocolDriver implements Driver {
+// Transaction statements need no override: PostgreSQL's driver sends them with `connection.executeQuery` on the
+// connection handed out, so the wrapper sees BEGIN/COMMIT/ROLLBACK however they were sent.
+class ClientProtocolDriver extends DelegatingDriver {
   readonly #wrapped = new WeakMap<DatabaseConnection, ProtocolConnection>();
 
   constructor(
-    readonly inner: Driver,
+    inner: Driver,
     readonly protocol: ClientProtocol,
-  ) {}
-
-  init(...args: Parameters<Driver['init']>): Promise<void> {
-    return this.inner.init(...args);
+  ) {
+    super(inner);
   }
 
-  async acquireConnection(...args: Parameters<Driver['acquireConnection']>): Promise<DatabaseConnection> {
+  override async acquireConnection(...args: Parameters<Driver['acquireConnection']>): Promise<DatabaseConnection> {
     const connection = await this.inner.acquireConnection(...args);
     let wrapped = this.#wrapped.get(connection);
     if (!wrapped) this.#wrapped.set(connection, (wrapped = new ProtocolConnection(connection, this.protocol)));
     return wrapped;
   }
 
-  // Transaction statements go through the connection handed out (PostgreSQL's driver runs them with
-  // `connection.executeQuery`), so the wrapper sees BEGIN/COMMIT/ROLLBACK however they were sent.
-  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    return this.inner.beginTransaction(connection, settings);
-  }
-
-  commitTransaction(connection: DatabaseConnection): Promise<void> {
-    return this.inner.commitTransaction(connection);
-  }
-
-  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
-    return this.inner.rollbackTransaction(connection);
-  }
-
-  savepoint(...args: Parameters<NonNullable<Driver['savepoint']>>): Promise<void> {
-    return (this.inner.savepoint as NonNullable<Driver['savepoint']>).apply(this.inner, args);
-  }
-
-  rollbackToSavepoint(...args: Parameters<NonNullable<Driver['rollbackToSavepoint']>>): Promise<void> {
-    return (this.inner.rollbackToSavepoint as NonNullable<Driver['rollbackToSavepoint']>).apply(this.inner, args);
-  }
-
-  releaseSavepoint(...args: Parameters<NonNullable<Driver['releaseSavepoint']>>): Promise<void> {
-    return (this.inner.releaseSavepoint as NonNullable<Driver['releaseSavepoint']>).apply(this.inner, args);
-  }
-
-  releaseConnection(connection: DatabaseConnection, ...rest: unknown[]): Promise<void> {
+  override releaseConnection(connection: DatabaseConnection, ...rest: unknown[]): Promise<void> {
     const inner = connection instanceof ProtocolConnection ? connection.inner : connection;
     return (this.inner.releaseConnection as (c: DatabaseConnection, ...r: unknown[]) => Promise<void>)(inner, ...rest);
-  }
-
-  destroy(...args: Parameters<Driver['destroy']>): Promise<void> {
-    return this.inner.destroy(...args);
   }
 }
 

@@ -1,4 +1,5 @@
-import { CompiledQuery, type ControlledTransaction, type DatabaseConnection, type Dialect, type Driver, type TransactionSettings } from 'kysely';
+import { CompiledQuery, type ControlledTransaction, type DatabaseConnection, type Dialect, type TransactionSettings } from 'kysely';
+import { DelegatingDriver, withDriver } from './delegating-driver.js';
 import { isConnectionLoss } from './connection-loss.js';
 
 /**
@@ -15,31 +16,16 @@ import { isConnectionLoss } from './connection-loss.js';
  * the same way, and is released here directly.
  */
 export function releasingDialect(dialect: Dialect): Dialect {
-  return {
-    createDriver: () => new ReleasingDriver(dialect.createDriver()),
-    createQueryCompiler: () => dialect.createQueryCompiler(),
-    createAdapter: () => dialect.createAdapter(),
-    createIntrospector: (db) => dialect.createIntrospector(db),
-  };
+  return withDriver(dialect, (driver) => new ReleasingDriver(driver));
 }
 
-class ReleasingDriver implements Driver {
-  constructor(readonly inner: Driver) {}
-
-  init(...args: Parameters<Driver['init']>): Promise<void> {
-    return this.inner.init(...args);
-  }
-
-  acquireConnection(...args: Parameters<Driver['acquireConnection']>): Promise<DatabaseConnection> {
-    return this.inner.acquireConnection(...args);
-  }
-
+class ReleasingDriver extends DelegatingDriver {
   /**
    * BEGIN. When it fails, kysely has already taken the connection out of the pool and, having no transaction to
    * return, never releases it (its release callback is reachable only through the transaction): release it here.
    * kysely will not release it again, since that callback can no longer be called.
    */
-  async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+  override async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
     try {
       await this.inner.beginTransaction(connection, settings);
     } catch (error) {
@@ -48,44 +34,19 @@ class ReleasingDriver implements Driver {
     }
   }
 
-  commitTransaction(connection: DatabaseConnection): Promise<void> {
-    return this.inner.commitTransaction(connection);
-  }
-
   /**
    * ROLLBACK, which resolves whenever the transaction is over, so kysely releases the connection:
    * - the connection is lost: the server already ended the session, and with it the transaction;
    * - any other failure (not expected from a ROLLBACK): the session's state is unknown, so it is ended
    *   (`pg_terminate_backend` of itself) rather than handed to the next user possibly still inside a transaction.
    */
-  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     try {
       await this.inner.rollbackTransaction(connection);
     } catch (error) {
       if (isConnectionLoss(error)) return;
       await connection.executeQuery(CompiledQuery.raw('SELECT pg_terminate_backend(pg_backend_pid())')).catch(() => undefined);
     }
-  }
-
-  // Savepoints are optional in kysely's Driver; PostgreSQL's driver has them.
-  savepoint(...args: Parameters<NonNullable<Driver['savepoint']>>): Promise<void> {
-    return (this.inner.savepoint as NonNullable<Driver['savepoint']>).apply(this.inner, args);
-  }
-
-  rollbackToSavepoint(...args: Parameters<NonNullable<Driver['rollbackToSavepoint']>>): Promise<void> {
-    return (this.inner.rollbackToSavepoint as NonNullable<Driver['rollbackToSavepoint']>).apply(this.inner, args);
-  }
-
-  releaseSavepoint(...args: Parameters<NonNullable<Driver['releaseSavepoint']>>): Promise<void> {
-    return (this.inner.releaseSavepoint as NonNullable<Driver['releaseSavepoint']>).apply(this.inner, args);
-  }
-
-  releaseConnection(...args: Parameters<Driver['releaseConnection']>): Promise<void> {
-    return this.inner.releaseConnection(...args);
-  }
-
-  destroy(...args: Parameters<Driver['destroy']>): Promise<void> {
-    return this.inner.destroy(...args);
   }
 }
 

@@ -5,6 +5,7 @@ import { CommitOutcomeError } from '../../lib/index.js';
 import { Servers } from '../support/servers.js';
 import { PgCommitCutter } from '../support/pg-commit-cutter.js';
 import { terminateBackends } from '../support/postgres-cluster.js';
+import type { Kysely } from 'kysely';
 import { Book, openBookstore, seedBookstore, type Bookstore } from '../support/bookstore.js';
 
 const APP = 'xa-pgfaults-app';
@@ -98,6 +99,31 @@ describe('PostgreSQL faults', function () {
     }
     await within(10_000, 'a write after the faults', store.orm.em.fork().nativeUpdate(Book, { id: 1 }, { title: 'after' }));
     expect((await store.orm.em.fork().findOneOrFail(Book, 1)).title).to.equal('after');
+    await expectPoolHealthy();
+  });
+
+  it('keeps working after backends are terminated under Kysely writes (autocommit and its own transactions), more times than the pool has connections', async () => {
+    const db = (): Kysely<any> => store.orm.em.fork().getKysely() as unknown as Kysely<any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- untyped tables
+    for (let i = 0; i < POOL_MAX + 5; i++) {
+      const inTransaction = db()
+        .transaction()
+        .execute(async (trx) => {
+          await trx.updateTable('book').set({ title: `k${i}` }).where('id', '=', 1).execute();
+          await terminateBackends(servers.db, { applicationName: APP });
+          await trx.updateTable('book').set({ title: `k${i}!` }).where('id', '=', 1).execute();
+        })
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+      expect(await within(10_000, `Kysely transaction ${i}`, inTransaction), `Kysely transaction ${i}`).to.be.instanceOf(Error);
+      const autocommit = db().updateTable('book').set({ title: `ka${i}` }).where('id', '=', 2).execute().catch(() => undefined);
+      await sleep(1);
+      await terminateBackends(servers.db, { applicationName: APP });
+      await within(10_000, `Kysely autocommit write ${i}`, autocommit);
+    }
+    await within(10_000, 'a Kysely write after the faults', db().updateTable('book').set({ title: 'after kysely' }).where('id', '=', 1).execute());
+    expect((await store.orm.em.fork().findOneOrFail(Book, 1)).title).to.equal('after kysely');
     await expectPoolHealthy();
   });
 

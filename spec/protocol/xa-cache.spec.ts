@@ -242,14 +242,20 @@ describe('two-phase protocol against real memcached and PostgreSQL', () => {
   });
 
   describe('readers meeting a writer\'s lock (lockWaitMs)', () => {
-    const withLockWait = async (lockWaitMs: number): Promise<ProtocolFixture> => {
+    /** Runs `test` on a fixture of its own whose readers wait up to `lockWaitMs` for a writer's promote. */
+    const withLockWait = async (lockWaitMs: number, test: (g: ProtocolFixture) => Promise<void>): Promise<void> => {
       const s = sharedServers();
-      return ProtocolFixture.create(s.memcachedAddresses, s.db, { protocol: { lockWaitMs } });
+      const g = await ProtocolFixture.create(s.memcachedAddresses, s.db, { protocol: { lockWaitMs } });
+      try {
+        await test(g);
+      } finally {
+        await g.close();
+      }
     };
 
-    it('wait for the promote and get the committed value: a hit, no load', async () => {
-      const g = await withLockWait(10_000); // far above any promote, so the outcome does not depend on timing
-      try {
+    it('wait for the promote and get the committed value: a hit, no load', () =>
+      // Far above any promote, so the outcome does not depend on timing.
+      withLockWait(10_000, async (g) => {
         const writer = await g.prepared(['lw:1'], Buffer.from('committed'));
         // Sent before the commit on the same connection: memcached answers it from the locked key.
         const reading = g.cache.reader.readManyWaiting(['lw:1']);
@@ -259,36 +265,25 @@ describe('two-phase protocol against real memcached and PostgreSQL', () => {
         expect(String(read?.status === 'hit' ? read.payload : '')).to.equal('committed');
         expect(g.cache.stats.lockWaits, 'the first read met the lock').to.be.greaterThan(0);
         expect([g.cache.stats.hits, g.cache.stats.misses, g.cache.stats.lockBypasses], 'counted as the one hit it was').to.deep.equal([1, 0, 0]);
-      } finally {
-        await g.close();
-      }
-    });
+      }));
 
-    it('give up on a lock whose writer does not finish: a miss without a ticket (the database answers, nothing is filled)', async () => {
-      const g = await withLockWait(10);
-      try {
+    it('give up on a lock whose writer does not finish: a miss without a ticket (the database answers, nothing is filled)', () =>
+      withLockWait(10, async (g) => {
         const writer = await g.prepared(['lw:2']);
         const read = (await g.cache.reader.readManyWaiting(['lw:2'])).get('lw:2');
         expect(read).to.include({ status: 'miss', reason: 'locked', ticket: undefined });
         expect([g.cache.stats.misses, g.cache.stats.lockBypasses], 'counted once, however often it looked again').to.deep.equal([1, 1]);
         await writer.rollback();
-      } finally {
-        await g.close();
-      }
-    });
+      }));
 
-    it('lockWaitMs: 0 never waits', async () => {
-      const g = await withLockWait(0);
-      try {
+    it('lockWaitMs: 0 never waits', () =>
+      withLockWait(0, async (g) => {
         const writer = await g.prepared(['lw:3']);
         const read = (await g.cache.reader.readManyWaiting(['lw:3'])).get('lw:3');
         expect(read).to.include({ status: 'miss', reason: 'locked' });
         expect(g.cache.stats.lockWaits).to.equal(0);
         await writer.rollback();
-      } finally {
-        await g.close();
-      }
-    });
+      }));
   });
 
   it('prepares any number of keys in two round trips per server and promotes them in one', async () => {
