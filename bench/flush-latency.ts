@@ -17,7 +17,7 @@ const quantile = (sorted: number[], q: number): number => sorted[Math.min(sorted
 
 const servers = await Servers.start({ memcached: 1 });
 try {
-  const b = await openBookstore(servers.memcachedAddresses, servers.db);
+  const b = await openBookstore(servers.memcachedAddresses, servers.db, process.env.BENCH_WRITE_THROUGH === "0" ? { writeThrough: false } : {});
   await seedBookstore(b.orm);
   const em0 = b.orm.em.fork();
   for (let id = 100; id < 100 + N; id++) em0.create(Book, { id, title: `Bench ${id}`, price: 1, author: 1 });
@@ -25,6 +25,8 @@ try {
   const ids = Array.from({ length: N }, (_, i) => 100 + i);
   const p50s: number[] = [];
   let price = 1;
+  let roundTrips = 0;
+  let flushes = 0;
   for (let round = 0; round <= ROUNDS; round++) {
     const times: number[] = [];
     const end = Date.now() + (round === 0 ? 300 : SECONDS * 1000); // round 0 is the warm-up
@@ -33,17 +35,23 @@ try {
       const books = await em.find(Book, { id: { $in: ids } });
       price++;
       for (const book of books) book.price = price;
+      const trips = b.cache().xa.store.counters.roundTrips;
       const start = process.hrtime.bigint();
       await em.flush();
       times.push(Number(process.hrtime.bigint() - start) / 1e6);
+      roundTrips += b.cache().xa.store.counters.roundTrips - trips;
+      flushes++;
     }
-    if (round === 0) continue;
+    if (round === 0) {
+      roundTrips = flushes = 0;
+      continue;
+    }
     times.sort((x, y) => x - y);
     p50s.push(quantile(times, 0.5));
     console.log(`round ${round}: ${times.length} flushes, p50 ${quantile(times, 0.5).toFixed(2)} ms, p90 ${quantile(times, 0.9).toFixed(2)} ms`);
   }
   p50s.sort((x, y) => x - y);
-  console.log(`N=${N}: median of round p50s ${quantile(p50s, 0.5).toFixed(2)} ms (min ${p50s[0]?.toFixed(2)}, max ${p50s.at(-1)?.toFixed(2)})`);
+  console.log(`N=${N}: median of round p50s ${quantile(p50s, 0.5).toFixed(2)} ms (min ${p50s[0]?.toFixed(2)}, max ${p50s.at(-1)?.toFixed(2)}); memcached round trips per flush until it returned ${(roundTrips / flushes).toFixed(2)}`);
   await b.close();
 } finally {
   await servers.stop();

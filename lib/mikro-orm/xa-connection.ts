@@ -15,6 +15,7 @@ import { endFailedTransaction, releasingDialect } from './releasing-dialect.js';
 import { rejectedByServer } from './connection-loss.js';
 import { settledOutcome } from './commit-outcome.js';
 import { IdleLogFlush } from './idle-log-flush.js';
+import { HeldRead } from './held-read.js';
 import { ormProtocolLogger } from './orm-protocol-logger.js';
 import type { PromoteTracker } from './promote-tracker.js';
 import type { ProtocolLogger } from '../protocol/protocol-options.js';
@@ -51,6 +52,8 @@ const ANALYSIS_CACHE_SIZE = 2000;
 export class XaPostgreSqlConnection extends PostgreSqlConnection {
   readonly #scopes = new WeakMap<object, TransactionScope>();
   readonly #analysis = new Map<string, StatementTables>();
+  /** Committing transactions whose first read is held to ride along the log statement (see {@link HeldRead}). */
+  readonly #heldReads = new WeakMap<object, HeldRead>();
   #defaultIsolation: IsolationLevel | undefined;
   #adapter: XaCacheAdapter | undefined;
   #plainClient: unknown;
@@ -219,9 +222,8 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     }
     if (ctx.isRolledBack) return;
     await eventBroadcaster?.dispatchEvent(EventType.beforeTransactionCommit, ctx);
-    const early = await this.#writeThrough?.early(ctx as unknown as Transaction, scope);
     const tx = scope.toCacheTransaction(this.cache.xa);
-    await tx.prepare(transactionRunner(ctx));
+    const early = await this.#prepareWithEarlyRead(ctx, scope, tx);
     if (early) await this.#supplyRowImages(ctx, tx, early);
     try {
       await ctx.commit().execute();
@@ -256,7 +258,8 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     // A SELECT that calls a function may write through it; a replica cannot write at all.
     const mayWrite = analysis.kind === 'write' || (analysis.kind === 'read' && analysis.callsFunctions);
     if (!mayWrite || this.type === 'read') {
-      return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+      const held = ctx && this.#heldReads.get(ctx);
+      return ((held && this.#executeHeld<T>(held, query, params, method, loggerContext)) ?? super.execute<never>(query as never, params, method, ctx, loggerContext)) as Promise<T>;
     }
     if (!ctx) {
       // An autocommit write: give it a transaction of its own, so what it (and the database for it) wrote is
@@ -267,6 +270,34 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     if (!scope) throw XaConfigError.foreignTransaction();
     scope.recordWrite(analysis.writes);
     return super.execute<never>(query as never, params, method, ctx, loggerContext) as Promise<T>;
+  }
+
+  /**
+   * Prepare, with write-through's early read of the rows the ORM wrote riding along the log statement (see
+   * {@link HeldRead}): the read is started first, its SELECT held back when it reaches `execute`, then carried by
+   * prepare's statement. Returns the early images; throws what prepare or the read throws.
+   */
+  async #prepareWithEarlyRead(ctx: Trx, scope: TransactionScope, tx: CacheTransaction): Promise<EarlyImages | undefined> {
+    if (!this.#writeThrough) {
+      await tx.prepare(transactionRunner(ctx));
+      return undefined;
+    }
+    const held = new HeldRead();
+    this.#heldReads.set(ctx, held);
+    const reading = this.#writeThrough.early(ctx as unknown as Transaction, scope);
+    reading.catch(() => undefined); // awaited below, or superseded by prepare's error
+    try {
+      await held.heldOr(reading);
+      await tx.prepare(transactionRunner(ctx, held));
+    } catch (error) {
+      await held.close(() => Promise.reject(error), error);
+      throw error;
+    } finally {
+      this.#heldReads.delete(ctx);
+    }
+    // Not carried (no log statement ran): it runs on its own now.
+    await held.close(async (sql) => (await ctx.executeQuery(CompiledQuery.raw(sql))).rows as object[]);
+    return reading;
   }
 
   /**
@@ -282,6 +313,15 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
       await tx.release();
       throw error;
     }
+  }
+
+  /** A read of a committing transaction, held to ride along its log statement; undefined: run it as usual. */
+  #executeHeld<T>(held: HeldRead, query: unknown, params: unknown, method: 'all' | 'get' | 'run', loggerContext: LoggingOptions | undefined): Promise<T> | undefined {
+    // MikroORM's own steps of `execute` (onQuery, values inlined, logging), with the rows from the log statement.
+    const q = (this as unknown as { prepareQuery(query: unknown, params: unknown): { query: string; params: unknown[]; formatted: string } }).prepareQuery(query, params);
+    const rows = held.hold(q.formatted);
+    if (!rows) return undefined;
+    return this.executeQuery(this.getSql(q.query, q.formatted, loggerContext), async () => this.transformRawResult<T>({ rows: await rows }, method), { ...q, ...loggerContext });
   }
 
   #log(level: 'warn' | 'error', message: string, error?: unknown): void {
@@ -356,13 +396,17 @@ export function validateCachedEntities(all: Iterable<EntityMetadata>): void {
   }
 }
 
-/** Runs the log statement inside the transaction itself, bypassing MikroORM's formatting and our own tracking. */
-function transactionRunner(trx: Trx): SqlRunner {
+/**
+ * Runs the log statement inside the transaction itself, bypassing MikroORM's formatting and our own tracking; with
+ * `held`, the read held back there rides along it.
+ */
+function transactionRunner(trx: Trx, held?: HeldRead): SqlRunner {
   return {
     async query(sql: string, params: unknown[] = []) {
       const result = await trx.executeQuery(CompiledQuery.raw(sql, params));
       return { rows: result.rows as object[] };
     },
+    takeRider: held && (() => held.take()),
   };
 }
 

@@ -238,6 +238,7 @@ export class CacheReader {
       let reason: MissReason;
       if (entry === undefined) reason = 'absent';
       else if (entry.kind === 'value') {
+        this.ctx.recent.remember(key, entry, item!.cas);
         if (regionProblem === undefined && !fresh && sameGenerations(entry.generations, generations)) {
           const verdict = options.accept?.(entry.payload, key);
           if (verdict === undefined || verdict.ok) {
@@ -294,6 +295,7 @@ export class CacheReader {
       // Another reader's lease got there first: wait for its value rather than load as well.
       if (result.status === 'exists') return void reads.set(key, miss('leased'));
       if (result.status !== 'stored') return;
+      this.ctx.recent.forget(key);
       const ticket: FillTicket = options.label === undefined ? { key, cas: result.cas, generations } : { key, cas: result.cas, generations, label: options.label };
       if (regionsReady) reads.set(key, { status: 'miss', reason, ticket, storedRegions: storedRegions.get(key) });
       else void this.abandon(ticket);
@@ -394,6 +396,7 @@ export class CacheReader {
     const label = regionLabel(ticket.generations, ticket.label);
     const perRegion = label ? stats.region(label) : UNCOUNTED;
     if (result.status === 'stored') {
+      this.ctx.recent.remember(ticket.key, { kind: 'value', generations: ticket.generations, payload }, result.cas);
       stats.puts++;
       perRegion.puts++;
       return true;

@@ -1,7 +1,7 @@
 import { v4 as uuidv4 } from 'uuid';
-import type { StoreOp } from '../store/cache-store.js';
+import type { StoreOp, StoreResult } from '../store/cache-store.js';
 import type { StoreError } from '../store/store-errors.js';
-import type { KnownState, TransitionOutcome } from './cas-batch.js';
+import type { KnownState, ReadAfterWrites, TransitionOutcome } from './cas-batch.js';
 import { applyTransitions } from './cas-batch.js';
 import { lockHolders, type DecodedEntry, type Entry } from './entry.js';
 import { prepareTransition, promoteTransition, releaseTransition, type KeyRole, type Transition } from './key-transitions.js';
@@ -9,7 +9,7 @@ import { CachePrepareError, ProtocolStateError } from './protocol-errors.js';
 import { generationGroup, regionWriteKeys, unreachedRegions, type CaptureHook, type ProtocolContext } from './protocol-context.js';
 import type { SqlRunner } from './sql-runner.js';
 import type { CapturedChange, CapturedKeys } from './write-capture.js';
-import type { SchemeView } from './conjunction-schemes.js';
+import { schemeKey, type SchemeView } from './conjunction-schemes.js';
 
 /** Where a {@link CacheTransaction} is in its life. */
 export type CacheTransactionState = 'open' | 'prepared' | 'promoted' | 'released';
@@ -42,6 +42,8 @@ interface SchemeCheck {
   readonly captured: readonly CapturedChange[];
   readonly derive: CaptureHook['derive'];
   readonly tables: readonly string[];
+  /** The sets as read along promote's writes, when they were. */
+  views?: ReadonlyMap<string, SchemeView>;
 }
 
 /**
@@ -50,7 +52,8 @@ interface SchemeCheck {
  * 1. while the transaction runs: {@link invalidate} / {@link put} the item keys it changes and
  *    {@link touchRegions} the tables it writes;
  * 2. just before the database COMMIT, inside the transaction: {@link prepare} — locks every key (one round trip
- *    to read, one to write) while inserting the transaction's log row through the same database connection;
+ *    to write; one more to read first the keys this process has not seen lately) while inserting the transaction's
+ *    log row through the same database connection;
  * 3. after COMMIT returned: {@link promote}; after ROLLBACK: {@link release}. If COMMIT's outcome is unknown,
  *    call neither: the locks expire, and if the transaction did commit the sweeper finds its log row.
  *
@@ -188,12 +191,15 @@ export class CacheTransaction {
       const table = hook.inFlightTable(region);
       if (table !== undefined) early.push([table, region]);
     }
+    const along = this.#schemesAlongLocks(early);
     const [recorded, locked] = await Promise.allSettled([
       options.unsafeTestSwitches.skipLog ? Promise.resolve({ xid: '0', captured: [] }) : log.record(db, this.id, keys, regions, this.#carriedDone, taken ? undefined : hook?.capture),
-      this.#apply((_key, role, current, attempt) => prepareTransition(current, this.id, role, attempt)).then(async (outcomes) => ({
-        outcomes,
-        views: early.length > 0 ? await this.#readSchemes(early, outcomes) : new Map<string, SchemeView>(),
-      })),
+      this.#apply((_key, role, current, attempt) => prepareTransition(current, this.id, role, attempt), this.#recentStates(), undefined, along.readAfter).then(async (outcomes) => {
+        const rest = early.filter(([table]) => !along.views.has(table));
+        const views = rest.length > 0 ? await this.#readSchemes(rest, outcomes) : new Map<string, SchemeView>();
+        for (const [table, view] of along.views) views.set(table, view);
+        return { outcomes, views };
+      }),
     ]);
     stats.prepares++;
     const outcomes = locked.status === 'fulfilled' ? locked.value.outcomes : undefined;
@@ -248,7 +254,7 @@ export class CacheTransaction {
     stats.capturedKeys += added.length;
     const [appended, extra] = await Promise.allSettled([
       log.addKeys(db, this.id, extraItems, extraRegions),
-      this.#apply((_key, role, current) => prepareTransition(current, this.id, role), undefined, added),
+      this.#apply((_key, role, current) => prepareTransition(current, this.id, role), this.ctx.recent.statesOf(added), added),
     ]);
     if (extra.status === 'fulfilled') {
       for (const [key, outcome] of extra.value) {
@@ -272,6 +278,29 @@ export class CacheTransaction {
     const views = held.length > 0 ? await this.ctx.schemes.read(held.map(([table]) => table)) : new Map<string, SchemeView>();
     for (const [table] of tables) if (!views.has(table)) views.set(table, { state: 'unreachable' });
     return views;
+  }
+
+  /**
+   * The scheme sets of tables read in the lock round itself, each right after its in-flight region's copy on the
+   * same server (memcached answers a connection's requests in order, so the read sees the lock in place: the order
+   * `#readSchemes` gets from a round trip of its own). `views` is filled once that round answered, for the tables
+   * whose copy was locked in it; the others are read after the locks as before.
+   */
+  #schemesAlongLocks(tables: ReadonlyArray<readonly [string, string]>): { readAfter: ReadAfterWrites | undefined; views: Map<string, SchemeView> } {
+    const views = new Map<string, SchemeView>();
+    const { store, schemes } = this.ctx;
+    const colocated = tables.filter(([table, region]) => this.#copies(region).some((key) => store.serverFor(key) === store.serverFor(schemeKey(table))));
+    if (colocated.length === 0) return { readAfter: undefined, views };
+    const onRead = (read: ReadonlyMap<string, StoreResult>, landed: ReadonlySet<string>): void => {
+      for (const [table, region] of colocated) {
+        const key = schemeKey(table);
+        const server = store.serverFor(key);
+        const result = read.get(key);
+        if (!result || result.status === 'error' || !this.#copies(region).some((copy) => landed.has(copy) && store.serverFor(copy) === server)) continue;
+        views.set(table, schemes.viewOf(table, result));
+      }
+    };
+    return { readAfter: { keys: colocated.map(([table]) => schemeKey(table)), onRead }, views };
   }
 
   /** Adds what the capture named; true when anything was added. */
@@ -350,7 +379,7 @@ export class CacheTransaction {
       outcomes = await this.#apply(decide, this.#locked, keys.slice(0, half));
       await hook(this.id);
       for (const [key, outcome] of await this.#apply(decide, this.#locked, keys.slice(half))) outcomes.set(key, outcome);
-    } else outcomes = await this.#apply(decide, this.#locked);
+    } else outcomes = await this.#apply(decide, this.#locked, undefined, this.#schemesAlongPromote());
     stats.promotes++;
     if (this.#schemeCheck) await this.#renewMissedConjunctions(this.#schemeCheck);
     const report = this.#report(outcomes);
@@ -361,6 +390,18 @@ export class CacheTransaction {
     return report;
   }
 
+  /** Promote's read of the scheme sets (see `#renewMissedConjunctions`), sent with its writes: both only need to follow the COMMIT. */
+  #schemesAlongPromote(): ReadAfterWrites | undefined {
+    const check = this.#schemeCheck;
+    if (!check) return undefined;
+    return {
+      keys: check.tables.map(schemeKey),
+      onRead: (read) => {
+        check.views = new Map(check.tables.map((table) => [table, this.ctx.schemes.viewOf(table, read.get(schemeKey(table)))]));
+      },
+    };
+  }
+
   /**
    * After COMMIT, reads the scheme sets again and renews the conjunction regions of schemes prepare did not see. The
    * scheme protocol needs none of this while this transaction's in-flight locks hold (docs/protocol.md,
@@ -368,7 +409,7 @@ export class CacheTransaction {
    * missed, and this bounds the staleness to this promote, as promote's eviction does for a dropped item lock.
    */
   async #renewMissedConjunctions(check: SchemeCheck): Promise<void> {
-    const views = await this.ctx.schemes.read(check.tables);
+    const views = check.views ?? (await this.ctx.schemes.read(check.tables));
     const derived = check.derive(check.captured, (table) => views.get(table));
     const missed = [...derived.regions].filter((region) => !this.#regions.has(region));
     if (missed.length === 0) return;
@@ -453,17 +494,33 @@ export class CacheTransaction {
     return all;
   }
 
-  #apply(
+  async #apply(
     decide: (key: string, role: KeyRole, current: DecodedEntry | undefined, attempt: number) => Transition,
     known?: ReadonlyMap<string, KnownState>,
     keys: string[] = this.#storeKeys(),
+    readAfter?: ReadAfterWrites,
   ): Promise<Map<string, TransitionOutcome>> {
-    return applyTransitions(this.ctx.store, keys, (key, current, attempt) => decide(key, key.startsWith('r:') ? 'region' : 'item', current, attempt), this.ctx.ttls(this.#valueTtls), {
+    const outcomes = await applyTransitions(this.ctx.store, keys, (key, current, attempt) => decide(key, key.startsWith('r:') ? 'region' : 'item', current, attempt), this.ctx.ttls(this.#valueTtls), {
       known,
+      readAfter,
       codec: this.ctx.codec,
       maxRounds: this.ctx.options.maxCasRounds,
       onForeign: () => this.ctx.stats.foreignEntries++,
     });
+    const { recent } = this.ctx;
+    for (const [key, outcome] of outcomes) {
+      if (outcome.status === 'done') recent.remember(key, outcome.state.entry, outcome.state.cas);
+      else recent.forget(key);
+    }
+    return outcomes;
+  }
+
+  /**
+   * What this process last saw the keys hold (see `RecentStates`): prepare writes its locks on those at once,
+   * conditional on the remembered tokens, and reads only the others (and any whose token no longer matches).
+   */
+  #recentStates(): ReadonlyMap<string, KnownState> | undefined {
+    return this.ctx.recent.statesOf(this.#storeKeys());
   }
 
   #remember(outcomes: Map<string, TransitionOutcome>): void {

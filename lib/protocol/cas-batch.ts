@@ -38,11 +38,13 @@ export async function applyTransitions(
   keys: readonly string[],
   decide: (key: string, current: DecodedEntry | undefined, attempt: number) => Transition,
   ttls: TransitionTtls,
-  options: { codec: EntryCodec; known?: ReadonlyMap<string, KnownState>; maxRounds: number; onForeign?: (key: string) => void },
+  options: { codec: EntryCodec; known?: ReadonlyMap<string, KnownState>; maxRounds: number; onForeign?: (key: string) => void; readAfter?: ReadAfterWrites },
 ): Promise<Map<string, TransitionOutcome>> {
   const outcomes = new Map<string, TransitionOutcome>();
   const known = new Map<string, KnownState>();
   const attempts = new Map<string, number>();
+  const readAfter = options.readAfter;
+  let readAfterSent = false;
   let toRead: string[] = [];
   for (const key of keys) {
     const state = options.known?.get(key);
@@ -98,8 +100,11 @@ export async function applyTransitions(
     }
     known.clear();
     if (ops.length === 0) break;
-    const results = (await store.execute([...ops, ...followUps])) as StoreResult[];
-    const readBack = readBackOf(followUps, results.slice(ops.length), options.codec);
+    const after: StoreOp[] = readAfter && !readAfterSent ? readAfter.keys.map((key): StoreOp => ({ op: 'get', key })) : [];
+    readAfterSent ||= after.length > 0;
+    const results = (await store.execute([...ops, ...followUps, ...after])) as StoreResult[];
+    const readBack = readBackOf(followUps, results.slice(ops.length, ops.length + followUps.length), options.codec);
+    const landed = after.length > 0 ? new Set<string>() : undefined;
     pending.forEach(({ key, next }, i) => {
       const result = results[i] as StoreResult;
       switch (result.status) {
@@ -111,13 +116,16 @@ export async function applyTransitions(
             break;
           }
           outcomes.set(key, { status: 'done', state: { entry: joined ? (readBack.get(key)?.entry ?? next) : next, cas: joined ? (readBack.get(key)?.cas ?? result.cas) : result.cas } });
+          landed?.add(key);
           break;
         }
         case 'deleted':
           outcomes.set(key, { status: 'done', state: { entry: undefined, cas: undefined } });
+          landed?.add(key);
           break;
         case 'touched':
           outcomes.set(key, { status: 'done', state: { entry: next, cas: undefined } });
+          landed?.add(key);
           break;
         case 'error':
           outcomes.set(key, { status: 'failed', error: result.error });
@@ -128,9 +136,25 @@ export async function applyTransitions(
           toRead.push(key);
       }
     });
+    if (readAfter && landed) {
+      const read = new Map<string, StoreResult>();
+      readAfter.keys.forEach((key, i) => read.set(key, results[ops.length + followUps.length + i] as StoreResult));
+      readAfter.onRead(read, landed);
+    }
   }
   for (const key of toRead) if (!outcomes.has(key)) outcomes.set(key, { status: 'contended' });
   return outcomes;
+}
+
+/**
+ * Keys to read in the same socket write as the first round of writes, after them: memcached answers one
+ * connection's requests in order, so a read sent after a write to the same server sees the store as that write left
+ * it. `onRead` gets the answers and the keys whose writes landed in that round (it is not called when no round
+ * wrote anything). Reads of keys on another server than a write are not ordered after it.
+ */
+export interface ReadAfterWrites {
+  readonly keys: readonly string[];
+  onRead(read: ReadonlyMap<string, StoreResult>, landed: ReadonlySet<string>): void;
 }
 
 /** The states read back after joins, by key. */

@@ -1,5 +1,5 @@
 import { v4 as uuidv4 } from 'uuid';
-import type { MultiGetResult } from '../store/cache-store.js';
+import type { MultiGetResult, StoreResult } from '../store/cache-store.js';
 import { lockHolders } from './entry.js';
 import { regionCopies, type ProtocolContext } from './protocol-context.js';
 
@@ -103,6 +103,12 @@ export class SchemeRegistry {
     const set = this.#decode(table, bytes);
     this.#known.set(table, { bytes, set });
     return set ? { state: 'set', set } : { state: 'absent' };
+  }
+
+  /** The view of a table's scheme set from the answer to a `get` of its key sent along other requests. */
+  viewOf(table: string, result: StoreResult | undefined): SchemeView {
+    if (!result || result.status === 'error') return { state: 'unreachable' };
+    return this.observe(table, result.status === 'hit' ? result.item.value : undefined);
   }
 
   /** Reads the scheme sets of tables now (one multi-get). */

@@ -7,6 +7,7 @@ import type { TransactionLog } from './transaction-log.js';
 import type { EntryCodec } from './entry-sealer.js';
 import type { CaptureDeriver, WriteCapture } from './write-capture.js';
 import type { SchemeRegistry } from './conjunction-schemes.js';
+import type { RecentStates } from './recent-states.js';
 
 /** What the pieces of one {@link XaCache} share. Internal. */
 export interface ProtocolContext {
@@ -23,6 +24,8 @@ export interface ProtocolContext {
   capture(): CaptureHook | undefined;
   /** Conjunction schemes of tables, as last read by this process. */
   readonly schemes: SchemeRegistry;
+  /** What keys held when this process last read or wrote them: prepare's first guess (see {@link RecentStates}). */
+  readonly recent: RecentStates;
 }
 
 /** The write capture as prepare uses it. */

@@ -80,12 +80,27 @@ export class TransactionLog {
     if (capture) ctes.push(capture.takeCte());
     if (doneTxIds.length > 0) ctes.push(`done AS (DELETE FROM ${this.#table} WHERE tx_id = ANY($5::uuid[]))`);
     ctes.push(`ins AS (INSERT INTO ${this.#table} (tx_id, namespace, keys, regions) VALUES ($1, $4, $2, $3) RETURNING xid)`);
-    const sql = `WITH ${ctes.join(', ')} SELECT (SELECT xid::text FROM ins) AS xid, ${capture ? capture.takenJson() : 'NULL::text'} AS taken`;
+    const own = `SELECT (SELECT xid::text FROM ins) AS xid, ${capture ? capture.takenJson() : 'NULL::text'} AS taken`;
     const params: unknown[] = [txId, keys, regions, this.#namespace];
     if (doneTxIds.length > 0) params.push(doneTxIds);
-    const { rows } = await db.query(sql, params);
-    const row = rows[0] as { xid: string; taken: string | null };
-    return { xid: String(row.xid), captured: parseTaken(row.taken) };
+    const rider = db.takeRider?.();
+    if (!rider) {
+      const { rows } = await db.query(`WITH ${ctes.join(', ')} ${own}`, params);
+      const row = rows[0] as { xid: string; taken: string | null };
+      return { xid: String(row.xid), captured: parseTaken(row.taken) };
+    }
+    // The rider's rows joined to this statement's one row; a row without the rider's marker: it found none.
+    const sql = `WITH ${ctes.join(', ')} SELECT l.xid AS "${RIDER_XID}", l.taken AS "${RIDER_TAKEN}", r.* FROM (${own}) l LEFT JOIN LATERAL (SELECT true AS "${RIDER_ROW}", s.* FROM (${rider.sql}) s) r ON true`;
+    let rows: object[];
+    try {
+      ({ rows } = await db.query(sql, params));
+    } catch (error) {
+      rider.fail(error);
+      throw error;
+    }
+    const first = rows[0] as Record<string, unknown>;
+    rider.deliver(rows.filter((row) => (row as Record<string, unknown>)[RIDER_ROW] === true).map(withoutRiderColumns));
+    return { xid: String(first[RIDER_XID]), captured: parseTaken(first[RIDER_TAKEN] as string | null) };
   }
 
   /** Adds keys to this transaction's row (keys the database's capture named that prepare did not know yet). */
@@ -186,4 +201,14 @@ function ownerColumns(table: string): string[] {
  */
 function ownerGone(column: string): string {
   return `(${column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = ${column}))`;
+}
+
+/** Columns the log statement adds to a rider's rows (names no entity is expected to use). */
+const RIDER_XID = 'xa_cache$xid';
+const RIDER_TAKEN = 'xa_cache$taken';
+const RIDER_ROW = 'xa_cache$row';
+
+function withoutRiderColumns(row: object): object {
+  const { [RIDER_XID]: _xid, [RIDER_TAKEN]: _taken, [RIDER_ROW]: _row, ...rest } = row as Record<string, unknown>;
+  return rest;
 }

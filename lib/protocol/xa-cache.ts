@@ -17,6 +17,7 @@ import { EntrySealer } from './entry-sealer.js';
 import { WriteCapture, type CaptureDeriver } from './write-capture.js';
 import { lockHolders } from './entry.js';
 import { SchemeRegistry } from './conjunction-schemes.js';
+import { RecentStates } from './recent-states.js';
 
 /**
  * The transactional cache: one per process (or per ORM), over one {@link CacheStore} and one PostgreSQL log table.
@@ -61,6 +62,7 @@ export class XaCache {
     });
     const base: TransitionTtls = { lock: this.options.lockTtlSeconds, forever: 0, value: () => this.options.valueTtlSeconds };
     const ctx: Omit<ProtocolContext, 'schemes'> = {
+      recent: new RecentStates(),
       store,
       options: this.options,
       stats: this.stats,
@@ -94,6 +96,7 @@ export class XaCache {
   scopeTo(scope: string): void {
     this.#codec.setScope(scope);
     this.schemes.forget();
+    this.#ctx.recent.clear();
   }
 
   /**

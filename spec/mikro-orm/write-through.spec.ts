@@ -38,6 +38,16 @@ const Thing = defineEntity({
   },
 });
 type ThingT = InstanceType<typeof Thing.class>;
+/** A second cached table, for transactions that write rows of two. */
+const Part = defineEntity({
+  name: 'WtPart',
+  tableName: 'wt_part',
+  xaCache: true,
+  properties: {
+    id: p.integer().primary(),
+    label: p.string(),
+  },
+});
 
 const TABLE = 'public.wt_thing';
 const rowKey = (id: number): string => `e:${TABLE}:${id}`;
@@ -66,7 +76,7 @@ describe('write-through of committed row images', function () {
   const open = (extra: Partial<XaCacheOptions> = {}, log?: string[]): Promise<MikroORM> =>
     MikroORM.init(
       withXaCache(
-        { entities: [Thing], clientUrl: sharedServers().db, ...(log ? { onQuery: (q: string) => (log.push(q), q) } : {}) },
+        { entities: [Thing, Part], clientUrl: sharedServers().db, ...(log ? { onQuery: (q: string) => (log.push(q), q) } : {}) },
         { servers: sharedServers().memcachedAddresses, namespace, logTable: 'xa_cache_log', ...extra },
       ),
     );
@@ -111,9 +121,11 @@ describe('write-through of committed row images', function () {
       CREATE TRIGGER wt_stamp BEFORE INSERT OR UPDATE ON wt_thing FOR EACH ROW EXECUTE FUNCTION wt_stamp();
       ALTER TABLE wt_thing ADD CONSTRAINT wt_name_unique UNIQUE (name) DEFERRABLE INITIALLY DEFERRED;
       INSERT INTO wt_thing (id, name) VALUES (1, 'one'), (2, 'two');
+      INSERT INTO wt_part (id, label) VALUES (1, 'p1');
     `);
     // Tables were re-created: what earlier tests cached names rows that no longer exist.
     await invalidate(orm.em.fork(), Thing, [1, 2, 3]);
+    await invalidate(orm.em.fork(), Part, [1]);
     sql.length = 0;
   });
 
@@ -137,6 +149,78 @@ describe('write-through of committed row images', function () {
     const written = await cached(1);
     expect(written, 'written through').to.be.instanceOf(Buffer);
     expect((written as Buffer).equals((await filled(1)) as Buffer), 'byte for byte what a fill stores').to.equal(true);
+  });
+
+  describe('the read of the written rows rides along the log statement', () => {
+    /** Statements the application's pg clients send while `work` runs (every client, counted at the driver). */
+    const statementsDuring = async (work: () => Promise<void>): Promise<string[]> => {
+      const sent: string[] = [];
+      const query = pg.Client.prototype.query;
+      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+        if (text !== undefined) sent.push(text.replace(/\s+/g, ' ').trim());
+        return (query as (...a: unknown[]) => unknown).apply(this, args);
+      } as typeof query;
+      try {
+        await work();
+      } finally {
+        pg.Client.prototype.query = query;
+      }
+      return sent;
+    };
+
+    it('a flush sends BEGIN, its UPDATE, the log statement carrying the read, COMMIT: no SELECT of its own', async () => {
+      await orm.em.fork().findOneOrFail(Thing, 1);
+      const em = orm.em.fork();
+      (await em.findOneOrFail(Thing, 1)).name = 'carried';
+      const sent = await statementsDuring(() => em.flush());
+      const kinds = sent.map((text) => (/^with taken as/i.test(text) ? (text.includes('xa_cache$row') ? 'log + read' : 'log') : text.split(' ')[0]!.toLowerCase()));
+      expect(kinds).to.deep.equal(['begin', 'update', 'log + read', 'commit']);
+      await settle();
+      sql.length = 0;
+      expect((await orm.em.fork().findOneOrFail(Thing, 1)).name).to.equal('carried');
+      expect(sql, 'a hit').to.deep.equal([]);
+      expect(((await cached(1)) as Buffer).equals((await filled(1)) as Buffer), 'byte for byte what a fill stores').to.equal(true);
+    });
+
+    it('rows of two tables: the first read is carried, the second runs on its own, both are written through', async () => {
+      await orm.em.fork().findOneOrFail(Thing, 1);
+      await orm.em.fork().findOneOrFail(Part, 1);
+      const em = orm.em.fork();
+      (await em.findOneOrFail(Thing, 1)).name = 'both';
+      (await em.findOneOrFail(Part, 1)).label = 'both too';
+      const sent = await statementsDuring(() => em.flush());
+      expect(sent.filter((text) => /^select/i.test(text)), 'one read on its own').to.have.length(1);
+      await settle();
+      sql.length = 0;
+      expect((await orm.em.fork().findOneOrFail(Thing, 1)).name).to.equal('both');
+      expect((await orm.em.fork().findOneOrFail(Part, 1)).label).to.equal('both too');
+      expect(sql, 'hits').to.deep.equal([]);
+    });
+
+    it('a failed log statement fails the flush and the read it carried, and nothing waits', async () => {
+      await orm.em.fork().findOneOrFail(Thing, 1);
+      const before = await cached(1);
+      await admin.query(`ALTER TABLE xa_cache_log ADD CONSTRAINT wt_refuse CHECK (tx_id IS NULL) NOT VALID`);
+      try {
+        const em = orm.em.fork();
+        (await em.findOneOrFail(Thing, 1)).name = 'refused';
+        let error: unknown;
+        await em.flush().catch((e: unknown) => (error = e));
+        expect(String(error)).to.match(/wt_refuse/);
+      } finally {
+        await admin.query(`ALTER TABLE xa_cache_log DROP CONSTRAINT wt_refuse`);
+      }
+      await settle();
+      expect((await orm.em.fork().findOneOrFail(Thing, 1)).name, 'rolled back').to.equal('one');
+      const after = await cached(1);
+      if (after) expect(after.equals(before as Buffer), 'the old image, or evicted').to.equal(true);
+      const em = orm.em.fork();
+      (await em.findOneOrFail(Thing, 1)).name = 'accepted';
+      await em.flush();
+      await settle();
+      expect((await orm.em.fork().findOneOrFail(Thing, 1)).name).to.equal('accepted');
+    });
   });
 
   it('writes nulls through exactly', async () => {

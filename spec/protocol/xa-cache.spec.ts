@@ -1,7 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { sharedServers } from '../support/global-servers.js';
 import { ProtocolFixture } from '../support/protocol-fixture.js';
-import { decodeEntry } from '../../lib/protocol/entry-codec.js';
+import { decodeEntry, encodeEntry } from '../../lib/protocol/entry-codec.js';
+import { applyTransitions } from '../../lib/protocol/cas-batch.js';
+import { prepareTransition } from '../../lib/protocol/key-transitions.js';
+import type { CacheTransaction } from '../../lib/protocol/cache-transaction.js';
 import { lockHolders } from '../../lib/protocol/entry.js';
 import { regionCopies, regionKey } from '../../lib/protocol/protocol-context.js';
 
@@ -304,6 +308,77 @@ describe('two-phase protocol against real memcached and PostgreSQL', () => {
     } finally {
       client.release();
     }
+  });
+
+  describe('prepare from the states this process last saw (RecentStates)', () => {
+    const prepareTrips = async (ids: number[]): Promise<{ trips: number; tx: CacheTransaction }> => {
+      let trips = 0;
+      const { tx } = await f.write(ids, {
+        at: async (phase) => {
+          if (phase === 'updated') trips = f.store.counters.roundTrips;
+          if (phase === 'prepared') trips = f.store.counters.roundTrips - trips;
+        },
+      });
+      return { trips, tx };
+    };
+
+    it('locks keys it read or wrote last in one round trip per server (no read first)', async () => {
+      const servers = new Set([1, 2, 3].map((id) => f.store.serverFor(`kv:${id}`))).size;
+      for (const id of [1, 2, 3]) await f.read(id); // fills
+      const first = await prepareTrips([1, 2, 3]);
+      expect(first.trips, 'after fills').to.equal(servers);
+      // The first write's promote evicted the rows; this process saw them absent: one round trip again.
+      const second = await prepareTrips([1, 2, 3]);
+      expect(second.trips, 'after its own promote').to.equal(servers);
+      for (const id of [1, 2, 3]) expect(await f.read(id)).to.deep.equal(await f.dbRow(id));
+    });
+
+    it('a key another process changed since is read and locked all the same (its token no longer matches)', async () => {
+      for (const id of [1, 2]) await f.read(id);
+      const other = await f.sibling(sharedServers().memcachedAddresses, sharedServers().db);
+      try {
+        await other.write([1], { putValues: true }); // kv:1 now holds a value this process never saw
+        let locked: string[] = [];
+        await f.write([1, 2], {
+          at: async (phase, tx) => {
+            if (phase !== 'prepared') return;
+            locked = await Promise.all([1, 2].map(async (id) => {
+              const r = await f.store.get(`kv:${id}`);
+              if (r.status !== 'hit') return r.status;
+              const entry = decodeEntry(r.item.value);
+              return entry.kind === 'lock' && lockHolders(entry).includes(tx.id) ? 'locked' : entry.kind;
+            }));
+          },
+        });
+        expect(locked).to.deep.equal(['locked', 'locked']);
+        expect(await f.read(1)).to.deep.equal(await f.dbRow(1));
+        expect(await other.read(1)).to.deep.equal(await f.dbRow(1));
+      } finally {
+        await other.close();
+      }
+    });
+
+    it('reads sent after writes in one batch see the writes (the order scheme reads after a lock rely on)', async () => {
+      const keys = ['order:a', 'order:b'];
+      const TX_ORDER = randomUUID();
+      const seen = new Map<string, string>();
+      const outcomes = await applyTransitions(f.store, keys, (_key, current) => prepareTransition(current, TX_ORDER, 'item'), { lock: 60, forever: 0, value: () => 60 }, {
+        codec: { encode: (_key, entry) => encodeEntry(entry), decode: (_key, bytes) => decodeEntry(bytes) },
+        maxRounds: 3,
+        readAfter: {
+          keys,
+          onRead: (read, landed) => {
+            for (const key of keys) {
+              const r = read.get(key);
+              const entry = r?.status === 'hit' ? decodeEntry(r.item.value) : undefined;
+              seen.set(key, `${landed.has(key) ? 'landed' : 'not landed'}, read ${entry?.kind === 'lock' ? lockHolders(entry).join() : r?.status}`);
+            }
+          },
+        },
+      });
+      expect([...outcomes.values()].map((o) => o.status)).to.deep.equal(['done', 'done']);
+      expect(Object.fromEntries(seen)).to.deep.equal({ 'order:a': `landed, read ${TX_ORDER}`, 'order:b': `landed, read ${TX_ORDER}` });
+    });
   });
 
   it('writes exactly one log row inside the transaction, and deletes it lazily with a later transaction', async () => {
