@@ -44,6 +44,8 @@ export type CacheRead =
       readonly ticket: FillTicket | undefined;
       /** For a value read under other regions than asked for: the regions it was stored with. */
       readonly storedRegions?: readonly string[];
+      /** @internal for `locked`: the lock's holders */
+      readonly holders?: readonly string[];
     };
 
 /** Read options. */
@@ -236,6 +238,7 @@ export class CacheReader {
       const entry = item ? this.ctx.codec.decode(key, item.value, quiet) : undefined;
       const { generations, problem: regionProblem, fresh } = regionStateOf(key);
       let reason: MissReason;
+      let holders: string[] | undefined;
       if (entry === undefined) reason = 'absent';
       else if (entry.kind === 'value') {
         this.ctx.recent.remember(key, entry, item!.cas);
@@ -258,7 +261,8 @@ export class CacheReader {
           if (!sameRegions(entry.generations, regions)) storedRegions.set(key, [...entry.generations.keys()]);
         }
       } else if (entry.kind === 'lock') {
-        if (lockHolders(entry).length > 0) {
+        holders = lockHolders(entry);
+        if (holders.length > 0) {
           if (!quiet) {
             stats.lockBypasses++;
             perRegion.lockBypasses++;
@@ -275,7 +279,7 @@ export class CacheReader {
         perRegion.misses++;
       }
       if (regionProblem !== undefined && reason !== 'locked' && reason !== 'leased') reason = regionProblem;
-      reads.set(key, { status: 'miss', reason, ticket: undefined, storedRegions: storedRegions.get(key) });
+      reads.set(key, reason === 'locked' ? { status: 'miss', reason, ticket: undefined, holders } : { status: 'miss', reason, ticket: undefined, storedRegions: storedRegions.get(key) });
       if (!wantLease || regionProblem !== undefined || reason === 'locked' || reason === 'leased') continue;
       const value = this.ctx.codec.encode(key, { kind: 'lease', token: uuidv4() });
       const ttl = this.ctx.options.leaseTtlSeconds;
@@ -308,7 +312,8 @@ export class CacheReader {
    * {@link readMany}, then waits for keys other transactions are busy with, instead of sending every reader to the
    * database: keys another reader is filling (`leased`) up to `leaseWaitMs`, keys a writer holds (`locked`) up to
    * `lockWaitMs` — its promote usually lands within milliseconds and, with write-through, leaves the committed value
-   * (2, 4, 8… ms between reads). A key still leased or locked at its deadline comes back as a miss without a ticket:
+   * (2, 4, 8… ms between reads; keys locked only by this process's transactions are read again once, when their
+   * promote or release ends: `LocalTransactions`). A key still leased or locked at its deadline comes back as a miss without a ticket:
    * the caller reads the database and does not fill. (Reading again later is only a later read: nothing a wait can
    * return was not current at that moment.)
    */
@@ -335,9 +340,29 @@ export class CacheReader {
       for (const key of waiting) if (!first.has(key)) first.set(key, (reads.get(key) as { reason: MissReason }).reason);
       if (waiting.some((key) => (reads.get(key) as { reason?: string }).reason === 'leased')) this.ctx.stats.leaseWaits++;
       if (waiting.some((key) => (reads.get(key) as { reason?: string }).reason === 'locked')) this.ctx.stats.lockWaits++;
-      await new Promise((resolve) => setTimeout(resolve, pause));
+      await this.#pause(pause, lockDeadline, waiting.map((key) => reads.get(key) as CacheRead));
       for (const [key, read] of await this.readMany(waiting, again)) reads.set(key, read);
     }
+  }
+
+  /**
+   * Waits `ms` before reading again; when every key waited on is locked by transactions of this process only, waits
+   * instead for the end of their promote (or release), which is when the committed value is there to read, up to
+   * `deadline` (a transaction whose promote never runs here, its COMMIT's outcome unknown, leaves its lock to
+   * expire: the wait then ends as a poll would).
+   */
+  async #pause(ms: number, deadline: number, waiting: readonly CacheRead[]): Promise<void> {
+    const ends: Promise<unknown>[] = [];
+    for (const read of waiting) {
+      const end = read.status === 'miss' && read.holders ? this.ctx.local.endOf(read.holders) : undefined;
+      if (!end) break;
+      ends.push(end);
+    }
+    const local = ends.length === waiting.length;
+    let timer: NodeJS.Timeout | undefined;
+    const sleep = new Promise((resolve) => (timer = setTimeout(resolve, local ? Math.max(ms, deadline - Date.now()) : ms)));
+    await (local ? Promise.race([sleep, Promise.all(ends)]) : sleep);
+    clearTimeout(timer);
   }
 
   /** A key first read as a miss (`leased` or `locked`) and served after waiting: counted as the hit it is. */

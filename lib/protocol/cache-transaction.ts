@@ -163,6 +163,7 @@ export class CacheTransaction {
   async #prepare(db: SqlRunner): Promise<void> {
     this.#assertOpen('prepare');
     this.#state = 'prepared';
+    this.ctx.local.started(this.id);
     const hook = this.ctx.capture();
     if (this.isEmpty) {
       if (!hook) return;
@@ -354,6 +355,14 @@ export class CacheTransaction {
   }
 
   async #promote(): Promise<CompletionReport> {
+    try {
+      return await this.#promoteKeys();
+    } finally {
+      this.ctx.local.ended(this.id);
+    }
+  }
+
+  async #promoteKeys(): Promise<CompletionReport> {
     if (this.#state !== 'prepared') throw new ProtocolStateError(this.id, this.#state, 'promote');
     this.#state = 'promoted';
     const { doneQueue, stats } = this.ctx;
@@ -450,6 +459,14 @@ export class CacheTransaction {
   }
 
   async #release(): Promise<CompletionReport> {
+    try {
+      return await this.#releaseKeys();
+    } finally {
+      this.ctx.local.ended(this.id);
+    }
+  }
+
+  async #releaseKeys(): Promise<CompletionReport> {
     if (this.#state === 'released') return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
     if (this.#state === 'prepared' && this.ctx.options.unsafeTestSwitches.rollbackAsCommit) return this.promote();
     if (this.#state === 'promoted') throw new ProtocolStateError(this.id, this.#state, 'release');

@@ -8,6 +8,7 @@ import type { EntryCodec } from './entry-sealer.js';
 import type { CaptureDeriver, WriteCapture } from './write-capture.js';
 import type { SchemeRegistry } from './conjunction-schemes.js';
 import type { RecentStates } from './recent-states.js';
+import type { LocalTransactions } from './local-transactions.js';
 
 /** What the pieces of one {@link XaCache} share. Internal. */
 export interface ProtocolContext {
@@ -26,6 +27,8 @@ export interface ProtocolContext {
   readonly schemes: SchemeRegistry;
   /** What keys held when this process last read or wrote them: prepare's first guess (see {@link RecentStates}). */
   readonly recent: RecentStates;
+  /** This process's transactions holding locks, for readers to wait on (see {@link LocalTransactions}). */
+  readonly local: LocalTransactions;
 }
 
 /** The write capture as prepare uses it. */

@@ -18,6 +18,7 @@ import { WriteCapture, type CaptureDeriver } from './write-capture.js';
 import { lockHolders } from './entry.js';
 import { SchemeRegistry } from './conjunction-schemes.js';
 import { RecentStates } from './recent-states.js';
+import { LocalTransactions } from './local-transactions.js';
 
 /**
  * The transactional cache: one per process (or per ORM), over one {@link CacheStore} and one PostgreSQL log table.
@@ -63,6 +64,7 @@ export class XaCache {
     const base: TransitionTtls = { lock: this.options.lockTtlSeconds, forever: 0, value: () => this.options.valueTtlSeconds };
     const ctx: Omit<ProtocolContext, 'schemes'> = {
       recent: new RecentStates(),
+      local: new LocalTransactions(),
       store,
       options: this.options,
       stats: this.stats,

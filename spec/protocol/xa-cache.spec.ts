@@ -271,6 +271,29 @@ describe('two-phase protocol against real memcached and PostgreSQL', () => {
         expect([g.cache.stats.hits, g.cache.stats.misses, g.cache.stats.lockBypasses], 'counted as the one hit it was').to.deep.equal([1, 0, 0]);
       }));
 
+    it('a lock only this process\'s transactions hold: one wait, until their promote ends, however long it takes', async () => {
+      const s = sharedServers();
+      let open!: () => void;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      // Promote stops halfway (lw:hold done, lw:4 still locked) until the test opens the gate.
+      const g = await ProtocolFixture.create(s.memcachedAddresses, s.db, { protocol: { lockWaitMs: 10_000, midPromoteHook: () => gate } });
+      try {
+        const writer = await g.prepared(['lw:hold', 'lw:4'], Buffer.from('committed'));
+        const reading = g.cache.reader.readManyWaiting(['lw:4']);
+        const committing = writer.commit();
+        // Long enough for a polling reader to have read the key again many times (2, 4, 8… ms apart).
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        open();
+        await committing;
+        const read = (await reading).get('lw:4');
+        expect(String(read?.status === 'hit' ? read.payload : read?.status)).to.equal('committed');
+        expect(g.cache.stats.lockWaits, 'woken by the promote, not polling').to.equal(1);
+      } finally {
+        open();
+        await g.close();
+      }
+    });
+
     it('give up on a lock whose writer does not finish: a miss without a ticket (the database answers, nothing is filled)', () =>
       withLockWait(10, async (g) => {
         const writer = await g.prepared(['lw:2']);
