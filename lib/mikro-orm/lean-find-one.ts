@@ -4,7 +4,7 @@ import { entityCacheOf } from './entity-marker.js';
 /** What the lean path needs of the driver (see `XaPostgreSqlDriver.servesRowsOf`). */
 interface RowServingDriver {
   servesRowsOf(meta: EntityMetadata, schema: string | undefined): boolean;
-  findOne(entityName: EntityName<object>, where: object, options: object): Promise<object | null>;
+  rowById(meta: EntityMetadata, schema: string | undefined, id: unknown, em: object): Promise<object | null>;
 }
 
 /** The entity manager's members the lean path uses that MikroORM does not type as public. */
@@ -21,7 +21,8 @@ const eligible = new WeakMap<EntityMetadata, boolean>();
  * `em.findOne(Entity, id)` with no options, for a cached entity nothing about which needs the entity manager's
  * general query preparation: no filters, no eager or one-to-one relations (populate hints and joins), no
  * inheritance. Everything `findOne` does for such a call is done here in the same order — the identity map first,
- * auto-flush, the driver's `findOne` (the row cache: a hit, or a miss filled from the database), the entity merged
+ * auto-flush, the row (a clean hit read in one multi-get, else the driver's `findOne`: the row cache's general path, a
+ * miss filled from the database), the entity merged
  * into the identity map, `onLoad` events — but without building filter conditions, populate hints, the result-cache
  * key and the populate pass, which for this call are all empty. Profiled, they were most of a cache hit's CPU.
  *
@@ -46,7 +47,7 @@ export function leanFindOne(em: EntityManager, entityName: EntityName<object>, w
   if (uow.getById(entityName, id as never, schema) !== undefined) return undefined;
   return (async () => {
     await internals.tryFlush(entityName, {});
-    const data = await driver.findOne(entityName, { [String(meta.primaryKeys[0])]: id }, { em: context, populate: [], schema });
+    const data = await driver.rowById(meta, schema, id, context);
     if (!data) return null;
     const entity = context.getEntityFactory().create(entityName, data as never, { merge: true, schema, convertCustomTypes: true });
     await uow.dispatchOnLoadEvent();

@@ -20,6 +20,16 @@ export function acceptRow(pkProp: string, pkOfKey: ReadonlyMap<string, string>):
   };
 }
 
+/** A row that must have primary key `pk` (as `pkString` prints it), read under whatever key: {@link acceptRow} for one key. */
+export function acceptRowWithPk(pkProp: string, pk: string): (payload: Buffer) => PayloadVerdict {
+  return (payload) => {
+    const decoded = decodeValue(payload);
+    if (!decoded.ok || !isRow(decoded.value)) return UNDECODABLE;
+    const row = decoded.value as Row;
+    return pk === pkString(row[pkProp]) ? { ok: true, value: row } : MISBOUND;
+  };
+}
+
 /** A collection: the list of its member primary keys (its owner is bound by the envelope's key). */
 export function acceptMemberIds(payload: Buffer): PayloadVerdict {
   const decoded = decodeValue(payload);

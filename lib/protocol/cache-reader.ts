@@ -309,6 +309,40 @@ export class CacheReader {
   }
 
   /**
+   * The common case of a read, alone: one key validated by one region, served only when it is a clean hit (a
+   * current value whose payload `accept`s), with one multi-get and none of {@link readMany}'s bookkeeping for many
+   * keys. Anything else — a miss, a lock, a stale or foreign value, an unreachable server, an observed read —
+   * resolves to `undefined` having counted nothing: the caller then reads it through {@link readManyWaiting}, which
+   * reads the key again and does everything a miss needs (a second round trip, on misses only).
+   */
+  async readHit(key: string, region: string, accept: (payload: Buffer, key: string) => PayloadVerdict): Promise<{ readonly value: unknown; readonly cas: CasToken } | undefined> {
+    const { store, stats, codec } = this.ctx;
+    if (stats.observed) return undefined;
+    const copies = regionReadKeys(region, key, store);
+    const ops: StoreOp[] = [{ op: 'get', key }];
+    for (const copy of copies) ops.push({ op: 'get', key: copy });
+    const results = await store.execute(ops);
+    const first = results[0] as StoreResult;
+    if (first.status !== 'hit') return undefined;
+    const item = first.item;
+    const ids: string[] = [];
+    for (let i = 0; i < copies.length; i++) {
+      const held = results[i + 1] as StoreResult;
+      const entry = held.status === 'hit' ? codec.decode(copies[i] as string, held.item.value, true) : undefined;
+      if (entry?.kind !== 'generation') return undefined;
+      ids.push(entry.id);
+    }
+    const entry = codec.decode(key, item.value, true);
+    if (entry.kind !== 'value' || entry.generations.size !== 1 || entry.generations.get(region) !== combineGenerations(ids)) return undefined;
+    const verdict = accept(entry.payload, key);
+    if (!verdict.ok) return undefined;
+    this.ctx.recent.remember(key, entry, item.cas);
+    stats.hits++;
+    stats.region(region).hits++;
+    return { value: verdict.value, cas: item.cas };
+  }
+
+  /**
    * {@link readMany}, then waits for keys other transactions are busy with, instead of sending every reader to the
    * database: keys another reader is filling (`leased`) up to `leaseWaitMs`, keys a writer holds (`locked`) up to
    * `lockWaitMs` — its promote usually lands within milliseconds and, with write-through, leaves the committed value

@@ -82,7 +82,7 @@ export function isSpreadRegion(region: string): boolean {
 
 /** How many suffixes are tried per server to place a spread region's copy on it. */
 const SPREAD_TRIES_PER_SERVER = 64;
-const spreadMemo = new WeakMap<object, Map<string, string>>();
+const spreadMemo = new WeakMap<object, Map<string, Map<string, string>>>();
 
 /**
  * Store key of a spread region's copy on `server`: `r:<region>@<n>` for the first `n` that lives there. Remembered
@@ -92,15 +92,16 @@ const spreadMemo = new WeakMap<object, Map<string, string>>();
 export function spreadCopyOn(region: string, server: string, store: Pick<CacheStore, 'serverFor' | 'servers'>): string {
   let memo = spreadMemo.get(store);
   if (!memo) spreadMemo.set(store, (memo = new Map()));
-  const id = `${region}\n${server}`;
-  const known = memo.get(id);
+  let byServer = memo.get(region);
+  if (!byServer) memo.set(region, (byServer = new Map()));
+  const known = byServer.get(server);
   if (known !== undefined && store.serverFor(known) === server) return known;
   const base = regionKey(region);
   const tries = SPREAD_TRIES_PER_SERVER * Math.max(1, store.servers.length);
   for (let n = 0; n < tries; n++) {
     const key = `${base}@${n}`;
     if (store.serverFor(key) === server) {
-      memo.set(id, key);
+      byServer.set(server, key);
       return key;
     }
   }

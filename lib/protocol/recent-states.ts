@@ -2,7 +2,7 @@ import type { CasToken } from '../store/cache-store.js';
 import type { KnownState } from './cas-batch.js';
 import type { DecodedEntry } from './entry.js';
 
-/** Keys remembered at most; the oldest goes first. */
+/** Keys remembered at most; the one first written longest ago goes first. */
 export const RECENT_STATES_CAPACITY = 8192;
 
 /** A value's state as prepare needs it: only its kind decides the transition, so the payload is not kept. */
@@ -31,10 +31,10 @@ export class RecentStates {
     if (entry === undefined) state = ABSENT;
     else if (cas !== undefined && entry.kind === 'value') state = { entry: VALUE_STUB, cas };
     else if (cas !== undefined && entry.kind === 'generation') state = { entry, cas };
-    this.#states.delete(key); // re-inserted last: the map's order is the order of last use
-    if (state === undefined) return;
-    this.#states.set(key, state);
-    if (this.#states.size > this.capacity) this.#states.delete(this.#states.keys().next().value as string);
+    // Overwritten in place (a hit on every read: no delete and re-insert, which would make the map rehash as it
+    // fills with holes); so the oldest first written goes first, not the least recently used.
+    if (state === undefined) this.#states.delete(key);
+    else if (this.#states.set(key, state).size > this.capacity) this.#states.delete(this.#states.keys().next().value as string);
   }
 
   /** Forgets what `key` held (it changed in a way not worth remembering, or its write failed). */

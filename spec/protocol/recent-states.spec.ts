@@ -37,12 +37,13 @@ describe('RecentStates (what prepare may start from)', () => {
     expect(recent.statesOf(['k']).size).to.equal(0);
   });
 
-  it('holds at most its capacity, dropping the key used least recently', () => {
+  it('holds at most its capacity, dropping the key first written longest ago', () => {
     const recent = new RecentStates(3);
     for (const key of ['a', 'b', 'c']) recent.remember(key, value, cas(1));
-    recent.remember('a', value, cas(2)); // used again: now the newest
+    recent.remember('b', value, cas(2)); // overwritten in place
     recent.remember('d', value, cas(3));
     expect(recent.size).to.equal(3);
-    expect([...recent.statesOf(['a', 'b', 'c', 'd']).keys()]).to.deep.equal(['a', 'c', 'd']);
+    expect([...recent.statesOf(['a', 'b', 'c', 'd']).keys()]).to.deep.equal(['b', 'c', 'd']);
+    expect(recent.statesOf(['b']).get('b')?.cas?.value).to.equal(2n);
   });
 });
