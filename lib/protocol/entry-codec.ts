@@ -195,14 +195,36 @@ function decodeValue(bytes: Buffer, start: number): DecodedEntry {
     const length = bytes.readUInt16BE(at);
     at += 2;
     if (at + length + ID_BYTES > bytes.length) return foreign('truncated region');
-    const name = bytes.toString('utf8', at, at + length);
+    const name = lastRegionName.of(bytes, at, length);
     at += length;
-    generations.set(name, bytesToUuid(bytes, at));
+    generations.set(name, lastGeneration.of(bytes, at, ID_BYTES));
     at += ID_BYTES;
   }
   if (at + 4 > bytes.length || at + 4 + bytes.readUInt32BE(at) !== bytes.length) return foreign('value length');
   return { kind: 'value', generations, payload: bytes.subarray(at + 4) };
 }
+
+/**
+ * The text of the bytes decoded last at one place, reused while the same bytes come again: the values of one table
+ * name the same region and generation, so a multi-get of a collection's rows decodes them once, not once per row.
+ */
+class LastText {
+  #bytes = Buffer.alloc(0);
+  #text = '';
+
+  constructor(private readonly decode: (bytes: Buffer, at: number, length: number) => string) {}
+
+  of(bytes: Buffer, at: number, length: number): string {
+    if (length !== this.#bytes.length || bytes.compare(this.#bytes, 0, length, at, at + length) !== 0) {
+      this.#bytes = Buffer.from(bytes.subarray(at, at + length));
+      this.#text = this.decode(bytes, at, length);
+    }
+    return this.#text;
+  }
+}
+
+const lastRegionName = new LastText((bytes, at, length) => bytes.toString('utf8', at, at + length));
+const lastGeneration = new LastText((bytes, at) => bytesToUuid(bytes, at));
 
 function decodeLock(bytes: Buffer): DecodedEntry {
   if (bytes.length < HEADER + 1) return foreign('truncated lock');

@@ -20,6 +20,20 @@ describe('entry codec', () => {
     });
   }
 
+  it('values decoded one after another keep their own regions and generations (names and ids reused only when equal)', () => {
+    const [g1, g2] = [randomUUID(), randomUUID()];
+    const values: Entry[] = [
+      { kind: 'value', generations: new Map([['rows:a', g1]]), payload: Buffer.from('1') },
+      { kind: 'value', generations: new Map([['rows:a', g1]]), payload: Buffer.from('2') },
+      { kind: 'value', generations: new Map([['rows:a', g2]]), payload: Buffer.from('3') },
+      { kind: 'value', generations: new Map([['rows:b', g2]]), payload: Buffer.from('4') },
+      { kind: 'value', generations: new Map([['rows:ab', g2], ['rows:a', g1]]), payload: Buffer.from('5') },
+      { kind: 'value', generations: new Map([['rows:a', g1]]), payload: Buffer.from('6') },
+    ];
+    const encoded = values.map((value) => encodeEntry(value));
+    for (let round = 0; round < 2; round++) for (const [i, bytes] of encoded.entries()) expect(decodeEntry(bytes)).to.deep.equal(values[i]);
+  });
+
   it('decodes bytes without the magic as foreign', () => {
     expect(decodeEntry(Buffer.from('hello world')).kind).to.equal('foreign');
     expect(decodeEntry(Buffer.alloc(0)).kind).to.equal('foreign');
