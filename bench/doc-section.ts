@@ -7,7 +7,7 @@
 export const KEPT_SECTIONS = [
   '## Write capture',
   "## Promote off the commit's critical path (issue 15, hand-run)",
-  '## Value codec: V8 serialisation vs msgpackr (issue 15, hand-run)',
+  '## Value codec: V8 serialisation vs msgpackr and JSON (issue 15, hand-run)',
   '## Query results: table-level vs predicate-level invalidation (issue 16, hand-run)',
   '## Lookups by unique keys',
 ] as const;

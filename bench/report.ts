@@ -149,7 +149,7 @@ function targets(r: BenchResults): string[] {
   out.push(
     '### Herd and codec',
     '',
-    'Not measured by `npm run bench`. **Herd: met**, a count rather than a speed, asserted by `spec/mikro-orm/herd.spec.ts` in every test run: 100 concurrent cold reads of one row, one 1:m collection, one m:n collection and one query result each cost at most 2 SELECTs, through one ORM and split over two ORMs (processes sharing memcached). **Codec**: measured by hand, V8 kept (section "Value codec" below).',
+    'Not measured by `npm run bench`. **Herd: met**, a count rather than a speed, asserted by `spec/mikro-orm/herd.spec.ts` in every test run: 100 concurrent cold reads of one row, one 1:m collection, one m:n collection and one query result each cost at most 2 SELECTs, through one ORM and split over two ORMs (processes sharing memcached). **Codec**: measured by hand: JSON for values it round-trips exactly, V8 for the rest (section "Value codec" below).',
     '',
   );
   return out;
