@@ -242,15 +242,15 @@ describe('statementTables', () => {
       expect(tables('vacuum "book')).to.deep.equal(UNKNOWN);
     });
 
-    it('stays linear on long and deeply nested input', () => {
-      const wide = `select * from a where x in (${Array.from({ length: 50_000 }, () => '?').join(', ')})`;
-      const deep = `${'select * from ('.repeat(5_000)}select 1${') s'.repeat(5_000)}`;
-      const junk = 'with x ( '.repeat(20_000);
-      const start = performance.now();
+    it('analyses very long and deeply nested input: no recursion limit, no quadratic blow-up', () => {
+      // Sized so that a lexer quadratic in the input (2 * 10^5 list items: ~10^11 steps) would not finish within the
+      // test's timeout, while a linear one takes a fraction of a second; and nested past any recursion limit.
+      const wide = `select * from a where x in (${Array.from({ length: 200_000 }, () => '?').join(', ')})`;
+      const deep = `${'select * from ('.repeat(20_000)}select 1${') s'.repeat(20_000)}`;
+      const junk = 'with x ( '.repeat(50_000);
       expect(tables(wide)).to.deep.equal(read('public.a'));
       expect(tables(deep)).to.deep.equal(read());
       expect(tables(junk).kind).to.equal('read');
-      expect(performance.now() - start).to.be.below(1_000);
     });
   });
 });
