@@ -31,6 +31,14 @@ interface ReadTrace {
  * every write path names the rows it changes for the two-phase protocol. Everything it cannot answer exactly goes
  * to the database unchanged.
  */
+/** MikroORM's builder of `find`'s statement (private in its typings). */
+interface QueryBuilding {
+  createQueryBuilderFromOptions(meta: EntityMetadata, where: object, options: object): Promise<{ toQuery(): { sql: string; params: readonly unknown[] }; execute(method: 'all'): Promise<unknown> }>;
+}
+
+/** Statement shapes `#readInTransaction` keeps at most (then forgets them all). */
+const ROW_READ_SHAPES = 1000;
+
 export class XaPostgreSqlDriver extends PostgreSqlDriver {
   constructor(config: Configuration) {
     super(config);
@@ -68,11 +76,35 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
     });
   }
 
-  /** Rows by primary key inside a transaction, with the options of a fill (see `fillOptions`): what a fill would store. */
+  /**
+   * Rows by primary key inside a transaction, through `find` with a fill's options: what a fill would store. Every
+   * commit that writes rows through runs this, so the statement `find` builds is kept per entity, schema and number
+   * of keys (with `?` where the keys go), and later reads send it with their keys and map the rows as `find` does:
+   * MikroORM's QueryBuilder was most of a write-through read's CPU. Kept only when the statement's parameters are
+   * exactly the keys given (no conversion by a custom type) and the entity's rows map without the builder (no
+   * table-per-type inheritance).
+   */
   async #readInTransaction(meta: EntityMetadata, schema: string, ids: readonly unknown[], trx: Transaction): Promise<Row[]> {
+    const shape = `${meta.className}\u0000${schema}\u0000${ids.length}`;
+    const known = this.#rowReads.get(shape);
+    if (known) {
+      const rows = await this.connection.execute<Row[]>(known, [...ids], 'all', trx as never);
+      return rows.map((row) => this.mapResult(row as never, meta, []) as Row);
+    }
     const where = { [meta.primaryKeys[0] as string]: { $in: ids } };
-    return (await super.find(meta.class as EntityName<object>, where as never, { populate: [], orderBy: [], connectionType: 'write', ctx: trx, schema } as never)) as Row[];
+    const options = { populate: [], orderBy: [], connectionType: 'write', ctx: trx, schema };
+    const qb = await (this as unknown as QueryBuilding).createQueryBuilderFromOptions(meta, where, options);
+    const query = qb.toQuery();
+    if (known === undefined) {
+      if (this.#rowReads.size >= ROW_READ_SHAPES) this.#rowReads.clear();
+      const reusable = meta.inheritanceType !== 'tpt' && query.params.length === ids.length && query.params.every((param, i) => param === ids[i]);
+      this.#rowReads.set(shape, reusable ? query.sql : null);
+    }
+    return (await this.rethrow(qb.execute('all'))) as Row[];
   }
+
+  /** The statements of `#readInTransaction` by entity, schema and number of keys; null: that shape is not kept. */
+  readonly #rowReads = new Map<string, string | null>();
 
   /** The primary connection, which runs the protocol. */
   get xaConnection(): XaPostgreSqlConnection {
