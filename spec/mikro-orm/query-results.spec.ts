@@ -7,12 +7,26 @@ describe('query results (the result cache)', () => {
   let b: Bookstore;
   beforeEach(() => (b = bookstore()));
 
-  /** Runs a query twice; returns the SQL of the second run (empty on a hit). */
+  /**
+   * Runs a query to cache it, then again until a run sends no SQL (at most 4 more runs); returns the SQL of the last
+   * run (empty on a hit). A query by a conjunction (`{ author: 2 }`) may register its column set as a scheme on its
+   * first run and cache under the whole table until the scheme is established (docs/protocol.md, "Conjunction
+   * regions"): that waits for writers seen in flight, is retried at most every 20 ms, and two queries of one call
+   * (`findAndCount`) may race for it; the first run after it reads under the conjunction and caches again. Which run
+   * that is depends on timing, so the test asks for a hit within a few runs, not at the second.
+   */
   async function twice<T>(run: () => Promise<T>): Promise<{ first: T; second: T; sql: string[] }> {
+    await b.cache().promotes.settle();
     const first = await run();
-    b.takeSql();
-    const second = await run();
-    return { first, second, sql: b.takeSql() };
+    let second = first;
+    let sql: string[] = [];
+    for (let attempt = 0; attempt < 4; attempt++) {
+      b.takeSql();
+      second = await run();
+      sql = b.takeSql();
+      if (sql.length === 0) break;
+    }
+    return { first, second, sql };
   }
 
   it('caches em.find, findOne, count and findAndCount with zero SQL on a hit', async () => {
