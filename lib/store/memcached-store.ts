@@ -42,7 +42,8 @@ export class MemcachedStore implements CacheStore {
   readonly #options: ResolvedStoreOptions;
   readonly #ring: KetamaRing;
   #keys: KeyBuilder;
-  readonly #serverFor = new Map<string, string>();
+  #serverFor = new Map<string, string>();
+  #olderServerFor = new Map<string, string>();
   readonly #connections: readonly MemcachedConnection[];
   #closed = false;
 
@@ -92,17 +93,21 @@ export class MemcachedStore implements CacheStore {
 
   /**
    * @inheritDoc
-   * Remembered for up to {@link SERVER_FOR_MEMO} keys (then forgotten all at once), and forgotten on `scopeTo`:
-   * the protocol asks it for every region of every read to name the region's copies, and an MD5 per key would
-   * otherwise cost a noticeable share of a hit.
+   * With several servers, remembered for the last {@link SERVER_FOR_MEMO} to twice as many keys (two generations:
+   * when the newer is full it becomes the older and the older is forgotten, so a working set near the limit keeps
+   * its keys instead of losing them all at once), and forgotten on `scopeTo`: the protocol asks it for every key of
+   * every read, and an MD5 per key would otherwise cost a noticeable share of a hit.
    */
   serverFor(key: string): string {
+    if (this.servers.length === 1) return this.servers[0] as string;
     let server = this.#serverFor.get(key);
-    if (server === undefined) {
-      server = this.#ring.serverFor(this.#keys.build(key, false));
-      if (this.#serverFor.size >= SERVER_FOR_MEMO) this.#serverFor.clear();
-      this.#serverFor.set(key, server);
+    if (server !== undefined) return server;
+    server = this.#olderServerFor.get(key) ?? this.#ring.serverFor(this.#keys.build(key, false));
+    if (this.#serverFor.size >= SERVER_FOR_MEMO) {
+      this.#olderServerFor = this.#serverFor;
+      this.#serverFor = new Map();
     }
+    this.#serverFor.set(key, server);
     return server;
   }
 
@@ -115,7 +120,8 @@ export class MemcachedStore implements CacheStore {
     const namespace = `${this.#options.namespace}/${scope}`;
     if (!/^[\x21-\x39\x3b-\x7e]{1,160}$/.test(namespace)) throw new RangeError(`scope ${JSON.stringify(scope)} must be printable ASCII without spaces or ":"`);
     this.#keys = new KeyBuilder(namespace, this.counters);
-    this.#serverFor.clear();
+    this.#serverFor = new Map();
+    this.#olderServerFor = new Map();
   }
 
   /**
