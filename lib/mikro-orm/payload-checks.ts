@@ -12,22 +12,19 @@ import { decodeValue } from './value-codec.js';
 
 /** A row whose primary key is the one its key names (`pkOfKey`), never another row of the table. */
 export function acceptRow(pkProp: string, pkOfKey: ReadonlyMap<string, string>): (payload: Buffer, key: string) => PayloadVerdict {
-  return (payload, key) => {
-    const decoded = decodeValue(payload);
-    if (!decoded.ok || !isRow(decoded.value)) return UNDECODABLE;
-    const row = decoded.value as Row;
-    return pkOfKey.get(key) === pkString(row[pkProp]) ? { ok: true, value: row } : MISBOUND;
-  };
+  return (payload, key) => rowWithPk(payload, pkProp, pkOfKey.get(key));
 }
 
-/** A row that must have primary key `pk` (as `pkString` prints it), read under whatever key: {@link acceptRow} for one key. */
+/** {@link acceptRow} for the one key of a read: the row must have primary key `pk` (as `pkString` prints it). */
 export function acceptRowWithPk(pkProp: string, pk: string): (payload: Buffer) => PayloadVerdict {
-  return (payload) => {
-    const decoded = decodeValue(payload);
-    if (!decoded.ok || !isRow(decoded.value)) return UNDECODABLE;
-    const row = decoded.value as Row;
-    return pk === pkString(row[pkProp]) ? { ok: true, value: row } : MISBOUND;
-  };
+  return (payload) => rowWithPk(payload, pkProp, pk);
+}
+
+function rowWithPk(payload: Buffer, pkProp: string, pk: string | undefined): PayloadVerdict {
+  const decoded = decodeValue(payload);
+  if (!decoded.ok || !isRow(decoded.value)) return UNDECODABLE;
+  const row = decoded.value as Row;
+  return pk === pkString(row[pkProp]) ? { ok: true, value: row } : MISBOUND;
 }
 
 /** A collection: the list of its member primary keys (its owner is bound by the envelope's key). */

@@ -25,12 +25,6 @@ interface ReadTrace {
   databaseRead(): void;
 }
 
-/**
- * The PostgreSQL driver with the second-level cache: rows of cached entities by primary key, and the member ids
- * of their 1:m collections, are read from memcached with one multi-get and filled under leases from the primary;
- * every write path names the rows it changes for the two-phase protocol. Everything it cannot answer exactly goes
- * to the database unchanged.
- */
 /** MikroORM's builder of `find`'s statement (private in its typings). */
 interface QueryBuilding {
   createQueryBuilderFromOptions(meta: EntityMetadata, where: object, options: object): Promise<{ toQuery(): { sql: string; params: readonly unknown[] }; execute(method: 'all'): Promise<unknown> }>;
@@ -39,6 +33,12 @@ interface QueryBuilding {
 /** Statement shapes `#readInTransaction` keeps at most (then forgets them all). */
 const ROW_READ_SHAPES = 1000;
 
+/**
+ * The PostgreSQL driver with the second-level cache: rows of cached entities by primary key, and the member ids
+ * of their 1:m collections, are read from memcached with one multi-get and filled under leases from the primary;
+ * every write path names the rows it changes for the two-phase protocol. Everything it cannot answer exactly goes
+ * to the database unchanged.
+ */
 export class XaPostgreSqlDriver extends PostgreSqlDriver {
   constructor(config: Configuration) {
     super(config);

@@ -347,8 +347,8 @@ export class CacheReader {
    * database: keys another reader is filling (`leased`) up to `leaseWaitMs`, keys a writer holds (`locked`) up to
    * `lockWaitMs` — its promote usually lands within milliseconds and, with write-through, leaves the committed value
    * (2, 4, 8… ms between reads; keys locked only by this process's transactions are read again once, when their
-   * promote or release ends: `LocalTransactions`). A key still leased or locked at its deadline comes back as a miss without a ticket:
-   * the caller reads the database and does not fill. (Reading again later is only a later read: nothing a wait can
+   * promote or release ends: `LocalTransactions`). A key still leased or locked at its deadline comes back as a miss
+   * without a ticket: the caller reads the database and does not fill. (Reading again later is only a later read: nothing a wait can
    * return was not current at that moment.)
    */
   async readManyWaiting(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
@@ -415,7 +415,6 @@ export class CacheReader {
       if (perRegion) perRegion.lockBypasses--;
     }
   }
-
 
   /** {@link readManyWaiting} of one key. */
   async readWaiting(key: string, options: ReadOptions = {}): Promise<CacheRead> {
