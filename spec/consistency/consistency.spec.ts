@@ -68,8 +68,9 @@ describe('consistency checker: catches each safeguard switched off', function ()
   this.timeout(180_000);
 
   it('fills without a lease (fillWithoutLease): stale reads (G2/G3) through the ORM workers', async () => {
-    // A stale fill needs a reader's slow load to straddle a commit: it shows within seconds, but not in every
-    // window of every seed, so up to three seeds run until one shows it.
+    // A stale fill needs a reader's slow load to straddle a commit. Every fill's read is slowed (up to 30 ms) and the
+    // writers' are not, so commits land inside those loads: locally each seed shows ~20 stale reads (with the
+    // default slow reads, a CI run once showed none in three seeds). Up to three seeds run until one shows it.
     let found = 0;
     for (const seed of [7, 17, 27]) {
       const report = await runConsistency({
@@ -77,7 +78,9 @@ describe('consistency checker: catches each safeguard switched off', function ()
         seed,
         durationMs: 15_000,
         faults: [],
-        slowReads: 0.5,
+        slowReads: 1,
+        slowReadMs: 30,
+        slowReadsOutsideTransactions: true,
         // With write-through a commit leaves the row's value in place, so a reader rarely misses a key a writer is
         // about to change, and a lease-less fill straddling a commit (what this mutation breaks) becomes rare:
         // the safeguard is shown on the eviction path, where every commit leaves its keys to be filled.

@@ -68,8 +68,12 @@ export interface RunOptions {
    * of those predicates. Default 0 (the general mix has both too).
    */
   readonly predicateShare?: number;
-  /** Share of the workers' reads of the hot tables that the database answers 1-8 ms late. Default 0.15. */
+  /** Share of the workers' reads of the hot tables that the database answers late. Default 0.15. */
   readonly slowReads?: number;
+  /** Longest delay of a slow read, in ms (each waits 1 ms up to this). Default 8. */
+  readonly slowReadMs?: number;
+  /** Slow only the reads outside transactions (those that fill the cache), not the writers' reads. Default false. */
+  readonly slowReadsOutsideTransactions?: boolean;
   /** The workers' `writeThrough` option. Default true. */
   readonly writeThrough?: boolean;
   /**
@@ -247,6 +251,8 @@ export async function runConsistency(options: RunOptions): Promise<RunReport> {
         MEMCACHED_SERVERS: addresses.join(','),
         DATABASE_URL: workerUrl.toString(),
         SLOW_READS: String(options.slowReads ?? 0.15),
+        SLOW_READ_MS: String(options.slowReadMs ?? 8),
+        SLOW_READS_OUTSIDE: options.slowReadsOutsideTransactions ? '1' : '0',
         WRITE_THROUGH: options.writeThrough === false ? 'off' : 'on',
         PGAPPNAME: APP, // MikroORM drops URL parameters; node-postgres reads this
         NAMESPACE: namespace,

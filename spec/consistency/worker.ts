@@ -45,17 +45,24 @@ if (Object.keys(redirect).length > 0) {
   } as typeof original;
 }
 
-// A slow database answer now and then: reads of the hot tables are delayed by a few ms, which widens the window
-// between a reader's database read and its fill, where stale fills would happen.
+// A slow database answer now and then: reads of the hot tables are delayed, which widens the window between a
+// reader's database read and its fill, where stale fills would happen. With SLOW_READS_OUTSIDE=1 only reads outside
+// transactions (the reads that fill the cache) are, so writers' commits land inside that window instead of holding
+// their locks longer.
 const slowReads = Number(process.env.SLOW_READS ?? '0.15');
+const slowReadMs = Number(process.env.SLOW_READ_MS ?? '8');
+const slowOutsideOnly = process.env.SLOW_READS_OUTSIDE === '1';
 if (slowReads > 0) {
   const query = pg.Client.prototype.query as (...a: unknown[]) => unknown;
+  const inTransaction = new WeakSet<pg.Client>();
   pg.Client.prototype.query = function slow(this: pg.Client, ...args: unknown[]) {
-    const result = query.apply(this, args);
     const sql = typeof args[0] === 'string' ? args[0] : ((args[0] as { text?: string } | undefined)?.text ?? '');
-    if (result instanceof Promise && /^select .*"c_(item|group)"/i.test(sql) && Math.random() < slowReads) {
+    if (/^\s*(begin|start transaction)/i.test(sql)) inTransaction.add(this);
+    else if (/^\s*(commit|rollback)/i.test(sql)) inTransaction.delete(this);
+    const result = query.apply(this, args);
+    if (result instanceof Promise && !(slowOutsideOnly && inTransaction.has(this)) && /^select .*"c_(item|group)"/i.test(sql) && Math.random() < slowReads) {
       return result.then(async (r: unknown) => {
-        await sleep(1 + Math.random() * 7);
+        await sleep(1 + Math.random() * (slowReadMs - 1));
         return r;
       });
     }
