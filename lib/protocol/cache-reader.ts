@@ -134,7 +134,12 @@ export class CacheReader {
   }
 
   /** Reads many keys that share the same regions. */
-  async readMany(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
+  readMany(keys: readonly string[], options: ReadOptions = {}): Promise<Map<string, CacheRead>> {
+    return this.#readMany(keys, options, false);
+  }
+
+  /** {@link readMany}; `again` when it reads keys whose leases were given back because a region's start was raced. */
+  async #readMany(keys: readonly string[], options: ReadOptions, again: boolean): Promise<Map<string, CacheRead>> {
     const { store, stats } = this.ctx;
     const regions = options.regions ?? NO_REGIONS;
     // The region copies each key is validated against: every copy of a paired region (a result is trusted only if
@@ -154,7 +159,7 @@ export class CacheReader {
     const quiet = options.uncounted === true;
     const label = regionLabel(regions, options.label);
     const perRegion = label ? stats.region(label) : UNCOUNTED;
-    const end = stats.observed ? stats.start('read', { keys: keys.length, region: label }) : undefined;
+    const end = stats.observed && !again ? stats.start('read', { keys: keys.length, region: label }) : undefined;
     const guardKeys = options.guard ? [options.guard.key] : [];
     const fetched = await store.getMulti(regionKeys.length > 0 || options.guard ? [...keys, ...regionKeys, ...guardKeys] : keys);
 
@@ -294,6 +299,8 @@ export class CacheReader {
     const results = (await store.execute([...regionOps, ...leaseOps])) as StoreResult[];
     const regionsReady = results.slice(0, regionOps.length).every((r) => r.status === 'stored');
     const leases = results.slice(regionOps.length);
+    const givenBack: Array<{ key: string; reason: MissReason }> = [];
+    const abandons: Promise<void>[] = [];
     leases.forEach((result, i) => {
       const { key, reason, generations } = leaseKeys[i] as { key: string; reason: MissReason; generations: ReadonlyMap<string, string> };
       // Another reader's lease got there first: wait for its value rather than load as well.
@@ -301,9 +308,28 @@ export class CacheReader {
       if (result.status !== 'stored') return;
       this.ctx.recent.forget(key);
       const ticket: FillTicket = options.label === undefined ? { key, cas: result.cas, generations } : { key, cas: result.cas, generations, label: options.label };
-      if (regionsReady) reads.set(key, { status: 'miss', reason, ticket, storedRegions: storedRegions.get(key) });
-      else void this.abandon(ticket);
+      if (regionsReady) return void reads.set(key, { status: 'miss', reason, ticket, storedRegions: storedRegions.get(key) });
+      // The generation we started was not written: a lease under it could fill a value no region vouches for.
+      abandons.push(this.abandon(ticket));
+      givenBack.push({ key, reason });
     });
+    if (givenBack.length > 0 && !again) {
+      // Most often another reader started the region in the same instant (a table's first reads arrive together):
+      // read those keys once more, under the generation that won, instead of leaving every one of them unfilled.
+      // The leases are given back first, so the second read does not meet them.
+      await Promise.all(abandons);
+      const second = await this.#readMany(
+        givenBack.map((g) => g.key),
+        { ...options, uncounted: true },
+        true,
+      );
+      for (const { key, reason } of givenBack) {
+        const read = second.get(key);
+        if (!read) continue;
+        if (read.status === 'hit' && !quiet) this.#servedAfterWaiting(reason, options);
+        reads.set(key, read);
+      }
+    }
     if (end) endRead(end, reads);
     return reads;
   }

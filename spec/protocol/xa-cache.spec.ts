@@ -231,6 +231,23 @@ describe('two-phase protocol against real memcached and PostgreSQL', () => {
     expect((await f.cache.reader.read('q:x', { regions: ['kv'] })).status).to.equal('miss');
   });
 
+  it('readers racing to start a region\'s generation all get leases: the losers read again under the winner\'s', async () => {
+    // A table's first reads arrive together (an application's start, a cache emptied): each finds the region absent
+    // and writes a fresh generation; one wins. A loser's lease would fill a value no region vouches for, so it was
+    // given back and the row never filled; now it reads again under the generation that won.
+    const keys = Array.from({ length: 8 }, (_, i) => `kv:race-${i}`);
+    const reads = await Promise.all(keys.map((key) => f.cache.reader.read(key, { regions: ['kv_race'] })));
+    expect(reads.map((r) => r.status === 'miss' && r.ticket !== undefined)).to.deep.equal(keys.map(() => true));
+    const generations = new Set(reads.map((r) => (r.status === 'miss' ? r.ticket?.generations.get('kv_race') : undefined)));
+    expect(generations.size, 'one generation for all').to.equal(1);
+    const filled = await Promise.all(reads.map((r, i) => (r.status === 'miss' && r.ticket ? f.cache.reader.fill(r.ticket, Buffer.from(`v${i}`)) : false)));
+    expect(filled).to.deep.equal(keys.map(() => true));
+    const again = await Promise.all(keys.map((key) => f.cache.reader.read(key, { regions: ['kv_race'] })));
+    expect(again.map((r) => (r.status === 'hit' ? String(r.payload) : r.status))).to.deep.equal(keys.map((_, i) => `v${i}`));
+    expect(f.cache.stats.misses, 'each first read counted once, as a miss').to.equal(keys.length);
+    expect(f.cache.stats.hits).to.equal(keys.length);
+  });
+
   it('lets concurrent missers wait for one lease holder instead of all loading', async () => {
     let loads = 0;
     const load = async (): Promise<Buffer> => {
