@@ -22,7 +22,7 @@ function quadraticHolders(lock: LockEntry): string[] {
   return holders;
 }
 
-function microsPerRead(bytes: Buffer, holders: (lock: LockEntry) => string[]): number {
+function microsPerRead(bytes: Buffer, holders: (lock: LockEntry) => readonly string[]): number {
   const runs = Math.max(20, Math.floor(200_000 / (bytes.length / 17)));
   const started = process.cpuUsage();
   for (let i = 0; i < runs; i++) {

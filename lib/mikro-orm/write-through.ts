@@ -1,6 +1,5 @@
 import type { EntityMetadata } from '@mikro-orm/core';
 import type { CacheTransaction, SuppliedValue } from '../protocol/cache-transaction.js';
-import type { XaCache } from '../protocol/xa-cache.js';
 import type { CapturedChange } from '../protocol/write-capture.js';
 import { keys, pkString, regions } from './cache-keys.js';
 import { ROW_KEYS_PER_STATEMENT } from './captured-keys.js';
@@ -30,10 +29,9 @@ export interface EarlyImages {
   /** Row keys read (a key without a row: the row is gone). */
   readonly read: ReadonlySet<string>;
   readonly rows: ReadonlyMap<string, Row>;
-  readonly generations: ReadonlyMap<string, string>;
 }
 
-const NOTHING_EARLY: EarlyImages = { read: new Set(), rows: new Map(), generations: new Map() };
+const NOTHING_EARLY: EarlyImages = { read: new Set(), rows: new Map() };
 
 /** A cached entity whose rows can be written through. */
 interface Target {
@@ -110,10 +108,11 @@ export class RowWriteThrough {
   }
 
   /**
-   * Before prepare, after the transaction's last write: reads the rows its ORM writes named, and the generations
-   * of their tables' row regions, concurrently. Throws what the read throws (the transaction is then aborted).
+   * Before prepare, after the transaction's last write: reads the rows its ORM writes named, and asks `tx` to read
+   * the generations of their tables' row regions with its locks. Throws what the read throws (the transaction is
+   * then aborted).
    */
-  async readEarly(named: ReadonlyMap<string, NamedRow>, xa: XaCache, load: RowImageLoader, cacheable: (table: string) => boolean): Promise<EarlyImages> {
+  async readEarly(named: ReadonlyMap<string, NamedRow>, tx: CacheTransaction, load: RowImageLoader, cacheable: (table: string) => boolean): Promise<EarlyImages> {
     const tables = new Map<string, TableRows>();
     for (const [key, row] of named) {
       const target = this.#targetOf(row.schema, row.meta.tableName);
@@ -124,10 +123,11 @@ export class RowWriteThrough {
       rows.ids.set(key, row.id);
     }
     if (tables.size === 0) return NOTHING_EARLY;
-    const [generations, rows] = await Promise.all([xa.regionGenerations([...tables.keys()].map((t) => regions.rows(t))), this.#read([...tables.values()], load)]);
+    tx.readGenerationsWithPrepare([...tables.keys()].map((t) => regions.rows(t)));
+    const rows = await this.#read([...tables.values()], load);
     const read = new Set<string>();
     for (const t of tables.values()) for (const key of t.ids.keys()) read.add(key);
-    return { read, rows, generations };
+    return { read, rows };
   }
 
   /**
@@ -135,7 +135,7 @@ export class RowWriteThrough {
    * from `early` where they were read then, else read now. Returns how many values promote will write. Throws what
    * the read throws: the caller must then not commit (a failed statement aborted the database transaction).
    */
-  async supply(tx: CacheTransaction, early: EarlyImages, xa: XaCache, load: RowImageLoader, options: { readonly rowTtlSeconds: number; readonly cacheable: (table: string) => boolean }): Promise<number> {
+  async supply(tx: CacheTransaction, early: EarlyImages, load: RowImageLoader, options: { readonly rowTtlSeconds: number; readonly cacheable: (table: string) => boolean }): Promise<number> {
     const tables = this.#rowsOf(tx.captured, options.cacheable);
     if (tables.length === 0) return 0;
     const named = new Set(tx.touched.keys);
@@ -150,15 +150,9 @@ export class RowWriteThrough {
       }
       if (unread.size > 0) late.push({ ...t, ids: unread });
     }
-    let generations = early.generations;
-    if (late.length > 0) {
-      // Entries are per generation group: the region itself, or `<region>\n<server>` for a spread one.
-      const known = new Set([...generations.keys()].map((group) => group.split('\n')[0] as string));
-      const missing = late.map((t) => regions.rows(t.table)).filter((region) => !known.has(region));
-      const [more, lateRows] = await Promise.all([xa.regionGenerations(missing), this.#read(late, load)]);
-      generations = new Map([...generations, ...more]);
-      for (const [key, row] of lateRows) rows.set(key, row);
-    }
+    // Read with prepare's locks where `readEarly` asked for them; the rest now, with the rows only the capture named.
+    const [generations, lateRows] = await Promise.all([tx.generationsOf(tables.map((t) => regions.rows(t.table))), late.length > 0 ? this.#read(late, load) : undefined]);
+    for (const [key, row] of lateRows ?? []) rows.set(key, row);
     const values: SuppliedValue[] = [];
     for (const t of tables) {
       for (const key of t.ids.keys()) {

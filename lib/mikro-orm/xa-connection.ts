@@ -27,8 +27,8 @@ import { DATA_IDENTITY_COLUMNS, dataIdentityOf } from '../protocol/data-identity
 type Trx = ControlledTransaction<any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- MikroORM's own type
 /** Write-through's two reads inside the committing transaction `trx` (see `RowWriteThrough`). */
 export interface WriteThroughHook {
-  /** Before prepare: the rows the ORM's writes named. */
-  early(trx: Transaction, scope: TransactionScope): Promise<EarlyImages>;
+  /** Before prepare: the rows the ORM's writes named (and the generations `tx` is to read with its locks). */
+  early(trx: Transaction, scope: TransactionScope, tx: CacheTransaction): Promise<EarlyImages>;
   /** After prepare, before COMMIT: supplies the images of the rows the capture shows written. */
   supply(trx: Transaction, tx: CacheTransaction, early: EarlyImages): Promise<number>;
 }
@@ -284,7 +284,7 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     }
     const held = new HeldRead();
     this.#heldReads.set(ctx, held);
-    const reading = this.#writeThrough.early(ctx as unknown as Transaction, scope);
+    const reading = this.#writeThrough.early(ctx as unknown as Transaction, scope, tx);
     reading.catch(() => undefined); // awaited below, or superseded by prepare's error
     try {
       await held.heldOr(reading);

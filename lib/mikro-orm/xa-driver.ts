@@ -65,8 +65,8 @@ export class XaPostgreSqlDriver extends PostgreSqlDriver {
       const cacheable = (table: string): boolean => cache.isCacheable(table);
       const load = (trx: Transaction) => (meta: EntityMetadata, schema: string, ids: readonly unknown[]) => this.#readInTransaction(meta, schema, ids, trx);
       this.xaConnection.useWriteThrough({
-        early: (trx, scope) => rows.readEarly(scope.namedRows, cache.xa, load(trx), cacheable),
-        supply: (trx, tx, early) => rows.supply(tx, early, cache.xa, load(trx), { rowTtlSeconds: cache.rowTtlSeconds, cacheable }),
+        early: (trx, scope, tx) => rows.readEarly(scope.namedRows, tx, load(trx), cacheable),
+        supply: (trx, tx, early) => rows.supply(tx, early, load(trx), { rowTtlSeconds: cache.rowTtlSeconds, cacheable }),
       });
     }
     cache.captureGate.setCheck(async () => {

@@ -243,7 +243,7 @@ export class CacheReader {
       const entry = item ? this.ctx.codec.decode(key, item.value, quiet) : undefined;
       const { generations, problem: regionProblem, fresh } = regionStateOf(key);
       let reason: MissReason;
-      let holders: string[] | undefined;
+      let holders: readonly string[] | undefined;
       if (entry === undefined) reason = 'absent';
       else if (entry.kind === 'value') {
         this.ctx.recent.remember(key, entry, item!.cas);

@@ -10,6 +10,7 @@ import { generationGroup, regionWriteKeys, unreachedRegions, type CaptureHook, t
 import type { SqlRunner } from './sql-runner.js';
 import type { CapturedChange, CapturedKeys } from './write-capture.js';
 import { schemeKey, type SchemeView } from './conjunction-schemes.js';
+import { currentGenerations, generationReadKeys, generationsFrom } from './region-generations.js';
 
 /** Where a {@link CacheTransaction} is in its life. */
 export type CacheTransactionState = 'open' | 'prepared' | 'promoted' | 'released';
@@ -78,6 +79,9 @@ export class CacheTransaction {
   #captured: readonly CapturedChange[] = [];
   /** What prepare derived conjunction regions from, for promote's second look at the scheme sets. */
   #schemeCheck: SchemeCheck | undefined;
+  /** Regions whose generations prepare reads along its locks, and what it read (see `readGenerationsWithPrepare`). */
+  readonly #generationsWanted = new Set<string>();
+  #generationsRead: Map<string, string> | undefined;
 
   /** @internal built by `XaCache.begin()` */
   constructor(private readonly ctx: ProtocolContext) {}
@@ -128,6 +132,28 @@ export class CacheTransaction {
   touchRegions(regions: Iterable<string>): void {
     this.#assertOpen('touchRegions');
     for (const region of regions) this.#regions.add(region);
+  }
+
+  /**
+   * Write-through: regions whose current generations the values supplied after prepare will carry, read in the
+   * same socket write as prepare's locks rather than in one of their own before it (still before the COMMIT, which
+   * is what `supplyValues` needs). Call before `prepare`; `generationsOf` answers after it.
+   */
+  readGenerationsWithPrepare(regions: Iterable<string>): void {
+    this.#assertOpen('readGenerationsWithPrepare');
+    for (const region of regions) this.#generationsWanted.add(region);
+  }
+
+  /**
+   * The current generations of `regions` (keyed as `XaCache.regionGenerations` keys them), from prepare's read
+   * where it read them along, else read now. Call after `prepare`, before the COMMIT.
+   */
+  async generationsOf(regions: readonly string[]): Promise<Map<string, string>> {
+    const read = this.#generationsRead;
+    const unread = read ? regions.filter((region) => !this.#generationsWanted.has(region)) : regions;
+    if (read && unread.length === 0) return read;
+    const now = await currentGenerations(this.ctx, unread);
+    return read ? new Map([...read, ...now]) : now;
   }
 
   /** The item keys and regions touched so far. */
@@ -193,9 +219,10 @@ export class CacheTransaction {
       if (table !== undefined) early.push([table, region]);
     }
     const along = this.#schemesAlongLocks(early);
+    const readAfter = bothReads(along.readAfter, this.#generationsAlongLocks());
     const [recorded, locked] = await Promise.allSettled([
       options.unsafeTestSwitches.skipLog ? Promise.resolve({ xid: '0', captured: [] }) : log.record(db, this.id, keys, regions, this.#carriedDone, taken ? undefined : hook?.capture),
-      this.#apply((_key, role, current, attempt) => prepareTransition(current, this.id, role, attempt), this.#recentStates(), undefined, along.readAfter).then(async (outcomes) => {
+      this.#apply((_key, role, current, attempt) => prepareTransition(current, this.id, role, attempt), this.#recentStates(), undefined, readAfter).then(async (outcomes) => {
         const rest = early.filter(([table]) => !along.views.has(table));
         const views = rest.length > 0 ? await this.#readSchemes(rest, outcomes) : new Map<string, SchemeView>();
         for (const [table, view] of along.views) views.set(table, view);
@@ -304,6 +331,21 @@ export class CacheTransaction {
     return { readAfter: { keys: colocated.map(([table]) => schemeKey(table)), onRead }, views };
   }
 
+  /** The read of the generations write-through asked for (`readGenerationsWithPrepare`), to send with the locks. */
+  #generationsAlongLocks(): ReadAfterWrites | undefined {
+    if (this.#generationsWanted.size === 0) return undefined;
+    const groups = generationReadKeys(this.ctx, this.#generationsWanted);
+    return {
+      keys: [...groups.values()].flat(),
+      onRead: (read) => {
+        this.#generationsRead = generationsFrom(this.ctx, groups, (key) => {
+          const result = read.get(key);
+          return result?.status === 'hit' ? result.item.value : undefined;
+        });
+      },
+    };
+  }
+
   /** Adds what the capture named; true when anything was added. */
   #addDerived(derived: CapturedKeys): boolean {
     const size = this.#items.size + this.#regions.size;
@@ -316,7 +358,7 @@ export class CacheTransaction {
    * Write-through: between prepare and the database COMMIT, gives the exact committed values of item keys this
    * transaction locked, so promote writes them instead of evicting (only where the lock was never shared: another
    * writer's value may be newer). Each value is recorded with `generations` of its regions, which the caller read
-   * (`XaCache.regionGenerations`) before the COMMIT: any region-wide write that commits afterwards makes it
+   * (`generationsOf`, or `XaCache.regionGenerations`) before the COMMIT: any region-wide write that commits afterwards makes it
    * stale, as it does a fill. A value is dropped (its key is evicted as before) when one of its regions is written
    * by this transaction itself or has no generation there (it was locked by another writer, absent or
    * unreachable). Returns how many values promote will write.
@@ -575,4 +617,16 @@ function failuresOf(outcomes: Map<string, TransitionOutcome>): Map<string, Store
     else if (outcome.status === 'contended') failures.set(key, 'contended');
   }
   return failures;
+}
+
+/** Two reads to send after the same writes, as one. */
+function bothReads(a: ReadAfterWrites | undefined, b: ReadAfterWrites | undefined): ReadAfterWrites | undefined {
+  if (!a || !b) return a ?? b;
+  return {
+    keys: [...a.keys, ...b.keys],
+    onRead: (read, landed) => {
+      a.onRead(read, landed);
+      b.onRead(read, landed);
+    },
+  };
 }

@@ -66,7 +66,20 @@ export type DecodedEntry = Entry | ForeignEntry;
  * list scans), since a lock's records come from memcached and may be planted: reading one must cost no more
  * than its length.
  */
-export function lockHolders(lock: LockEntry): string[] {
+export function lockHolders(lock: LockEntry): readonly string[] {
+  let holders = holdersOf.get(lock);
+  if (!holders) holdersOf.set(lock, (holders = holdersFrom(lock)));
+  return holders;
+}
+
+/**
+ * Holders per decoded lock: the protocol asks a lock for them several times (the decision, the report, the
+ * read-back), and a busy table's region lock carries hundreds of records. Entries are never mutated, and callers
+ * only read the array.
+ */
+const holdersOf = new WeakMap<LockEntry, readonly string[]>();
+
+function holdersFrom(lock: LockEntry): string[] {
   const left = new Set<string>();
   for (const r of lock.records) if (r.op === '-') left.add(r.txId);
   const seen = new Set<string>();

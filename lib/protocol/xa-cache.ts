@@ -237,7 +237,7 @@ export class XaCache {
       const entry = this.#ctx.codec.decode(key, item.value);
       if (entry.kind !== 'lock') continue;
       const held = lockHolders(entry);
-      if (held.length > 0) holders.set(key, held);
+      if (held.length > 0) holders.set(key, [...held]);
     }
     return holders;
   }

@@ -183,6 +183,35 @@ describe('write-through of committed row images', function () {
       expect(((await cached(1)) as Buffer).equals((await filled(1)) as Buffer), 'byte for byte what a fill stores').to.equal(true);
     });
 
+    it('the row region\'s generation is read in the same store call as prepare\'s locks: a flush makes 2 (prepare, promote)', async () => {
+      const flushName = async (name: string): Promise<number> => {
+        const em = orm.em.fork();
+        (await em.findOneOrFail(Thing, 1)).name = name;
+        await settle();
+        const store = cache().xa.store as unknown as Record<'execute' | 'getMulti', (...a: unknown[]) => unknown>;
+        const originals = { execute: store.execute, getMulti: store.getMulti };
+        let calls = 0;
+        for (const method of ['execute', 'getMulti'] as const) {
+          store[method] = (...a: unknown[]) => {
+            calls++;
+            return originals[method].apply(store, a);
+          };
+        }
+        try {
+          await em.flush();
+          await settle();
+        } finally {
+          Object.assign(store, originals);
+        }
+        return calls;
+      };
+      await flushName('first: the keys\' states are remembered from its promote');
+      expect(await flushName('second'), 'prepare (locks + generation read), promote').to.equal(2);
+      sql.length = 0;
+      expect((await orm.em.fork().findOneOrFail(Thing, 1)).name).to.equal('second');
+      expect(sql, 'written through: a hit').to.deep.equal([]);
+    });
+
     it('rows of two tables: the first read is carried, the second runs on its own, both are written through', async () => {
       await orm.em.fork().findOneOrFail(Thing, 1);
       await orm.em.fork().findOneOrFail(Part, 1);
