@@ -12,6 +12,7 @@ import type { EarlyImages } from './write-through.js';
 import { XaCacheAdapter } from './xa-cache-adapter.js';
 import { CommitOutcomeError, XaConfigError, type CommitOutcome } from './xa-errors.js';
 import { endFailedTransaction, releasingDialect } from './releasing-dialect.js';
+import { deferBegin } from './deferred-begin.js';
 import { rejectedByServer } from './connection-loss.js';
 import { settledOutcome } from './commit-outcome.js';
 import { IdleLogFlush } from './idle-log-flush.js';
@@ -78,8 +79,17 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     // What the pool's clients connect with (URL, credentials, ssl, driverOptions), for sessionClient().
     this.#sessionOptions = this.mapOptions(poolOverrides) as pg.ClientConfig;
     const marked = this.cache.options.markPoolSessions === false ? overrides : { ...overrides, options: managedOptions(this.#sessionOptions.options) };
+    // Every client of the pool sends a transaction's BEGIN with its first statement (see deferBegin).
+    const onPoolCreated = overrides?.onPoolCreated as ((pool: pg.Pool) => unknown) | undefined;
+    const deferred: Dictionary = {
+      ...marked,
+      onPoolCreated: (pool: pg.Pool) => {
+        pool.on('connect', deferBegin);
+        return onPoolCreated?.(pool);
+      },
+    };
     // Typed as MikroORM's PostgresDialect, which has private members; kysely only uses the Dialect interface.
-    const dialect = clientProtocolDialect(super.createKyselyDialect(marked), this.#clientProtocol());
+    const dialect = clientProtocolDialect(super.createKyselyDialect(deferred), this.#clientProtocol());
     return releasingDialect(dialect) as ReturnType<PostgreSqlConnection['createKyselyDialect']>;
   }
 
