@@ -1,6 +1,7 @@
 import { v4 as uuidv4 } from 'uuid';
 import type { CasToken, StoreOp, StoreResult } from '../store/cache-store.js';
-import { lockHolders } from './entry.js';
+import { lockHolders, type LockEntry, type ValueEntry } from './entry.js';
+import { promoteTransition } from './key-transitions.js';
 import { combineGenerations, generationGroup, regionReadKeys, type ProtocolContext } from './protocol-context.js';
 import type { OperationEnd } from './cache-observer.js';
 import { RegionStats, regionLabel } from './cache-stats.js';
@@ -267,6 +268,20 @@ export class CacheReader {
         }
       } else if (entry.kind === 'lock') {
         holders = lockHolders(entry);
+        // A lock of one committed transaction of this process, promoting now: what promote is about to write is
+        // committed and, by promote's own rule, what the key will hold; a reader here can take it at once.
+        const promoting = holders.length === 1 ? this.#promotingValue(key, entry, holders[0] as string) : undefined;
+        if (promoting && regionProblem === undefined && !fresh && sameGenerations(promoting.generations, generations)) {
+          const verdict = options.accept?.(promoting.payload, key);
+          if (verdict === undefined || verdict.ok) {
+            if (!quiet) {
+              stats.hits++;
+              perRegion.hits++;
+            }
+            reads.set(key, verdict ? { status: 'hit', payload: promoting.payload, value: verdict.value, cas: item!.cas } : { status: 'hit', payload: promoting.payload, cas: item!.cas });
+            continue;
+          }
+        }
         if (holders.length > 0) {
           if (!quiet) {
             stats.lockBypasses++;
@@ -400,21 +415,22 @@ export class CacheReader {
       for (const key of waiting) if (!first.has(key)) first.set(key, (reads.get(key) as { reason: MissReason }).reason);
       if (waiting.some((key) => (reads.get(key) as { reason?: string }).reason === 'leased')) this.ctx.stats.leaseWaits++;
       if (waiting.some((key) => (reads.get(key) as { reason?: string }).reason === 'locked')) this.ctx.stats.lockWaits++;
-      await this.#pause(pause, lockDeadline, waiting.map((key) => reads.get(key) as CacheRead));
+      await this.#pause(pause, lockDeadline, waiting.map((key) => [key, reads.get(key) as CacheRead] as const));
       for (const [key, read] of await this.readMany(waiting, again)) reads.set(key, read);
     }
   }
 
   /**
    * Waits `ms` before reading again; when every key waited on is locked by transactions of this process only, waits
-   * instead for the end of their promote (or release), which is when the committed value is there to read, up to
+   * instead for the end of their promote (or release), which is when the committed value is there to read (for a
+   * lone holder, for the start of its promote, when its value can be read here already: see `readMany`), up to
    * `deadline` (a transaction whose promote never runs here, its COMMIT's outcome unknown, leaves its lock to
    * expire: the wait then ends as a poll would).
    */
-  async #pause(ms: number, deadline: number, waiting: readonly CacheRead[]): Promise<void> {
+  async #pause(ms: number, deadline: number, waiting: ReadonlyArray<readonly [string, CacheRead]>): Promise<void> {
     const ends: Promise<unknown>[] = [];
-    for (const read of waiting) {
-      const end = read.status === 'miss' && read.holders ? this.ctx.local.endOf(read.holders) : undefined;
+    for (const [key, read] of waiting) {
+      const end = read.status === 'miss' && read.holders ? this.ctx.local.endOf(read.holders, key) : undefined;
       if (!end) break;
       ends.push(end);
     }
@@ -423,6 +439,17 @@ export class CacheReader {
     const sleep = new Promise((resolve) => (timer = setTimeout(resolve, local ? Math.max(ms, deadline - Date.now()) : ms)));
     await (local ? Promise.race([sleep, Promise.all(ends)]) : sleep);
     clearTimeout(timer);
+  }
+
+  /**
+   * The value the lone holder of `lock` is writing for `key` in its promote, if it is a committed transaction of
+   * this process and promote's own rule (`promoteTransition`: a lock never shared, a value known) writes it.
+   */
+  #promotingValue(key: string, lock: LockEntry, holder: string): ValueEntry | undefined {
+    const value = this.ctx.local.valueOf(holder, key);
+    if (value?.kind !== 'value') return undefined;
+    const transition = promoteTransition(lock, holder, 'item', value);
+    return transition.action === 'write' && transition.entry.kind === 'value' ? transition.entry : undefined;
   }
 
   /** A key first read as a miss (`leased` or `locked`) and served after waiting: counted as the hit it is. */

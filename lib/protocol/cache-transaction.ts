@@ -411,6 +411,7 @@ export class CacheTransaction {
     // Our committed statement deleted these rows: they are gone for good.
     this.#carriedDone = [];
     if (this.isEmpty) return { txId: this.id, written: 0, evicted: 0, unresolved: 0 };
+    this.ctx.local.promoting(this.id, this.#items);
     const sharedLockWrites = this.ctx.options.unsafeTestSwitches.writeThroughSharedLock === true;
     const decide = (key: string, role: KeyRole, current: DecodedEntry | undefined): Transition => {
       const value = this.#items.get(key);

@@ -288,28 +288,67 @@ describe('two-phase protocol against real memcached and PostgreSQL', () => {
         expect([g.cache.stats.hits, g.cache.stats.misses, g.cache.stats.lockBypasses], 'counted as the one hit it was').to.deep.equal([1, 0, 0]);
       }));
 
-    it('a lock only this process\'s transactions hold: one wait, until their promote ends, however long it takes', async () => {
+    /** A fixture whose promotes stop halfway (the first half of the keys done) until `open()`. */
+    const withGatedPromote = async (lockWaitMs: number, test: (g: ProtocolFixture, open: () => void) => Promise<void>): Promise<void> => {
       const s = sharedServers();
       let open!: () => void;
       const gate = new Promise<void>((resolve) => (open = resolve));
-      // Promote stops halfway (lw:hold done, lw:4 still locked) until the test opens the gate.
-      const g = await ProtocolFixture.create(s.memcachedAddresses, s.db, { protocol: { lockWaitMs: 10_000, midPromoteHook: () => gate } });
+      const g = await ProtocolFixture.create(s.memcachedAddresses, s.db, { protocol: { lockWaitMs, midPromoteHook: () => gate } });
       try {
-        const writer = await g.prepared(['lw:hold', 'lw:4'], Buffer.from('committed'));
-        const reading = g.cache.reader.readManyWaiting(['lw:4']);
-        const committing = writer.commit();
-        // Long enough for a polling reader to have read the key again many times (2, 4, 8… ms apart).
-        await new Promise((resolve) => setTimeout(resolve, 150));
-        open();
-        await committing;
-        const read = (await reading).get('lw:4');
-        expect(String(read?.status === 'hit' ? read.payload : read?.status)).to.equal('committed');
-        expect(g.cache.stats.lockWaits, 'woken by the promote, not polling').to.equal(1);
+        await test(g, open);
       } finally {
         open();
         await g.close();
       }
-    });
+    };
+    /** Long enough for a polling reader to have read a key again many times (2, 4, 8… ms apart). */
+    const longer = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 150));
+
+    it('a lock of this process\'s committed transaction that writes the value: the reader takes it from the promote, before it ends', () =>
+      withGatedPromote(10_000, async (g, open) => {
+        // lw:4 is in the half promote has not reached while the gate is shut.
+        const writer = await g.prepared(['lw:hold', 'lw:4'], Buffer.from('committed'));
+        const reading = g.cache.reader.readManyWaiting(['lw:4']);
+        const committing = writer.commit();
+        const read = (await reading).get('lw:4');
+        expect(String(read?.status === 'hit' ? read.payload : read?.status), 'served while the promote is stopped').to.equal('committed');
+        expect(g.cache.stats.lockWaits, 'woken by the promote\'s start, not polling').to.be.at.most(1);
+        expect([g.cache.stats.hits, g.cache.stats.misses, g.cache.stats.lockBypasses], 'one hit').to.deep.equal([1, 0, 0]);
+        // Another read while the key is still locked: a hit at once, no wait.
+        expect((await g.cache.reader.readManyWaiting(['lw:4'])).get('lw:4')?.status).to.equal('hit');
+        open();
+        await committing;
+        expect(String(((await g.cache.reader.read('lw:4')) as { payload?: Buffer }).payload), 'and promote wrote the same').to.equal('committed');
+      }));
+
+    it('a lock of this process\'s transactions that promote evicts: one wait until their promote ends, however long it takes', () =>
+      withGatedPromote(10_000, async (g, open) => {
+        const writer = await g.prepared(['lw:hold', 'lw:4']);
+        const reading = g.cache.reader.readManyWaiting(['lw:4']);
+        let settled = false;
+        void reading.then(() => (settled = true));
+        const committing = writer.commit();
+        await longer();
+        expect(settled, 'nothing to take from an eviction: still waiting').to.equal(false);
+        open();
+        await committing;
+        const read = (await reading).get('lw:4');
+        expect(read?.status, 'then read as absent: the database answers').to.equal('miss');
+        expect(g.cache.stats.lockWaits, 'woken at the promote\'s start and at its end, never polling').to.be.at.most(2);
+      }));
+
+    it('a lock another transaction joined is not read from the promote (promote\'s rule: its last holder evicts)', () =>
+      withGatedPromote(50, async (g, open) => {
+        const first = await g.prepared(['lw:hold', 'lw:5'], Buffer.from('first'));
+        const second = await g.prepared(['lw:5'], Buffer.from('second'));
+        await second.rollback();
+        const committing = first.commit();
+        await longer();
+        const read = (await g.cache.reader.readManyWaiting(['lw:5'])).get('lw:5');
+        expect(read, 'a concurrent lock: a miss, as while waiting for any lock').to.include({ status: 'miss', reason: 'locked' });
+        open();
+        await committing;
+      }));
 
     it('give up on a lock whose writer does not finish: a miss without a ticket (the database answers, nothing is filled)', () =>
       withLockWait(10, async (g) => {
