@@ -232,6 +232,14 @@ export class CacheReader {
     const leaseOps: StoreOp[] = [];
     const leaseKeys: Array<{ key: string; reason: MissReason; generations: ReadonlyMap<string, string> }> = [];
     const wantLease = options.lease ?? true;
+    /** A payload served: counted (unless quiet) and recorded with the decoded value `accept` made of it. */
+    const hit = (key: string, payload: Buffer, verdict: PayloadVerdict | undefined, cas: CasToken): void => {
+      if (!quiet) {
+        stats.hits++;
+        perRegion.hits++;
+      }
+      reads.set(key, verdict?.ok ? { status: 'hit', payload, value: verdict.value, cas } : { status: 'hit', payload, cas });
+    };
     for (const key of keys) {
       if (reads.has(key)) continue;
       const failure = fetched.failed.get(key);
@@ -251,11 +259,7 @@ export class CacheReader {
         if (regionProblem === undefined && !fresh && sameGenerations(entry.generations, generations)) {
           const verdict = options.accept?.(entry.payload, key);
           if (verdict === undefined || verdict.ok) {
-            if (!quiet) {
-              stats.hits++;
-              perRegion.hits++;
-            }
-            reads.set(key, verdict ? { status: 'hit', payload: entry.payload, value: verdict.value, cas: item!.cas } : { status: 'hit', payload: entry.payload, cas: item!.cas });
+            hit(key, entry.payload, verdict, item!.cas);
             continue;
           }
           if (!quiet && verdict.reason === 'undecodable') stats.undecodablePayloads++;
@@ -274,11 +278,7 @@ export class CacheReader {
         if (promoting && regionProblem === undefined && !fresh && sameGenerations(promoting.generations, generations)) {
           const verdict = options.accept?.(promoting.payload, key);
           if (verdict === undefined || verdict.ok) {
-            if (!quiet) {
-              stats.hits++;
-              perRegion.hits++;
-            }
-            reads.set(key, verdict ? { status: 'hit', payload: promoting.payload, value: verdict.value, cas: item!.cas } : { status: 'hit', payload: promoting.payload, cas: item!.cas });
+            hit(key, promoting.payload, verdict, item!.cas);
             continue;
           }
         }
