@@ -6,6 +6,7 @@
 /** The headings of sections written by scripts other than `npm run bench`, and of hand-run measurements. */
 export const KEPT_SECTIONS = [
   '## Write capture',
+  '## Commit floor',
   "## Promote off the commit's critical path (issue 15, hand-run)",
   '## Value codec: V8 serialisation vs msgpackr and JSON (issue 15, hand-run)',
   '## Query results: table-level vs predicate-level invalidation (issue 16, hand-run)',

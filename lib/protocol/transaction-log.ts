@@ -89,8 +89,10 @@ export class TransactionLog {
       const row = rows[0] as { xid: string; taken: string | null };
       return { xid: String(row.xid), captured: parseTaken(row.taken) };
     }
-    // The rider's rows joined to this statement's one row; a row without the rider's marker: it found none.
-    const sql = `WITH ${ctes.join(', ')} SELECT l.xid AS "${RIDER_XID}", l.taken AS "${RIDER_TAKEN}", r.* FROM (${own}) l LEFT JOIN LATERAL (SELECT true AS "${RIDER_ROW}", s.* FROM (${rider.sql}) s) r ON true`;
+    // The rider's rows joined to this statement's one row; a row without the rider's marker: it found none. The
+    // taken changes (every captured row image, often kilobytes) go out on the first row only: repeated on each of
+    // the rider's rows they cost more than the rest of the statement (sent, received and parsed once per row).
+    const sql = `WITH ${ctes.join(', ')} SELECT l.xid AS "${RIDER_XID}", CASE WHEN coalesce(r."${RIDER_ROW}", 1) = 1 THEN l.taken END AS "${RIDER_TAKEN}", r.* FROM (${own}) l LEFT JOIN LATERAL (SELECT row_number() OVER () AS "${RIDER_ROW}", s.* FROM (${rider.sql}) s) r ON true`;
     let rows: object[];
     try {
       ({ rows } = await db.query(sql, params));
@@ -99,8 +101,9 @@ export class TransactionLog {
       throw error;
     }
     const first = rows[0] as Record<string, unknown>;
-    rider.deliver(rows.filter((row) => (row as Record<string, unknown>)[RIDER_ROW] === true).map(withoutRiderColumns));
-    return { xid: String(first[RIDER_XID]), captured: parseTaken(first[RIDER_TAKEN] as string | null) };
+    const carrier = (rows.find((row) => (row as Record<string, unknown>)[RIDER_TAKEN] != null) ?? first) as Record<string, unknown>;
+    rider.deliver(rows.filter((row) => (row as Record<string, unknown>)[RIDER_ROW] != null).map(withoutRiderColumns));
+    return { xid: String(first[RIDER_XID]), captured: parseTaken(carrier[RIDER_TAKEN] as string | null) };
   }
 
   /** Adds keys to this transaction's row (keys the database's capture named that prepare did not know yet). */

@@ -183,6 +183,37 @@ describe('write-through of committed row images', function () {
       expect(((await cached(1)) as Buffer).equals((await filled(1)) as Buffer), 'byte for byte what a fill stores').to.equal(true);
     });
 
+    it('the captured images travel once in the log statement\'s answer, not once per row the read returns', async () => {
+      await orm.em.fork().find(Thing, { id: [1, 2] });
+      const em = orm.em.fork();
+      for (const thing of await em.find(Thing, { id: [1, 2] })) thing.name = `once ${thing.id}`;
+      const answers: Array<Record<string, unknown>[]> = [];
+      const query = pg.Client.prototype.query;
+      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+        const result = (query as (...a: unknown[]) => unknown).apply(this, args);
+        if (text && /^with taken as/i.test(text) && result instanceof Promise) void result.then((r: { rows: Record<string, unknown>[] }) => answers.push(r.rows), () => {});
+        return result;
+      } as typeof query;
+      try {
+        await em.flush();
+      } finally {
+        pg.Client.prototype.query = query;
+      }
+      expect(answers).to.have.length(1);
+      const rows = answers[0] as Record<string, unknown>[];
+      expect(rows, 'one row per row read').to.have.length(2);
+      const carriers = rows.filter((row) => row['xa_cache$taken'] != null);
+      expect(carriers, 'the images on one row').to.have.length(1);
+      const taken = JSON.parse(carriers[0]!['xa_cache$taken'] as string) as Array<{ op: string; n: unknown[] }>;
+      expect(taken.map((t) => [t.op, t.n.length])).to.deep.equal([['UPDATE', 2]]);
+      await settle();
+      sql.length = 0;
+      expect((await orm.em.fork().findOneOrFail(Thing, 1)).name).to.equal('once 1');
+      expect((await orm.em.fork().findOneOrFail(Thing, 2)).name).to.equal('once 2');
+      expect(sql, 'both written through: hits').to.deep.equal([]);
+    });
+
     it('the row region\'s generation is read in the same store call as prepare\'s locks, not in one of its own', async () => {
       const em = orm.em.fork();
       (await em.findOneOrFail(Thing, 1)).name = 'read with the locks';
