@@ -13,6 +13,7 @@ import { XaCacheAdapter } from './xa-cache-adapter.js';
 import { CommitOutcomeError, XaConfigError, type CommitOutcome } from './xa-errors.js';
 import { endFailedTransaction, releasingDialect } from './releasing-dialect.js';
 import { deferBegin } from './deferred-begin.js';
+import { joinMarkedRows } from './joined-rows.js';
 import { rejectedByServer } from './connection-loss.js';
 import { settledOutcome } from './commit-outcome.js';
 import { IdleLogFlush } from './idle-log-flush.js';
@@ -79,12 +80,16 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
     // What the pool's clients connect with (URL, credentials, ssl, driverOptions), for sessionClient().
     this.#sessionOptions = this.mapOptions(poolOverrides) as pg.ClientConfig;
     const marked = this.cache.options.markPoolSessions === false ? overrides : { ...overrides, options: managedOptions(this.#sessionOptions.options) };
-    // Every client of the pool sends a transaction's BEGIN with its first statement (see deferBegin).
+    // Every client of the pool sends a transaction's BEGIN with its first statement (see deferBegin) and answers a
+    // marked text of several statements with all their rows (see joinMarkedRows).
     const onPoolCreated = overrides?.onPoolCreated as ((pool: pg.Pool) => unknown) | undefined;
     const deferred: Dictionary = {
       ...marked,
       onPoolCreated: (pool: pg.Pool) => {
-        pool.on('connect', deferBegin);
+        pool.on('connect', (client: pg.Client) => {
+          deferBegin(client);
+          joinMarkedRows(client); // the log statement and the read riding along it (TransactionLog.record)
+        });
         return onPoolCreated?.(pool);
       },
     };

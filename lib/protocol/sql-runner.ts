@@ -8,10 +8,17 @@ export interface SqlRunner {
   /**
    * A read waiting to ride along the next statement that can carry one, if the runner holds one; taken once. The
    * transaction log's statement carries it (see `TransactionLog.record`), which saves the read a round trip of its
-   * own.
+   * own. A runner that hands out riders must answer texts marked with {@link JOINED_ROWS} as that marker says.
    */
   takeRider?(): StatementRider | undefined;
 }
+
+/**
+ * A text that starts with this comment holds several statements and no parameters; the runner answers it with the
+ * rows of all its statements, in order, as one list (`pg` answers such a text with one result per statement, which
+ * layers above it, kysely's among them, would cut down to nothing).
+ */
+export const JOINED_ROWS = '/* xa-cache: joined rows */ ';
 
 /**
  * A read-only SELECT, its values inlined (no parameters), to run inside another statement of the same transaction,

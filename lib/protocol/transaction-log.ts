@@ -1,4 +1,4 @@
-import type { SqlRunner } from './sql-runner.js';
+import { JOINED_ROWS, type SqlRunner } from './sql-runner.js';
 import { parseTaken, type CapturedChange, type WriteCapture } from './write-capture.js';
 
 /** One row of the transaction log, as read back. */
@@ -76,34 +76,39 @@ export class TransactionLog {
    * transaction id and those changes.
    */
   async record(db: SqlRunner, txId: string, keys: readonly string[], regions: readonly string[], doneTxIds: readonly string[], capture?: WriteCapture): Promise<{ xid: string; captured: CapturedChange[] }> {
+    const rider = db.takeRider?.();
+    // With a rider the statement shares a simple-protocol message, which takes no parameters: its values are inlined.
+    const params: Array<string | readonly string[]> = [txId, keys, regions, this.#namespace, doneTxIds];
+    const value = (n: number): string => (rider ? sqlLiteral(params[n - 1] as string | readonly string[]) : `$${n}`);
     const ctes: string[] = [];
     if (capture) ctes.push(capture.takeCte());
-    if (doneTxIds.length > 0) ctes.push(`done AS (DELETE FROM ${this.#table} WHERE tx_id = ANY($5::uuid[]))`);
-    ctes.push(`ins AS (INSERT INTO ${this.#table} (tx_id, namespace, keys, regions) VALUES ($1, $4, $2, $3) RETURNING xid)`);
+    if (doneTxIds.length > 0) ctes.push(`done AS (DELETE FROM ${this.#table} WHERE tx_id = ANY(${value(5)}::uuid[]))`);
+    ctes.push(`ins AS (INSERT INTO ${this.#table} (tx_id, namespace, keys, regions) VALUES (${value(1)}, ${value(4)}, ${value(2)}, ${value(3)}) RETURNING xid)`);
     const own = `SELECT (SELECT xid::text FROM ins) AS xid, ${capture ? capture.takenJson() : 'NULL::text'} AS taken`;
-    const params: unknown[] = [txId, keys, regions, this.#namespace];
-    if (doneTxIds.length > 0) params.push(doneTxIds);
-    const rider = db.takeRider?.();
+    const text = `WITH ${ctes.join(', ')} ${own}`;
     if (!rider) {
-      const { rows } = await db.query(`WITH ${ctes.join(', ')} ${own}`, params);
+      const { rows } = await db.query(text, doneTxIds.length > 0 ? params : params.slice(0, 4));
       const row = rows[0] as { xid: string; taken: string | null };
       return { xid: String(row.xid), captured: parseTaken(row.taken) };
     }
-    // The rider's rows joined to this statement's one row; a row without the rider's marker: it found none. The
-    // taken changes (every captured row image, often kilobytes) go out on the first row only: repeated on each of
-    // the rider's rows they cost more than the rest of the statement (sent, received and parsed once per row).
-    const sql = `WITH ${ctes.join(', ')} SELECT l.xid AS "${RIDER_XID}", CASE WHEN coalesce(r."${RIDER_ROW}", 1) = 1 THEN l.taken END AS "${RIDER_TAKEN}", r.* FROM (${own}) l LEFT JOIN LATERAL (SELECT row_number() OVER () AS "${RIDER_ROW}", s.* FROM (${rider.sql}) s) r ON true`;
+    // The rider goes out as a second statement of the same message: its rows come back as it returns them, after
+    // this statement's one row. (A join of the two in one statement cost more to plan and to run than the read.)
+    const sql = `${JOINED_ROWS}${text};\n${rider.sql.replace(/;\s*$/, '')}`;
     let rows: object[];
     try {
-      ({ rows } = await db.query(sql, params));
+      ({ rows } = await db.query(sql));
     } catch (error) {
       rider.fail(error);
       throw error;
     }
-    const first = rows[0] as Record<string, unknown>;
-    const carrier = (rows.find((row) => (row as Record<string, unknown>)[RIDER_TAKEN] != null) ?? first) as Record<string, unknown>;
-    rider.deliver(rows.filter((row) => (row as Record<string, unknown>)[RIDER_ROW] != null).map(withoutRiderColumns));
-    return { xid: String(first[RIDER_XID]), captured: parseTaken(carrier[RIDER_TAKEN] as string | null) };
+    const row = rows[0] as { xid?: string; taken?: string | null } | undefined;
+    if (row?.xid === undefined) {
+      const error = new Error('the transaction log statement returned no row: the SQL runner does not join the rows of a several-statement text (JOINED_ROWS)');
+      rider.fail(error);
+      throw error;
+    }
+    rider.deliver(rows.slice(1));
+    return { xid: String(row.xid), captured: parseTaken(row.taken ?? null) };
   }
 
   /** Adds keys to this transaction's row (keys the database's capture named that prepare did not know yet). */
@@ -206,12 +211,11 @@ function ownerGone(column: string): string {
   return `(${column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = ${column}))`;
 }
 
-/** Columns the log statement adds to a rider's rows (names no entity is expected to use). */
-const RIDER_XID = 'xa_cache$xid';
-const RIDER_TAKEN = 'xa_cache$taken';
-const RIDER_ROW = 'xa_cache$row';
-
-function withoutRiderColumns(row: object): object {
-  const { [RIDER_XID]: _xid, [RIDER_TAKEN]: _taken, [RIDER_ROW]: _row, ...rest } = row as Record<string, unknown>;
-  return rest;
+/**
+ * A value as a SQL literal: text as an escape string (`E'…'`, whatever `standard_conforming_strings` says), a list
+ * as a `text[]` array of them.
+ */
+function sqlLiteral(value: string | readonly string[]): string {
+  if (typeof value !== 'string') return `ARRAY[${value.map(sqlLiteral).join(', ')}]::text[]`;
+  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 }
