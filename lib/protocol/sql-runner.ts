@@ -21,8 +21,8 @@ export interface SqlRunner {
 export const JOINED_ROWS = '/* xa-cache: joined rows */ ';
 
 /**
- * A read-only SELECT, its values inlined (no parameters), to run inside another statement of the same transaction,
- * which sees the same rows it would see on its own. The order of its rows is not kept.
+ * A read-only SELECT, its values inlined (no parameters), to run in the same message as another statement of the same transaction, right after it,
+ * which sees the same rows it would see on its own, in the order it would return them.
  */
 export interface StatementRider {
   readonly sql: string;
