@@ -21,8 +21,8 @@ export interface SqlRunner {
 export const JOINED_ROWS = '/* xa-cache: joined rows */ ';
 
 /**
- * A read-only SELECT, its values inlined (no parameters), to run in the same message as another statement of the same transaction, right after it,
- * which sees the same rows it would see on its own, in the order it would return them.
+ * A read-only SELECT, its values inlined (no parameters), to run right after another statement of the same
+ * transaction, in the same message: it sees the rows it would see on its own, and returns them in its own order.
  */
 export interface StatementRider {
   readonly sql: string;
