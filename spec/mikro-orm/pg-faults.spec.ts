@@ -74,6 +74,21 @@ describe('PostgreSQL faults', function () {
 
   const pool = async (): Promise<Pool> => (await store.orm.em.getConnection().getNativeClient()) as Pool;
 
+  /**
+   * The first write after the faults, until it succeeds. A connection terminated while idle in the pool can still be
+   * handed out before the pool has seen its socket close (here behind a proxy, one hop later): the statement that
+   * takes it fails with pg's own error, as without the cache, and the pool then discards it. Each attempt must
+   * settle, fail only that way, and at most every connection the pool can hold may fail once.
+   */
+  async function writeAfterFaults(label: string, write: () => Promise<unknown>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      const error = await within(10_000, `${label} (attempt ${attempt + 1})`, write().then(() => undefined, (e: unknown) => e));
+      if (error === undefined) return;
+      expect(String(error), label).to.match(/Connection terminated|terminating connection|ECONNRESET|Client has encountered a connection error/i);
+      expect(attempt, `${label}: more failures than the pool has connections`).to.be.below(POOL_MAX);
+    }
+  }
+
   async function expectPoolHealthy(): Promise<void> {
     const p = await pool();
     // All of the pool at once: a leaked connection would leave one of these waiting forever.
@@ -97,7 +112,7 @@ describe('PostgreSQL faults', function () {
       await terminateBackends(servers.db, { applicationName: APP });
       await within(10_000, `autocommit write ${i}`, autocommit);
     }
-    await within(10_000, 'a write after the faults', store.orm.em.fork().nativeUpdate(Book, { id: 1 }, { title: 'after' }));
+    await writeAfterFaults('a write after the faults', () => store.orm.em.fork().nativeUpdate(Book, { id: 1 }, { title: 'after' }));
     expect((await store.orm.em.fork().findOneOrFail(Book, 1)).title).to.equal('after');
     await expectPoolHealthy();
   });
@@ -122,7 +137,7 @@ describe('PostgreSQL faults', function () {
       await terminateBackends(servers.db, { applicationName: APP });
       await within(10_000, `Kysely autocommit write ${i}`, autocommit);
     }
-    await within(10_000, 'a Kysely write after the faults', db().updateTable('book').set({ title: 'after kysely' }).where('id', '=', 1).execute());
+    await writeAfterFaults('a Kysely write after the faults', () => db().updateTable('book').set({ title: 'after kysely' }).where('id', '=', 1).execute());
     expect((await store.orm.em.fork().findOneOrFail(Book, 1)).title).to.equal('after kysely');
     await expectPoolHealthy();
   });
