@@ -114,6 +114,9 @@ export class XaPostgreSqlConnection extends PostgreSqlConnection {
   async #connect(options?: { skipOnConnect?: boolean }): Promise<void> {
     await super.connect(options);
     if (this.type !== 'write') return;
+    // A Kysely instance or dialect given in `driverOptions` is used as it is: `createKyselyDialect` never ran, so
+    // Kysely's own writes would pass unprepared and the pool's clients unpatched (see `createKyselyDialect`).
+    if (this.#sessionOptions === undefined) throw XaConfigError.readyMadeKysely();
     const adapter = this.cache;
     adapter.attach();
     // The cache logs where the ORM logs, unless the application gave it a logger of its own.

@@ -31,6 +31,10 @@ export class XaConfigError extends Error {
     return new XaConfigError('a write ran in a transaction that was not started through the ORM connection, so the cache cannot be invalidated with it; start transactions with em.transactional() or em.begin()');
   }
 
+  static readyMadeKysely(): XaConfigError {
+    return new XaConfigError('driverOptions gives a ready-made Kysely instance or dialect, which the cache cannot wrap: writes through it would not be prepared (and its pool clients not set up). Give pool and connection options in driverOptions instead, and reach Kysely through em.getKysely()');
+  }
+
   static logTable(table: string, cause: unknown): XaConfigError {
     const error = new XaConfigError(`could not create or reach the transaction log table ${table} (${cause instanceof Error ? cause.message : String(cause)}); grant CREATE on the schema, or create it in a migration with the DDL of TransactionLog.ddl()`);
     error.cause = cause;

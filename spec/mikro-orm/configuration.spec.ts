@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { sharedServers } from '../support/global-servers.js';
 import { Book, entities } from '../support/bookstore.js';
@@ -60,6 +62,22 @@ describe('configuration', () => {
     await orm.close(true);
     expect(error).to.be.instanceOf(XaConfigError);
     expect(String(error)).to.match(/no_such_schema\.xa_log/);
+  });
+
+  it('refuses on connect a ready-made Kysely instance or dialect in driverOptions, whose writes it could not prepare', async () => {
+    const s = sharedServers();
+    for (const made of ['instance', 'dialect'] as const) {
+      const pool = new pg.Pool({ connectionString: s.db, max: 1 });
+      const dialect = new PostgresDialect({ pool });
+      const driverOptions = made === 'instance' ? new Kysely({ dialect }) : dialect;
+      let error: unknown;
+      const orm = await MikroORM.init(withXaCache({ entities, clientUrl: s.db, driverOptions }, { servers: s.memcachedAddresses }));
+      await orm.connect().catch((e: unknown) => (error = e));
+      await orm.close(true);
+      await pool.end().catch(() => undefined);
+      expect(error, made).to.be.instanceOf(XaConfigError);
+      expect(String(error), made).to.match(/ready-made Kysely/);
+    }
   });
 
   describe('decorated class entities', () => {
