@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { Servers } from '../spec/support/servers.js';
-import { TransactionLog } from '../lib/protocol/transaction-log.js';
+import { TransactionLog, sqlLiteral } from '../lib/protocol/transaction-log.js';
 import { WriteCapture } from '../lib/protocol/write-capture.js';
 import type { SqlRunner, StatementRider } from '../lib/protocol/sql-runner.js';
 import { median, roundSettings, rotated, withRange } from './rounds.js';
@@ -29,8 +29,6 @@ const IDS = Array.from({ length: 10 }, (_, i) => 100 + i);
 interface Variant {
   readonly key: string;
   readonly label: string;
-  /** Table the UPDATE writes. */
-  readonly table: 'floor_plain' | 'floor_empty' | 'floor_capture';
   /** One transaction; `price` is new each time. */
   run(client: pg.Client, price: number, state: { doneTxId?: string }): Promise<void>;
 }
@@ -43,7 +41,7 @@ const log = new TransactionLog(LOG_TABLE, 'floor');
 const keys = IDS.map((id) => `e:public.floor_capture:${id}`);
 
 /** The log statement as `TransactionLog.record` sends it, with the write-through read riding along. */
-async function record(client: pg.Client, state: { doneTxId?: string }, send: (sql: string, params?: unknown[]) => Promise<{ rows: object[] }>, read = true): Promise<void> {
+async function record(state: { doneTxId?: string }, send: (sql: string, params?: unknown[]) => Promise<{ rows: object[] }>, read = true): Promise<void> {
   let delivered: object[] | undefined = read ? undefined : [];
   const rider: StatementRider = {
     sql: `select "f0".* from "floor_capture" as "f0" where "f0"."id" in (${IDS.join(', ')})`,
@@ -56,7 +54,6 @@ async function record(client: pg.Client, state: { doneTxId?: string }, send: (sq
   // The floor must do the work a commit does: the capture's images taken and the rows read.
   if (captured.length !== 1 || captured[0]?.newRows?.length !== IDS.length || delivered?.length !== (read ? IDS.length : 0)) throw new Error(`log statement took ${captured.length} changes and read ${delivered?.length} rows`);
   state.doneTxId = txId;
-  void client;
 }
 
 /** The rows of every statement of a message, as the ORM's pool clients answer a text marked `JOINED_ROWS`. */
@@ -64,64 +61,55 @@ function joined(answer: unknown): { rows: object[] } {
   return Array.isArray(answer) ? { rows: (answer as pg.QueryResult[]).flatMap((r) => r.rows ?? []) } : (answer as pg.QueryResult);
 }
 
+/** Sends the log statement (its parameters written into its text) and COMMIT in one simple-protocol message. */
+function withCommit(c: pg.Client): (sql: string, params?: unknown[]) => Promise<{ rows: object[] }> {
+  return async (sql, params) => joined(await c.query(`${params && params.length > 0 ? inlined(sql, params) : sql};commit`));
+}
+
 /** The statement's parameters written into its text, so it can share a simple-protocol message with COMMIT. */
 function inlined(sql: string, params: unknown[]): string {
-  const literal = (v: unknown): string => Array.isArray(v) ? `ARRAY[${v.map(literal).join(',')}]::text[]` : `'${String(v).replaceAll("'", "''")}'`;
-  return sql.replace(/\$(\d+)(::uuid\[\])?/g, (_, n: string, cast: string | undefined) => {
-    const v = params[Number(n) - 1];
-    return cast ? `${literal(v).replace('::text[]', '')}::uuid[]` : literal(v);
-  });
+  return sql.replace(/\$(\d+)/g, (_, n: string) => sqlLiteral(params[Number(n) - 1] as string | readonly string[]));
 }
 
 const variants: Variant[] = [
   {
     key: 'plain3',
     label: 'plain: BEGIN / UPDATE / COMMIT (MikroORM without a cache)',
-    table: 'floor_plain',
     run: async (c, price) => { await c.query('begin'); await c.query(update('floor_plain', price)); await c.query('commit'); },
   },
   {
     key: 'plain2',
     label: 'plain: BEGIN;UPDATE / COMMIT',
-    table: 'floor_plain',
     run: async (c, price) => { await c.query(`begin;${update('floor_plain', price)}`); await c.query('commit'); },
   },
   {
     key: 'empty2',
     label: 'no-op transition-table trigger: BEGIN;UPDATE / COMMIT',
-    table: 'floor_empty',
     run: async (c, price) => { await c.query(`begin;${update('floor_empty', price)}`); await c.query('commit'); },
   },
   {
     key: 'capture3',
     label: 'capture: BEGIN;UPDATE / log statement with the read / COMMIT (xa-cache)',
-    table: 'floor_capture',
     run: async (c, price, state) => {
       await c.query(`begin;${update('floor_capture', price)}`);
-      await record(c, state, async (sql, params) => joined(await c.query(sql, params)));
+      await record(state, async (sql, params) => joined(await c.query(sql, params)));
       await c.query('commit');
     },
   },
   {
     key: 'capture2',
     label: 'capture: BEGIN;UPDATE / log statement with the read;COMMIT',
-    table: 'floor_capture',
     run: async (c, price, state) => {
       await c.query(`begin;${update('floor_capture', price)}`);
-      await record(c, state, async (sql, params) => {
-        return joined(await c.query(`${params && params.length > 0 ? inlined(sql, params) : sql};commit`));
-      });
+      await record(state, withCommit(c));
     },
   },
   {
     key: 'capture2bare',
     label: 'capture: BEGIN;UPDATE / log statement without the read;COMMIT',
-    table: 'floor_capture',
     run: async (c, price, state) => {
       await c.query(`begin;${update('floor_capture', price)}`);
-      await record(c, state, async (sql, params) => {
-        return joined(await c.query(`${params && params.length > 0 ? inlined(sql, params) : sql};commit`));
-      }, false);
+      await record(state, withCommit(c), false);
     },
   },
 ];

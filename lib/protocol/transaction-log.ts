@@ -215,7 +215,7 @@ function ownerGone(column: string): string {
  * A value as a SQL literal: text as an escape string (`E'…'`, whatever `standard_conforming_strings` says), a list
  * as a `text[]` array of them.
  */
-function sqlLiteral(value: string | readonly string[]): string {
+export function sqlLiteral(value: string | readonly string[]): string {
   if (typeof value !== 'string') return `ARRAY[${value.map(sqlLiteral).join(', ')}]::text[]`;
   return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
 }
