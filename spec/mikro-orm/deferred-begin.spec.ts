@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { sharedServers } from '../support/global-servers.js';
 import { deferBegin } from '../../lib/mikro-orm/deferred-begin.js';
+import { recordMessages, type RecordedMessages } from '../support/pg-messages.js';
 
 /*
  * A pool client sends kysely's BEGIN with the transaction's first statement (lib/mikro-orm/deferred-begin.ts), against
@@ -11,7 +12,7 @@ describe('BEGIN sent with the first statement of the transaction', () => {
   let client: pg.Client;
   let admin: pg.Client;
   let sent: string[];
-  let query: typeof pg.Client.prototype.query;
+  let recording: RecordedMessages;
 
   before(async () => {
     admin = new pg.Client({ connectionString: sharedServers().db });
@@ -30,16 +31,12 @@ describe('BEGIN sent with the first statement of the transaction', () => {
     await client.connect();
     deferBegin(client);
     // Counted at the prototype, as instrumentation does: every message the client sends.
-    sent = [];
-    query = pg.Client.prototype.query;
-    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      if (this === client) sent.push(typeof args[0] === 'string' ? args[0] : String((args[0] as { text?: string } | undefined)?.text ?? 'submittable'));
-      return (query as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof query;
+    recording = recordMessages(client);
+    sent = recording.sent;
   });
 
   afterEach(async () => {
-    pg.Client.prototype.query = query;
+    recording.stop();
     await client.end().catch(() => undefined);
   });
 

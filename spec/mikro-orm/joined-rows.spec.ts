@@ -4,6 +4,7 @@ import { sharedServers } from '../support/global-servers.js';
 import { deferBegin } from '../../lib/mikro-orm/deferred-begin.js';
 import { joinMarkedRows } from '../../lib/mikro-orm/joined-rows.js';
 import { JOINED_ROWS } from '../../lib/protocol/sql-runner.js';
+import { recordMessages, type RecordedMessages } from '../support/pg-messages.js';
 
 /*
  * A pool client answers a text marked JOINED_ROWS with the rows of all its statements (lib/mikro-orm/joined-rows.ts),
@@ -12,23 +13,19 @@ import { JOINED_ROWS } from '../../lib/protocol/sql-runner.js';
 describe('rows of a marked text of several statements, joined', () => {
   let client: pg.Client;
   let sent: string[];
-  let query: typeof pg.Client.prototype.query;
+  let recording: RecordedMessages;
 
   beforeEach(async () => {
     client = new pg.Client({ connectionString: sharedServers().db });
     await client.connect();
     deferBegin(client);
     joinMarkedRows(client);
-    sent = [];
-    query = pg.Client.prototype.query;
-    pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      if (this === client && typeof args[0] === 'string') sent.push(args[0]);
-      return (query as (...a: unknown[]) => unknown).apply(this, args);
-    } as typeof query;
+    recording = recordMessages(client);
+    sent = recording.sent;
   });
 
   afterEach(async () => {
-    pg.Client.prototype.query = query;
+    recording.stop();
     await client.end();
   });
 

@@ -9,6 +9,7 @@ import { installWriteCapture } from '../../lib/mikro-orm/write-capture-setup.js'
 import { invalidate } from '../../lib/mikro-orm/invalidation.js';
 import type { XaCacheAdapter, XaCacheOptions } from '../../lib/mikro-orm/xa-cache-adapter.js';
 import type { SqlRunner } from '../../lib/protocol/sql-runner.js';
+import { recordMessages } from '../support/pg-messages.js';
 
 /**
  * Write-through (docs/protocol.md, "Write-through"): after a commit, the rows it inserted or updated hold their
@@ -154,19 +155,13 @@ describe('write-through of committed row images', function () {
   describe('the read of the written rows rides along the log statement', () => {
     /** Statements the application's pg clients send while `work` runs (every client, counted at the driver). */
     const statementsDuring = async (work: () => Promise<void>): Promise<string[]> => {
-      const sent: string[] = [];
-      const query = pg.Client.prototype.query;
-      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-        const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
-        if (text !== undefined) sent.push(text.replace(/\s+/g, ' ').trim());
-        return (query as (...a: unknown[]) => unknown).apply(this, args);
-      } as typeof query;
+      const recording = recordMessages();
       try {
         await work();
       } finally {
-        pg.Client.prototype.query = query;
+        recording.stop();
       }
-      return sent;
+      return recording.sent.map((text) => text.replace(/\s+/g, ' ').trim());
     };
 
     it('a flush sends BEGIN with its UPDATE, the log statement carrying the read, COMMIT: no SELECT of its own', async () => {
