@@ -226,9 +226,9 @@ describe('consistency checker: catches each safeguard switched off', function ()
     expect(report.byGuarantee.G6, 'unresolved in-doubt keys found').to.be.greaterThan(0);
   });
 
-  // These run with protocol-level workers, which put values on every other write and pause between COMMIT and
-  // promote now and then: the ORM workers write values only through write-through, and their writers of one item
-  // queue in the database, which leaves these races a narrow window.
+  // These run with protocol-level workers, which put values on every other write and hold every other promote until
+  // a racing writer has returned: the ORM workers write values only through write-through, and their writers of one
+  // item queue in the database, which leaves these races a narrow window.
   /** Like spec/protocol/concurrency.spec: a mutation shows within a few thousand operations; several seeds keep one unlucky run from hiding it. */
   async function protocolLevel(switches: UnsafeTestSwitches, anomaly: 'dirty' | 'stale'): Promise<number> {
     const s = sharedServers();
