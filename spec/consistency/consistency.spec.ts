@@ -89,10 +89,12 @@ describe('consistency checker: catches each safeguard switched off', function ()
         print: () => undefined,
       });
       show(report);
-      found += report.byGuarantee.G2 ?? 0;
+      // Either shows the older image written: a read of it after the newer commit returned, or the end audit finding
+      // it still cached (on a loaded machine, with few reads, often only the latter: three seeds of four, none read).
+      found += (report.byGuarantee.G2 ?? 0) + (report.byGuarantee.G6 ?? 0);
       if (found > 0) break;
     }
-    expect(found, 'stale reads found').to.be.greaterThan(0);
+    expect(found, 'stale values found').to.be.greaterThan(0);
   });
 
   it('captured changes ignored by prepare (skipCapture): stale reads (G2/G3) after writes only the database reports', async () => {
@@ -110,10 +112,12 @@ describe('consistency checker: catches each safeguard switched off', function ()
         print: () => undefined,
       });
       show(report);
-      found += report.byGuarantee.G2 ?? 0;
+      // Either shows the older image written: a read of it after the newer commit returned, or the end audit finding
+      // it still cached (on a loaded machine, with few reads, often only the latter: three seeds of four, none read).
+      found += (report.byGuarantee.G2 ?? 0) + (report.byGuarantee.G6 ?? 0);
       if (found > 0) break;
     }
-    expect(found, 'stale reads found').to.be.greaterThan(0);
+    expect(found, 'stale values found').to.be.greaterThan(0);
   });
 
   it('outside changes never applied (skipOutsideChanges): reads stale past the bound after the external writer\'s commits (G13)', async () => {
@@ -162,7 +166,7 @@ describe('consistency checker: catches each safeguard switched off', function ()
     expect(found, 'index entries naming an item that no longer holds the code').to.be.greaterThan(0);
   });
 
-  it('the last holder of a shared lock writes its image (writeThroughSharedLock): stale reads (G2) through the ORM workers', async () => {
+  it('the last holder of a shared lock writes its image (writeThroughSharedLock): stale values read (G2) or left in the cache (G6) through the ORM workers', async () => {
     // Write-through is on in every worker: a writer that commits first but promotes after a second writer joined
     // its lock would write the older row image. Writers of one item queue on its slot row, so the second one
     // joins while the first one's promote is still on its way: a window of a memcached round trip or two.
@@ -182,10 +186,12 @@ describe('consistency checker: catches each safeguard switched off', function ()
         print: () => undefined,
       });
       show(report);
-      found += report.byGuarantee.G2 ?? 0;
+      // Either shows the older image written: a read of it after the newer commit returned, or the end audit finding
+      // it still cached (on a loaded machine, with few reads, often only the latter: three seeds of four, none read).
+      found += (report.byGuarantee.G2 ?? 0) + (report.byGuarantee.G6 ?? 0);
       if (found > 0) break;
     }
-    expect(found, 'stale reads found').to.be.greaterThan(0);
+    expect(found, 'stale values found').to.be.greaterThan(0);
   });
 
   it('old values\' conjunctions forgotten (forgetOldConjunctions): stale query results (G2/G3) after items moved out of a group', async () => {
