@@ -72,14 +72,21 @@ verify() {
   echo "unknown ${states:-0} $secs"
 }
 
-# Run the verifications two at a time (the machine this is sized for has 2 cores).
+# Run the verifications two at a time (the machine this is sized for has 2 cores), the longest first (by their
+# states above: write-through ~80 s, region ~27 s, scheme ~16 s, the rest seconds), so the short ones fill the other
+# core while the longest runs: in pairs, each pair waiting for its slower half, the whole took ~150 s instead of ~85.
+longest_first=()
+for heavy in correct-write-through correct-region correct-scheme correct-fine-grain; do
+  for i in "${!runs[@]}"; do [ "${runs[$i]%%|*}" = "$heavy" ] && longest_first+=("$i"); done
+done
+for i in "${!runs[@]}"; do [[ " ${longest_first[*]} " == *" $i "* ]] || longest_first+=("$i"); done
 start=$(date +%s)
-pids=()
-for i in "${!runs[@]}"; do
+running=0
+for i in "${longest_first[@]}"; do
   IFS='|' read -r name _ flags _ <<<"${runs[$i]}"
+  if [ "$running" -ge 2 ]; then wait -n; running=$((running - 1)); fi
   ( verify "$name" "$flags" >"$work/result.$i" ) &
-  pids+=($!)
-  if [ $(( ${#pids[@]} % 2 )) -eq 0 ]; then wait "${pids[@]}"; pids=(); fi
+  running=$((running + 1))
 done
 wait
 
