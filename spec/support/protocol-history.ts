@@ -55,9 +55,10 @@ export async function runProtocolHistory(servers: readonly string[], databaseUrl
       const rollback = random() < 0.2;
       try {
         // Every other write holds its promote after COMMIT until a racing writer of one of its rows has returned (or
-        // 20 ms), so promotes arrive out of commit order by construction, however fast the machine: the races the
-        // mutations below turn into stale reads. (Fixed pauses of 1-3 ms left half the runs of
-        // `writeThroughSharedLock` and `promoteWithoutCas` without one, and six in a row on a slower machine.)
+        // 20 ms), so promotes arrive out of commit order by construction, however fast the machine: the races that the
+        // mutation tests' switches (concurrency.spec, consistency.spec) turn into stale reads. (Fixed pauses of 1-3 ms
+        // left half the runs of `writeThroughSharedLock` and `promoteWithoutCas` without one, and six in a row on a
+        // slower machine.)
         const hold = random() < 0.5;
         const at = async (phase: string): Promise<void> => {
           if (phase === 'committed' && hold) await racingWriterReturned(chosen, 20);
